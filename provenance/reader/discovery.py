@@ -66,6 +66,10 @@ class SafetensorsCheckpoint(Checkpoint):
 
 def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """Open a checkpoint file or folder; raise `CheckpointError` with the file and problem if it cannot be read."""
+    if str(path).startswith("hf://"):
+        from .hub import open_hub_checkpoint  # remote reads only where asked for
+
+        return open_hub_checkpoint(str(path))
     root = Path(path)
     if not root.exists():
         raise CheckpointError(root, "no such file or directory")
