@@ -3,18 +3,97 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
 from ..errors import CheckpointError
-from .base import RowSelection, TensorInfo
+from .base import Checkpoint, CheckpointFile, RowSelection, TensorInfo
 from .dtypes import DTYPE_SIZES, to_float32
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the limit the safetensors library itself enforces
+
+
+class SafetensorsCheckpoint(Checkpoint):
+    """One or more safetensors files (single, sharded, or in sub-model folders) read lazily.
+
+    `shards` pairs each file with the dotted name prefix of its sub-model folder ("" at the root).
+    `expected` optionally maps each shard to the tensor names its weight-map index promises it holds.
+    """
+
+    format = "safetensors"
+
+    def __init__(
+        self,
+        path: Path,
+        shards: list[tuple[Path, str]],
+        extra_files: list[CheckpointFile],
+        config: dict[str, Any] | None,
+        expected: dict[Path, set[str]] | None = None,
+    ) -> None:
+        self.path = path
+        self.config = config
+        self.metadata = {}
+        self._infos: dict[str, TensorInfo] = {}
+        self._fds: dict[Path, int] = {}
+        self._files = list(extra_files)
+        for shard, prefix in shards:
+            infos, meta = parse_header(shard, prefix)
+            if meta:
+                self.metadata.setdefault("safetensors", {})[str(shard.name)] = meta
+            if expected and shard in expected:
+                _check_weight_map(shard, prefix, infos, expected[shard])
+            for info in infos:
+                if info.name in self._infos:
+                    raise CheckpointError(shard, f"tensor {info.name!r} also appears in {self._infos[info.name].file}")
+                self._infos[info.name] = info
+            self._files.append(CheckpointFile(shard, shard.stat().st_size, "weights"))
+
+    def tensors(self) -> Iterator[TensorInfo]:
+        return iter(self._infos.values())
+
+    def tensor(self, name: str) -> TensorInfo:
+        return self._infos[name]
+
+    def files(self) -> list[CheckpointFile]:
+        return list(self._files)
+
+    def read_rows(self, name: str, rows: RowSelection = None) -> np.ndarray:
+        info = self._infos[name]
+        fd = self._fds.get(info.file)
+        if fd is None:
+            try:
+                fd = self._fds[info.file] = os.open(info.file, os.O_RDONLY)
+            except OSError as exc:
+                raise CheckpointError(info.file, f"cannot open: {exc.strerror or exc}") from None
+        return read_rows(fd, info, rows)
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+
+def _check_weight_map(shard: Path, prefix: str, infos: list[TensorInfo], names: set[str]) -> None:
+    """The index's weight map must name only tensors the shard really holds."""
+    held = {info.name[len(prefix):] for info in infos}
+    missing = sorted(names - held)
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise CheckpointError(shard, f"weight map places tensor {missing[0]!r}{more} in this shard, but it is not there")
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
 
 
 def parse_header(path: Path, prefix: str = "") -> tuple[list[TensorInfo], dict[str, Any]]:
@@ -34,20 +113,31 @@ def parse_header(path: Path, prefix: str = "") -> tuple[list[TensorInfo], dict[s
     except OSError as exc:
         raise CheckpointError(path, f"cannot read: {exc.strerror or exc}") from None
     try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(path, f"header is not valid JSON ({exc.__class__.__name__})") from None
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        detail = str(exc).splitlines()[0][:120] if str(exc) else exc.__class__.__name__
+        raise CheckpointError(path, f"header is not valid JSON ({detail})") from None
     if not isinstance(header, dict):
-        raise CheckpointError(path, f"header is a JSON {type(header).__name__}, not an object")
-    metadata = header.pop("__metadata__", None) or {}
+        raise CheckpointError(path, f"header is a JSON {_json_type(header)}, not an object")
+    metadata = header.pop("__metadata__", None)
+    if metadata is None:
+        metadata = {}
     if not isinstance(metadata, dict):
         raise CheckpointError(path, "__metadata__ is not an object")
     data_start = 8 + n
     data_len = size - data_start
     infos = [_tensor_info(path, prefix, name, entry, data_start, data_len) for name, entry in header.items()]
-    infos.sort(key=lambda t: t.byte_range)
+    infos.sort(key=lambda t: (t.byte_range, t.name))
     _check_no_overlap(path, infos)
     return infos, metadata
+
+
+def _json_type(value: Any) -> str:
+    return {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}.get(type(value), "null")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _tensor_info(path: Path, prefix: str, name: str, entry: Any, data_start: int, data_len: int) -> TensorInfo:
@@ -56,66 +146,72 @@ def _tensor_info(path: Path, prefix: str, name: str, entry: Any, data_start: int
     dtype = entry.get("dtype")
     shape = entry.get("shape")
     offsets = entry.get("data_offsets")
-    if dtype not in DTYPE_SIZES:
+    if not isinstance(dtype, str) or dtype not in DTYPE_SIZES:
         raise CheckpointError(path, f"tensor {name!r}: unknown dtype {dtype!r}")
-    if not (isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
+    if not (isinstance(shape, list) and all(_is_int(d) and d >= 0 for d in shape)):
         raise CheckpointError(path, f"tensor {name!r}: shape {shape!r} is not a list of non-negative integers")
-    if not (
-        isinstance(offsets, list)
-        and len(offsets) == 2
-        and all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
-    ):
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(o) for o in offsets)):
         raise CheckpointError(path, f"tensor {name!r}: data_offsets {offsets!r} is not a pair of integers")
     begin, end = offsets
     if not 0 <= begin <= end <= data_len:
         raise CheckpointError(
             path, f"tensor {name!r}: byte range [{begin}, {end}) lies outside the {data_len}-byte data section"
         )
-    numel = int(np.prod(shape, dtype=np.int64)) if shape else 1
-    if end - begin != numel * DTYPE_SIZES[dtype]:
+    expected = math.prod(shape) * DTYPE_SIZES[dtype]  # exact integer arithmetic: no overflow on hostile shapes
+    if end - begin != expected:
         raise CheckpointError(
-            path,
-            f"tensor {name!r}: {end - begin} bytes do not match {dtype} x {shape} ({numel * DTYPE_SIZES[dtype]} bytes)",
+            path, f"tensor {name!r}: {end - begin} bytes do not match {dtype} x {shape} ({expected} bytes)"
         )
     return TensorInfo(prefix + name, dtype, tuple(shape), path, (data_start + begin, data_start + end))
 
 
 def _check_no_overlap(path: Path, infos: list[TensorInfo]) -> None:
-    for prev, cur in zip(infos, infos[1:]):
-        if cur.byte_range[0] < prev.byte_range[1] and cur.nbytes and prev.nbytes:
-            raise CheckpointError(path, f"tensors {prev.name!r} and {cur.name!r} overlap in the data section")
+    last: TensorInfo | None = None
+    for cur in infos:
+        if not cur.nbytes:
+            continue
+        if last is not None and cur.byte_range[0] < last.byte_range[1]:
+            raise CheckpointError(path, f"tensors {last.name!r} and {cur.name!r} overlap in the data section")
+        if last is None or cur.byte_range[1] > last.byte_range[1]:
+            last = cur
 
 
 def row_indices(rows: RowSelection, n_rows: int) -> np.ndarray | slice:
-    """Normalise a row selection to a bounded slice (step 1) or a sorted-checked index array."""
+    """Normalise a row selection to a bounded slice (step 1) or an in-range index array."""
     if rows is None:
         return slice(0, n_rows)
     if isinstance(rows, slice):
         start, stop, step = rows.indices(n_rows)
-        return slice(start, stop) if step == 1 else np.arange(start, stop, step)
+        if step == 1:
+            return slice(start, max(start, stop))
+        return np.arange(start, stop, step)
     idx = np.asarray(rows, dtype=np.int64).reshape(-1)
     if idx.size and (idx.min() < -n_rows or idx.max() >= n_rows):
         raise IndexError(f"row index out of range for {n_rows} rows")
     return np.where(idx < 0, idx + n_rows, idx)
 
 
+def row_runs(sel: np.ndarray | slice) -> tuple[list[tuple[int, int]], np.ndarray | None]:
+    """Contiguous (start, length) runs covering a selection, and the order to scatter them back in."""
+    if isinstance(sel, slice):
+        return [(sel.start, sel.stop - sel.start)], None
+    uniq, inverse = np.unique(sel, return_inverse=True)
+    return list(_runs(uniq)), inverse.reshape(-1)
+
+
 def read_rows(fd: int, info: TensorInfo, rows: RowSelection) -> np.ndarray:
     """Read selected rows of a safetensors tensor with positioned reads (no mmap of the whole file)."""
     n_rows, width = info.rows, info.row_length
     row_bytes = width * DTYPE_SIZES[info.dtype]
-    sel = row_indices(rows, n_rows)
-    if isinstance(sel, slice):
-        raw = _pread_exact(fd, info, info.byte_range[0] + sel.start * row_bytes, (sel.stop - sel.start) * row_bytes)
-        return to_float32(raw, info.dtype).reshape(-1, width)
-    # read contiguous runs of sorted unique rows once, then scatter into request order
-    uniq, inverse = np.unique(sel, return_inverse=True)
-    block = np.empty((len(uniq), width), dtype=np.float32)
+    runs, inverse = row_runs(row_indices(rows, n_rows))
+    total = sum(length for _, length in runs)
+    block = np.empty((total, width), dtype=np.float32)
     pos = 0
-    for start, length in _runs(uniq):
-        raw = _pread_exact(fd, info, info.byte_range[0] + start * row_bytes, length * row_bytes)
+    for start, length in runs:
+        raw = pread_exact(fd, info, info.byte_range[0] + start * row_bytes, length * row_bytes)
         block[pos : pos + length] = to_float32(raw, info.dtype).reshape(length, width)
         pos += length
-    return block[inverse.reshape(-1)]
+    return block if inverse is None else block[inverse]
 
 
 def _runs(sorted_rows: Iterable[int]) -> Iterable[tuple[int, int]]:
@@ -134,8 +230,14 @@ def _runs(sorted_rows: Iterable[int]) -> Iterable[tuple[int, int]]:
         yield start, prev - start + 1
 
 
-def _pread_exact(fd: int, info: TensorInfo, offset: int, length: int) -> bytes:
-    data = os.pread(fd, length, offset)
-    if len(data) != length:
-        raise CheckpointError(info.file, f"tensor {info.name!r}: file ends before its data (truncated)")
-    return data
+def pread_exact(fd: int, info: TensorInfo, offset: int, length: int) -> bytes:
+    """Exactly `length` bytes at `offset`, or a `CheckpointError` if the file ends first."""
+    chunks = []
+    got = 0
+    while got < length:
+        data = os.pread(fd, length - got, offset + got)
+        if not data:
+            raise CheckpointError(info.file, f"tensor {info.name!r}: file ends before its data (truncated)")
+        chunks.append(data)
+        got += len(data)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
