@@ -1,9 +1,73 @@
-"""`provenance inspect` (placeholder until its issue lands; replace this module whole)."""
+"""`provenance inspect PATH`: files and sha256, format and quantisation, counts by component, dtypes, config facts."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
 
 import click
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+from rich.table import Table
+
+from provenance.inspect import Inspection, inspect_checkpoint
+from provenance.reader import open_checkpoint
 
 
-@click.command(name="inspect", hidden=True)
-def command() -> None:
-    """Not implemented yet."""
-    raise click.UsageError("'inspect' is not implemented yet")
+@click.command(name="inspect")
+@click.argument("path")
+@click.option("--json", "as_json", is_flag=True, help="Print the same facts as JSON.")
+@click.option("--no-hash", is_flag=True, help="Skip the sha256 of every file (faster on large checkpoints).")
+def command(path: str, as_json: bool, no_hash: bool) -> None:
+    """Show what the checkpoint at PATH holds (file, folder, sharded or GGUF) without loading its weights."""
+    with open_checkpoint(path) as ckpt:
+        total = sum(f.size for f in ckpt.files())
+        if no_hash:
+            result = inspect_checkpoint(ckpt, hash_files=False)
+        else:
+            with _progress() as progress:
+                task = progress.add_task("sha256", total=total)
+                result = inspect_checkpoint(ckpt, progress=lambda n: progress.advance(task, n))
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        _print(result)
+
+
+def _progress() -> Progress:
+    err = Console(stderr=True)
+    return Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                    console=err, transient=True, disable=not err.is_terminal)
+
+
+def _print(result: Inspection) -> None:
+    out = Console(file=sys.stdout, soft_wrap=True)
+    quant = f", quantisation {result.quantisation}" if result.quantisation else ""
+    out.print(f"[bold]{result.path}[/bold]")
+    out.print(f"format {result.format}{quant}; {result.tensor_count} tensors, {result.parameter_count:,} parameters")
+
+    out.print("files (sha256, bytes, role, path):")
+    root = Path(result.path)
+    for f in result.files:
+        shown = Path(f.path).relative_to(root) if root.is_dir() and Path(f.path).is_relative_to(root) else f.path
+        out.print(f"  {f.sha256 or '(not hashed)':64}  {f.size:>14,}  {f.role:9}  {shown}", highlight=False)
+
+    comps = Table("component", "parameters", "share", title="parameters by component", title_justify="left")
+    for name, count in result.components.items():
+        share = count / result.parameter_count if result.parameter_count else 0.0
+        comps.add_row(name, f"{count:,}", f"{share:.1%}")
+    out.print(comps)
+
+    dtypes = Table("dtype", "tensors", "parameters", title="dtypes", title_justify="left")
+    for name, counts in result.dtypes.items():
+        dtypes.add_row(name, str(counts.tensors), f"{counts.parameters:,}")
+    out.print(dtypes)
+
+    if result.config:
+        cfg = Table("config", "value", title="config facts", title_justify="left")
+        for key, value in result.config.items():
+            cfg.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
+        out.print(cfg)
+    for ignored in result.ignored_files:
+        out.print(f"ignored (another format is preferred): {ignored}")
