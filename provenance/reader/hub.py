@@ -1,0 +1,220 @@
+"""Safetensors checkpoints on the Hugging Face Hub read over HTTP range requests: headers and requested rows only.
+
+`hf://ORG/NAME[@REVISION][/subfolder]` is pinned to one commit. Shards are found as locally (weight-map
+indexes, sub-model folders); each header is validated by the local safetensors reader; `read_rows` issues
+one ranged GET per run of consecutive rows. With a `cache_dir`, every fetched byte range is kept on disk,
+so an interrupted job re-run with the same directory does not fetch it again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import posixpath
+import struct
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path, PurePosixPath
+from tempfile import TemporaryDirectory
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..atomic import atomic_write
+from ..errors import CheckpointError, NothingToScanError
+from ..hub import HubClient, HubRef, RepoSnapshot, parse_hub_ref
+from . import safetensors_format
+from .base import Checkpoint, CheckpointFile, RowSelection, TensorInfo
+from .discovery import CONFIG_NAMES, TOKENIZER_NAMES
+from .dtypes import DTYPE_SIZES, to_float32
+
+HEADER_PROBE_BYTES = 100_000  # one GET covers the header of most files (huggingface_hub's own choice)
+PARALLEL_RANGES = 8
+
+
+class HubCheckpoint(Checkpoint):
+    """A safetensors checkpoint in a Hub repo at a pinned commit; tensors and rows come over ranged reads.
+
+    `path` is `hf://REPO@COMMIT[/subfolder]`; `TensorInfo.file` and `files()` are repo-relative paths.
+    """
+
+    format = "safetensors"
+
+    def __init__(self, ref: HubRef, client: HubClient | None = None, cache_dir: Path | None = None) -> None:
+        self.client = client or HubClient()
+        self.ref = ref
+        self.snapshot: RepoSnapshot = self.client.snapshot(ref)
+        self.uri = ref.uri(self.snapshot.commit)
+        self.path = Path(self.uri)
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.metadata = {"hub": {**self.snapshot.to_dict(), "subfolder": ref.subfolder, "endpoint": self.client.endpoint}}
+        self._infos: dict[str, TensorInfo] = {}
+        self._files: list[CheckpointFile] = []
+        shards = self._shards()
+        if not shards:
+            raise NothingToScanError(self.uri, "repository holds no *.safetensors checkpoint here")
+        self.config = self._config()
+        with TemporaryDirectory(prefix="provenance-hub-") as scratch:
+            stub_root = self.cache_dir / "headers" if self.cache_dir else Path(scratch)
+            for name, prefix in shards:
+                self._add_shard(name, prefix, stub_root)
+        self._files.extend(self._side_files())
+
+    # ---- Checkpoint API -------------------------------------------------------------------------
+    def tensors(self) -> Iterator[TensorInfo]:
+        return iter(self._infos.values())
+
+    def tensor(self, name: str) -> TensorInfo:
+        return self._infos[name]
+
+    def files(self) -> list[CheckpointFile]:
+        return list(self._files)
+
+    def read_rows(self, name: str, rows: RowSelection = None) -> np.ndarray:
+        info = self._infos[name]
+        width = info.row_length
+        row_bytes = width * DTYPE_SIZES[info.dtype]
+        sel = safetensors_format.row_indices(rows, info.rows)
+        if isinstance(sel, slice):
+            runs = [(sel.start, sel.stop - sel.start)] if sel.stop > sel.start else []
+            order = None
+        else:
+            uniq, order = np.unique(sel, return_inverse=True)
+            runs = list(safetensors_format._runs(uniq))
+        ranges = [(info.byte_range[0] + start * row_bytes, length * row_bytes) for start, length in runs]
+        if len(ranges) > 1:
+            with ThreadPoolExecutor(PARALLEL_RANGES) as pool:
+                blobs = list(pool.map(lambda r: self._range(str(info.file), *r), ranges))
+        else:
+            blobs = [self._range(str(info.file), *r) for r in ranges]
+        block = to_float32(b"".join(blobs), info.dtype).reshape(-1, width) if blobs else np.empty((0, width), np.float32)
+        return block if order is None else block[order.reshape(-1)]
+
+    # ---- shards and headers ---------------------------------------------------------------------
+    def _in_scope(self) -> list[str]:
+        """Repo files under the sub-folder, relative to it."""
+        base = self.ref.subfolder.strip("/")
+        names = []
+        for name in self.snapshot.files:
+            if not base:
+                names.append(name)
+            elif name.startswith(base + "/"):
+                names.append(name[len(base) + 1:])
+        return sorted(names)
+
+    def _repo_name(self, rel: str) -> str:
+        return posixpath.join(self.ref.subfolder.strip("/"), rel) if self.ref.subfolder else rel
+
+    def _shards(self) -> list[tuple[str, str]]:
+        """(repo path, dotted tensor-name prefix) of every safetensors shard, as local discovery finds them."""
+        rel_names = self._in_scope()
+        folders = sorted({posixpath.dirname(n) for n in rel_names})
+        found: list[tuple[str, str]] = []
+        for folder in folders:
+            prefix = "" if not folder else ".".join(PurePosixPath(folder).parts) + "."
+            here = [n for n in rel_names if posixpath.dirname(n) == folder]
+            indexes = [n for n in here if n.endswith(".safetensors.index.json")]
+            if indexes:
+                shard_names: list[str] = []
+                for index in indexes:
+                    for shard in self._weight_map_shards(index):
+                        rel = posixpath.join(folder, shard) if folder else shard
+                        if rel not in rel_names:
+                            raise CheckpointError(f"{self.uri}/{index}", f"weight map names missing shard {shard!r}")
+                        shard_names.append(rel)
+                found.extend((self._repo_name(n), prefix) for n in shard_names)
+            else:
+                found.extend((self._repo_name(n), prefix) for n in here if n.endswith(".safetensors"))
+        return found
+
+    def _weight_map_shards(self, rel_index: str) -> list[str]:
+        name = self._repo_name(rel_index)
+        raw = self.client.read_file(self.snapshot, name)
+        try:
+            weight_map = json.loads(raw.decode("utf-8"))["weight_map"]
+            return sorted(set(weight_map.values()))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise CheckpointError(f"{self.uri}/{rel_index}", f"not a valid weight-map index ({exc.__class__.__name__})") from None
+
+    def _add_shard(self, name: str, prefix: str, stub_root: Path) -> None:
+        """Fetch the header of one shard and validate it with the local safetensors reader."""
+        remote = self.snapshot.files[name]
+        if remote.size is None:
+            raise CheckpointError(f"{self.uri}/{name}", "the Hub did not report this file's size")
+        stub = _header_stub(self, name, remote.size, stub_root / self.snapshot.commit)
+        try:
+            infos, meta = safetensors_format.parse_header(stub, prefix)
+        except CheckpointError as err:
+            raise CheckpointError(f"{self.ref.uri(self.snapshot.commit)}:{name}", err.problem) from None
+        if meta:
+            self.metadata.setdefault("safetensors", {})[name] = meta
+        remote_path = Path(name)
+        for info in infos:
+            if info.name in self._infos:
+                raise CheckpointError(f"{self.uri}/{name}", f"tensor {info.name!r} also appears in {self._infos[info.name].file}")
+            self._infos[info.name] = dataclasses.replace(info, file=remote_path)
+        self._files.append(CheckpointFile(remote_path, remote.size, "weights"))
+
+    def _config(self) -> dict[str, Any] | None:
+        name = self._repo_name("config.json")
+        if name not in self.snapshot.files:
+            return None
+        try:
+            cfg = json.loads(self.client.read_file(self.snapshot, name).decode("utf-8"))
+        except ValueError as exc:
+            raise CheckpointError(f"{self.uri}/config.json", f"config is not valid JSON ({exc.__class__.__name__})") from None
+        if not isinstance(cfg, dict):
+            raise CheckpointError(f"{self.uri}/config.json", "config is not a JSON object")
+        return cfg
+
+    def _side_files(self) -> list[CheckpointFile]:
+        out = []
+        for rel in self._in_scope():
+            base = posixpath.basename(rel)
+            if posixpath.dirname(rel):
+                continue
+            role = ("config" if base in CONFIG_NAMES else "tokenizer" if base in TOKENIZER_NAMES
+                    else "index" if base.endswith(".safetensors.index.json") else None)
+            if role:
+                remote = self.snapshot.files[self._repo_name(rel)]
+                out.append(CheckpointFile(Path(remote.name), remote.size or 0, role))
+        return out
+
+    # ---- byte ranges with an optional on-disk cache --------------------------------------------
+    def _range(self, filename: str, start: int, length: int) -> bytes:
+        if self.cache_dir is None:
+            return self.client.read_range(self.snapshot, filename, start, length)
+        key = hashlib.blake2b(f"{self.snapshot.commit}\0{filename}\0{start}\0{length}".encode(), digest_size=16)
+        cached = self.cache_dir / "ranges" / f"{key.hexdigest()}.bin"
+        if cached.is_file() and cached.stat().st_size == length:
+            return cached.read_bytes()
+        data = self.client.read_range(self.snapshot, filename, start, length)
+        with atomic_write(cached, "wb") as handle:
+            handle.write(data)
+        return data
+
+
+def _header_stub(ckpt: HubCheckpoint, name: str, size: int, stub_dir: Path) -> Path:
+    """A sparse local copy of a remote safetensors file holding only its header, for the local validator.
+
+    The stub has the remote file's size (holes take no disk space), so size checks apply unchanged.
+    """
+    stub = stub_dir / name
+    if stub.is_file() and stub.stat().st_size == size:
+        return stub
+    head = ckpt.client.read_range(ckpt.snapshot, name, 0, min(HEADER_PROBE_BYTES, size))
+    if len(head) >= 8:
+        (n,) = struct.unpack("<Q", head[:8])
+        if 8 + n > len(head) and n <= min(safetensors_format.MAX_HEADER_BYTES, size - 8):
+            head += ckpt.client.read_range(ckpt.snapshot, name, len(head), 8 + n - len(head))
+        elif 8 + n <= len(head):
+            head = head[: 8 + n]
+    with atomic_write(stub, "wb") as handle:
+        handle.write(head)
+        handle.truncate(size)
+    return stub
+
+
+def open_hub_checkpoint(uri: str, client: HubClient | None = None, cache_dir: Path | None = None) -> HubCheckpoint:
+    """Open `hf://REPO_ID[@REVISION][/subfolder]` pinned to the revision's commit (default branch `main`)."""
+    return HubCheckpoint(parse_hub_ref(uri), client=client, cache_dir=cache_dir)
