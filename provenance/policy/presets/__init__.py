@@ -1,0 +1,1 @@
+"""Built-in policies, one TOML file each (`provenance policy list`)."""

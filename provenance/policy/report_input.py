@@ -1,0 +1,68 @@
+"""Rebuild `Finding`s from a saved scan report (`ScanReport.to_dict()` as JSON), for `policy check`."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from provenance.errors import PolicyError
+from provenance.findings import Finding, LicenseObligation, Reference
+
+from .source import read_document
+
+_KINDS = ("weights", "tokenizer", "code", "architecture")
+_REFERENCE_FIELDS = {f.name for f in fields(Reference)}
+_OBLIGATION_FIELDS = {f.name for f in fields(LicenseObligation)}
+
+
+def finding_from_dict(data: dict[str, Any], *, where: str = "finding") -> Finding:
+    """The inverse of `Finding.to_dict()`; ValueError names the missing or mistyped field."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected an object")
+    for key in ("kind", "verdict", "reference", "subject"):
+        if key not in data:
+            raise ValueError(f"{where}: missing field {key!r}")
+    if data["kind"] not in _KINDS:
+        raise ValueError(f"{where}.kind: expected one of {', '.join(_KINDS)}, got {data['kind']!r}")
+    reference = data["reference"]
+    if not isinstance(reference, dict) or not reference.get("name"):
+        raise ValueError(f"{where}.reference: expected an object with a 'name'")
+    obligations = data.get("license_obligations") or []
+    if not isinstance(obligations, list):
+        raise ValueError(f"{where}.license_obligations: expected a list")
+    statistics = data.get("statistics") or {}
+    if not isinstance(statistics, dict):
+        raise ValueError(f"{where}.statistics: expected an object")
+    return Finding(
+        kind=data["kind"],
+        verdict=str(data["verdict"]),
+        reference=Reference(**{k: v for k, v in reference.items() if k in _REFERENCE_FIELDS}),
+        subject=str(data["subject"]),
+        summary=str(data.get("summary", "")),
+        statistics=dict(statistics),
+        parameter_count=data.get("parameter_count"),
+        parameter_share=data.get("parameter_share"),
+        license_obligations=[
+            LicenseObligation(**{k: v for k, v in o.items() if k in _OBLIGATION_FIELDS}) for o in obligations
+        ],
+        transformations=list(data.get("transformations") or []),
+    )
+
+
+def load_report_findings(path: str | Path) -> tuple[list[Finding], dict[str, Any]]:
+    """Findings and the `subject` block of a saved scan report; PolicyError names file, line and field."""
+    document = read_document(path)
+    if document.path.suffix.lower() != ".json":
+        raise PolicyError(path, "a scan report must be a .json file written by `provenance scan --json`")
+    raw = document.data.get("findings")
+    if not isinstance(raw, list):
+        raise PolicyError(path, "not a scan report: no 'findings' list")
+    findings = []
+    for index, item in enumerate(raw):
+        try:
+            findings.append(finding_from_dict(item, where=f"findings[{index}]"))
+        except (ValueError, TypeError) as err:
+            raise PolicyError(path, str(err)) from None
+    subject = document.data.get("subject")
+    return findings, subject if isinstance(subject, dict) else {}
