@@ -27,8 +27,10 @@ class Thresholds:
 
     copy_similarity: float = 0.99  # median centred similarity at or above which weights count as copied/frozen
     near_copy_similarity: float = 0.95  # at or above: reuse beyond doubt, copy not excluded (REVIEW on copy rules)
+    derived_similarity: float = 0.1  # and at least this median centred similarity (independent nulls stay < 0.03)
     derived_p_value: float = 1e-6  # independence-test p-value at or below which weights count as derived
-    review_p_value: float = 1e-3  # at or below (but above derived_p_value): ambiguous, REVIEW
+    review_similarity: float = 0.05  # grey zone: p ≤ review_p_value with at least this similarity → REVIEW
+    review_p_value: float = 1e-3
     backbone_share: float = 0.5  # a component with at least this share of parameters is the backbone
 
     def to_dict(self) -> dict[str, float]:
@@ -43,6 +45,8 @@ class Thresholds:
                 problems.append((f.name, f"must be between 0 and 1, got {value}"))
         if self.near_copy_similarity > self.copy_similarity:
             problems.append(("near_copy_similarity", "must not exceed copy_similarity"))
+        if self.review_similarity > self.derived_similarity:
+            problems.append(("review_similarity", "must not exceed derived_similarity"))
         if self.derived_p_value > self.review_p_value:
             problems.append(("derived_p_value", "must not exceed review_p_value"))
         return problems
@@ -70,9 +74,22 @@ def centred_similarity(finding: Finding) -> float | None:
     return _number(finding.statistics, "centred_similarity", "centered_similarity")
 
 
-def p_value(finding: Finding) -> float | None:
-    """The finding's (combined) independence-test p-value, if it reports one."""
-    return _number(finding.statistics, "p_value", "combined_p_value")
+def log10_p_value(finding: Finding) -> float | None:
+    """log10 of the finding's (combined) independence-test p-value; `log10_p` is preferred (no underflow)."""
+    log_p = _number(finding.statistics, "log10_p")
+    if log_p is not None:
+        return log_p
+    p = _number(finding.statistics, "p_value", "combined_p_value")
+    if p is None:
+        return None
+    return math.log10(p) if p > 0 else -math.inf
+
+
+def _at_most(log_p: float | None, threshold: float) -> bool:
+    """p ≤ threshold, compared on the log scale."""
+    if log_p is None or threshold <= 0:
+        return False
+    return log_p <= math.log10(threshold)
 
 
 def _number(statistics: dict[str, Any], *keys: str) -> float | None:
@@ -89,14 +106,19 @@ def relation(finding: Finding, thresholds: Thresholds) -> Relation:
     """Classify a finding under `thresholds`; unknown verdict words are UNCERTAIN, never independent."""
     verdict = finding.verdict.strip().lower()
     if finding.kind == "weights":
-        similarity, p = centred_similarity(finding), p_value(finding)
+        similarity, log_p = centred_similarity(finding), log10_p_value(finding)
         if verdict == "copied" or (similarity is not None and similarity >= thresholds.copy_similarity):
             return Relation.COPY
         if similarity is not None and similarity >= thresholds.near_copy_similarity:
             return Relation.NEAR_COPY
-        if verdict == "derived" or (p is not None and p <= thresholds.derived_p_value):
+        def effect_at_least(minimum: float) -> bool:  # a tiny effect with a tiny p-value is not reuse
+            return similarity is None or similarity >= minimum
+
+        if verdict == "derived" or (
+            _at_most(log_p, thresholds.derived_p_value) and effect_at_least(thresholds.derived_similarity)
+        ):
             return Relation.DERIVED
-        if p is not None and p <= thresholds.review_p_value:
+        if _at_most(log_p, thresholds.review_p_value) and effect_at_least(thresholds.review_similarity):
             return Relation.UNCERTAIN
         return Relation.INDEPENDENT if verdict == "independent" else Relation.UNCERTAIN
     table = {
@@ -115,11 +137,11 @@ def relation(finding: Finding, thresholds: Thresholds) -> Relation:
 def describe_evidence(finding: Finding) -> str:
     """`centred similarity 0.995, p=1e-40` — the numbers a reason should quote."""
     parts = []
-    similarity, p = centred_similarity(finding), p_value(finding)
+    similarity, log_p = centred_similarity(finding), log10_p_value(finding)
     if similarity is not None:
         parts.append(f"centred similarity {similarity:.3f}")
-    if p is not None:
-        parts.append(f"p={p:.2g}")
+    if log_p is not None:
+        parts.append(f"p={10.0 ** log_p:.2g}" if log_p > -300 else f"log10 p={log_p:.0f}")
     if finding.parameter_share is not None:
         parts.append(f"{finding.parameter_share:.1%} of parameters")
     return ", ".join(parts)
