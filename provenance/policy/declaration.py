@@ -13,7 +13,7 @@ from typing import Any
 
 from provenance.findings import Finding, Reference
 
-from .evidence import path_within
+from .evidence import path_within, subject_parts
 from .source import SourceDocument, check_schema, format_key_path, read_document
 
 _TEXT = {"type": "string"}
@@ -92,12 +92,16 @@ class DeclaredReuse:
             return False
         if not names_reference(self.reference, finding.reference):
             return False
-        if self.component is not None and not path_within(finding.subject, self.component):
+        if self.component is not None and not self.covers_parts(subject_parts(finding)):
             return False
         if self.paths:
             file_part = finding.subject.split("::", 1)[0]
             return any(fnmatch.fnmatchcase(file_part, pattern) for pattern in self.paths)
         return True
+
+    def covers_parts(self, parts: list[str]) -> bool:
+        """True when every component path lies within this item's declared component."""
+        return self.component is not None and all(path_within(p, self.component) for p in parts)
 
     def label(self) -> str:
         line = f" (line {self.line})" if self.line is not None else ""
@@ -141,6 +145,10 @@ class Declaration:
     def match(self, finding: Finding) -> DeclaredReuse | None:
         """The first declared item covering `finding`, or None when the reuse is undeclared."""
         return next((item for item in self.items if item.covers(finding)), None)
+
+    def covers_component(self, parts: list[str]) -> bool:
+        """True when a declared reused component covers all of `parts`."""
+        return any(item.covers_parts(parts) for item in self.components())
 
     def components(self) -> tuple[DeclaredReuse, ...]:
         return tuple(item for item in self.items if item.section == "components")

@@ -156,6 +156,17 @@ def parameter_share(finding: Finding, subject_parameters: int | None) -> float |
     return None
 
 
+WHOLE_MODEL = "(whole model)"
+
+
+def subject_parts(finding: Finding) -> list[str]:
+    """The component paths a finding covers: a merged finding lists several (`a + b`, `statistics.components`)."""
+    listed = finding.statistics.get("components")
+    if isinstance(listed, list) and listed and all(isinstance(c, str) for c in listed):
+        return list(listed)
+    return [part.strip() for part in finding.subject.split(" + ") if part.strip()] or [finding.subject]
+
+
 def is_component_name(subject: str, patterns: tuple[str, ...]) -> bool:
     """True when the component path looks like an encoder/projector added to a backbone."""
     folded = subject.casefold()

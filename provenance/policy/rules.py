@@ -15,6 +15,7 @@ from provenance.findings import Finding
 from .declaration import Declaration
 from .evidence import (
     DEFAULT_COMPONENT_PATTERNS,
+    WHOLE_MODEL,
     Relation,
     Thresholds,
     describe_evidence,
@@ -22,6 +23,7 @@ from .evidence import (
     parameter_share,
     path_within,
     relation,
+    subject_parts,
 )
 from .licenses import assess_license
 from .status import Status
@@ -60,19 +62,18 @@ class Context:
         return self._relations[key]
 
     def is_backbone(self, finding: Finding) -> bool:
-        """Weights of the backbone: declared so, or not named like an add-on encoder, or most parameters."""
+        """Backbone weights: most of the parameters, or declared so, or not named like an add-on encoder."""
         if finding.kind != "weights":
             return False
-        if self.declaration is not None and self.declaration.backbone:
-            return any(path_within(finding.subject, b) for b in self.declaration.backbone)
-        if self.declaration is not None and any(
-            path_within(finding.subject, item.component) for item in self.declaration.components() if item.component
-        ):
-            return False
+        parts = subject_parts(finding)
         share = parameter_share(finding, self.subject_parameters)
-        if share is not None and share >= self.thresholds.backbone_share:
+        if finding.subject == WHOLE_MODEL or (share is not None and share >= self.thresholds.backbone_share):
             return True
-        return not is_component_name(finding.subject, self.component_patterns)
+        if self.declaration is not None and self.declaration.backbone:
+            return any(path_within(p, b) for p in parts for b in self.declaration.backbone)
+        if self.declaration is not None and self.declaration.covers_component(parts):
+            return False
+        return not all(is_component_name(p, self.component_patterns) for p in parts)
 
     def weights(self, *, backbone: bool) -> list[Finding]:
         return [f for f in self.findings if f.kind == "weights" and self.is_backbone(f) == backbone]
@@ -186,7 +187,8 @@ def declared_training_verified(ctx: Context) -> list[Issue]:
         if f.kind != "weights":
             continue
         rel = ctx.relation(f)
-        claims = [i for i in ctx.declaration.components() if i.component and path_within(f.subject, i.component)]
+        parts = subject_parts(f)
+        claims = [i for i in ctx.declaration.components() if i.component and i.covers_parts(parts)]
         for item in claims:
             if item.reinitialised and rel.is_reuse:
                 level = "at copy level" if rel is Relation.COPY else f"as {rel.value}"

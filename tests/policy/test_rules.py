@@ -318,3 +318,21 @@ def test_result_to_dict_names_rules_findings_and_overall():
     rule = next(r for r in d["rules"] if r["id"] == "reused-weights-retrained")
     assert rule["status"] == "FAIL" and rule["findings"] == [encoder.id] and rule["severity"] == "FAIL"
     assert rule["issues"][0]["finding"] == encoder.id
+
+
+def test_merged_findings_are_judged_by_all_their_components(tmp_path):
+    merged = weights("model.visual + model.visual_merger", QWEN_VL, "copied", similarity=0.995, log10_p=-900, share=0.13)
+    merged.statistics["components"] = ["model.visual", "model.visual_merger"]
+    result = judge([merged], "disclosure", DECLARED_FROZEN_ENCODER, tmp_path)
+    assert result.rule("undeclared-reuse").status is Status.FAIL  # model.visual_merger is not within model.visual
+    wider = DECLARED_FROZEN_ENCODER.replace('component = "model.visual"', 'component = "model"')
+    assert judge([merged], "disclosure", wider, tmp_path).rule("undeclared-reuse").status is Status.PASS
+    assert judge([merged]).rule("reused-weights-retrained").status is Status.FAIL  # both parts are encoders
+
+
+def test_whole_model_finding_is_the_backbone(tmp_path):
+    whole = weights("(whole model)", QWEN_BASE, "derived", similarity=0.97, log10_p=-500, share=None)
+    declared = DECLARED_NOTHING.replace("[tokenizer]", '[model]\nbackbone = "model.language_model"\n\n[tokenizer]')
+    result = judge([whole], SOVEREIGN, declared, tmp_path)
+    assert result.rule("foreign-base-model").status is Status.FAIL
+    assert result.rule("reused-weights-retrained").status is Status.PASS
