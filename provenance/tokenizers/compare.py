@@ -91,6 +91,10 @@ class TokenizerComparison:
         if self.merges is not None and self.merges.rank_correlation is not None:
             text += (f", merge order rank correlation {self.merges.rank_correlation:.3f} "
                      f"(common prefix {self.merges.common_prefix:,})")
+        sp = self.special_tokens
+        if sp.only_in_suspect or sp.only_in_reference or sp.same_id < sp.shared:
+            text += (f"; special tokens: {sp.shared} shared ({sp.same_id} at the same id), "
+                     f"{len(sp.only_in_suspect)} only in suspect, {len(sp.only_in_reference)} only in reference")
         return text
 
     def to_dict(self) -> dict[str, Any]:

@@ -241,11 +241,11 @@ def read_tiktoken(path: str | Path) -> Tokenizer:
         try:
             token = base64.b64decode(fields[0], validate=True)
         except (binascii.Error, ValueError):
-            raise TokenizerFileError(path, f"line {number}: invalid base64 token {fields[0][:40]!r}") from None
+            raise TokenizerFileError(path, f"line {number}: invalid base64 token {fields[0][:40].decode('latin-1')!r}") from None
         try:
             rank = int(fields[1])
         except ValueError:
-            raise TokenizerFileError(path, f"line {number}: rank {fields[1][:20]!r} is not an integer") from None
+            raise TokenizerFileError(path, f"line {number}: rank {fields[1][:20].decode('latin-1')!r} is not an integer") from None
         if rank in seen_ranks or token in tokens:
             raise TokenizerFileError(path, f"line {number}: duplicate token or rank {rank}")
         seen_ranks.add(rank)

@@ -261,3 +261,13 @@ def register_in_index(entries: list[ReferenceTokenizerEntry], index_dir: str | P
                                    {"regular_tokens": fp["regular_tokens"], "special_tokens": len(fp["special_tokens"]),
                                     "digest": fp["digest"], "model": fp["model"]}))
     index.save()
+
+
+def reference_tokenizer(name: str, index_dir: str | Path | None = None) -> Tokenizer:
+    """The stored reference tokenizer called `name` (e.g. "qwen3")."""
+    entries = load_reference_entries(index_dir)
+    for e in entries:
+        if e.reference.name == name:
+            return e.load()
+    known = ", ".join(e.reference.name for e in entries) or "none"
+    raise ReferenceIndexError(tokenizer_index_dir(index_dir), f"no reference tokenizer named {name!r} (known: {known})")

@@ -1,0 +1,121 @@
+"""Tokenizer part of `provenance scan`: find the checkpoint's tokenizer, compare it with every reference."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import ReferenceIndexError
+from ..findings import Finding, Reference
+from .compare import TokenizerComparison, compare_tokenizers
+from .model import Tokenizer
+from .readers import TOKENIZER_FILE_PATTERNS, find_tokenizer_file, read_tokenizer
+from .reference import ReferenceTokenizerEntry, load_reference_entries
+
+# Strength of a relation, to keep one finding per reference family (Qwen3's tokenizer is also "modified"
+# relative to Qwen3.5's, which grew from it; reporting both would double-count one reuse).
+VERDICT_STRENGTH = {"identical": 4, "extended": 3, "pruned": 2, "modified": 1, "unrelated": 0}
+_LIST_LIMIT = 20
+_RELATION = {"identical": "identical to", "extended": "an extension of", "pruned": "a pruned copy of",
+             "modified": "a modified copy of", "unrelated": "unrelated to"}
+
+
+def locate_tokenizer(checkpoint_path: str | os.PathLike[str]) -> Path | None:
+    """The tokenizer file of a checkpoint file or folder (tokenizer.json, rank file, GGUF metadata…), or None."""
+    path = Path(checkpoint_path)
+    if path.is_dir():
+        return find_tokenizer_file(path)
+    if path.is_file():
+        if any(path.match(pattern) for pattern in TOKENIZER_FILE_PATTERNS) or path.name == "merges.txt":
+            return path
+        return find_tokenizer_file(path.parent)
+    return None
+
+
+def compare_with_references(tokenizer: Tokenizer, index_dir: str | os.PathLike[str] | None = None,
+                            entries: list[ReferenceTokenizerEntry] | None = None
+                            ) -> list[tuple[ReferenceTokenizerEntry, TokenizerComparison]]:
+    """Compare a tokenizer with every reference tokenizer in the index, strongest relation first."""
+    entries = load_reference_entries(index_dir) if entries is None else entries
+    sketch = tokenizer.fingerprint().minhash
+    results = [(e, compare_tokenizers(tokenizer, e.load(), suspect_sketch=sketch,
+                                      reference_sketch=e.fingerprint.get("minhash")))
+               for e in entries]
+    results.sort(key=lambda pair: (-VERDICT_STRENGTH[pair[1].verdict], -pair[1].jaccard))
+    return results
+
+
+def _statistics(c: TokenizerComparison) -> dict[str, Any]:
+    """The comparison's numbers for a finding, with long special-token lists cut to their first entries."""
+    stats = c.to_dict()
+    for key in ("only_in_suspect", "only_in_reference"):
+        values = stats["special_tokens"][key]
+        stats["special_tokens"][f"{key}_count"] = len(values)
+        stats["special_tokens"][key] = values[:_LIST_LIMIT]
+    return stats
+
+
+def _transformations(c: TokenizerComparison) -> list[str]:
+    if c.verdict == "extended":
+        return [f"{c.suspect_tokens - c.shared_tokens:,} tokens added after the reference vocabulary (ids kept)"]
+    if c.verdict == "pruned":
+        return [f"{c.reference_tokens - c.shared_tokens:,} reference tokens removed"]
+    if c.verdict == "modified":
+        out = []
+        if c.shared_tokens < c.reference_tokens:
+            out.append(f"{c.reference_tokens - c.shared_tokens:,} reference tokens missing")
+        if c.shared_tokens < c.suspect_tokens:
+            out.append(f"{c.suspect_tokens - c.shared_tokens:,} tokens not in the reference")
+        if c.id_agreement < 1.0:
+            out.append(f"{1 - c.id_agreement:.1%} of shared tokens at other ids")
+        return out
+    return []
+
+
+def comparison_finding(subject: str, reference: Reference, c: TokenizerComparison, note: str = "") -> Finding:
+    """A `Finding` (kind "tokenizer") stating the relation of the subject's tokenizer to a reference."""
+    summary = f"Tokenizer {subject} is {_RELATION[c.verdict]} {reference.name}'s: {c.summary().split(': ', 1)[1]}."
+    stats = _statistics(c)
+    if note:
+        stats["reference_note"] = note
+    return Finding(kind="tokenizer", verdict=c.verdict, reference=reference, subject=subject, summary=summary,
+                   statistics=stats, transformations=_transformations(c))
+
+
+def scan_tokenizers(checkpoint_path: str | os.PathLike[str], index_dir: str | os.PathLike[str] | None = None
+                    ) -> tuple[list[Finding], dict[str, Any]]:
+    """Find the checkpoint's tokenizer, compare it with the index; findings for related references, details for all."""
+    if str(checkpoint_path).startswith("hf://"):
+        return [], {"tokenizer": None, "reason": "tokenizers of Hub checkpoints are not fetched"}
+    located = locate_tokenizer(checkpoint_path)
+    if located is None:
+        return [], {"tokenizer": None, "reason": "no tokenizer file found"}
+    tokenizer = read_tokenizer(located)
+    base = Path(checkpoint_path)
+    base = base if base.is_dir() else base.parent
+    try:
+        subject = located.relative_to(base).as_posix()
+    except ValueError:
+        subject = located.name
+    tokenizer.name = subject
+    entries = load_reference_entries(index_dir)
+    if not entries:
+        raise ReferenceIndexError(None, "the reference index holds no tokenizers; run reference_index/build_tokenizers.py")
+    results = compare_with_references(tokenizer, entries=entries)
+    findings: list[Finding] = []
+    best_by_family: dict[str, int] = {}
+    for entry, c in results:  # strongest first: keep one finding per family
+        family = entry.reference.family or entry.reference.name
+        if c.verdict == "unrelated" or family in best_by_family:
+            continue
+        best_by_family[family] = VERDICT_STRENGTH[c.verdict]
+        findings.append(comparison_finding(subject, entry.reference, c, entry.note))
+    fp = tokenizer.fingerprint().to_dict(with_sketch=False)
+    fp["special_tokens"] = len(fp["special_tokens"])
+    details = {
+        "tokenizer": subject,
+        "fingerprint": fp,
+        "comparisons": [{"reference": e.reference.name, **_statistics(c)} for e, c in results],
+    }
+    return findings, details
