@@ -25,7 +25,7 @@ DEFAULT_COMPONENT_PATTERNS = (
 class Thresholds:
     """Decision thresholds (provisional until the detection benchmark measures error rates; see docs/policy.md)."""
 
-    copy_similarity: float = 0.99  # median centred similarity at or above which weights count as copied/frozen
+    copy_similarity: float = 0.98  # median centred similarity at or above which weights count as copied/frozen
     near_copy_similarity: float = 0.95  # at or above: reuse beyond doubt, copy not excluded (REVIEW on copy rules)
     derived_similarity: float = 0.1  # and at least this median centred similarity (independent nulls stay < 0.03)
     derived_p_value: float = 1e-6  # independence-test p-value at or below which weights count as derived
