@@ -25,12 +25,18 @@ _NUMPY = {
 
 @lru_cache(maxsize=None)
 def _fp8_table(dtype: str) -> np.ndarray:
-    """All 256 values of an 8-bit float format, decoded by torch (the reference implementation)."""
-    import torch
-
-    torch_dtype = {"F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2}[dtype]
-    codes = torch.arange(256, dtype=torch.uint8).view(torch_dtype)
-    return codes.to(torch.float32).numpy()
+    """All 256 values of an 8-bit float format (OCP FP8: E4M3FN has no infinities, E5M2 is IEEE-like)."""
+    codes = np.arange(256, dtype=np.uint16)
+    if dtype == "F8_E5M2":  # exactly the high byte of an IEEE half
+        return (codes << 8).view(np.float16).astype(np.float32)
+    sign = np.where(codes & 0x80, -1.0, 1.0)
+    exponent = (codes >> 3) & 0xF
+    mantissa = (codes & 0x7).astype(np.float64)
+    normal = (1.0 + mantissa / 8.0) * np.exp2(exponent.astype(np.float64) - 7.0)
+    subnormal = (mantissa / 8.0) * 2.0**-6
+    values = sign * np.where(exponent == 0, subnormal, normal)
+    values[(exponent == 0xF) & (mantissa == 7)] = np.nan  # E4M3FN: only S.1111.111 is NaN
+    return values.astype(np.float32)
 
 
 def to_float32(raw: bytes | bytearray | memoryview | np.ndarray, dtype: str) -> np.ndarray:

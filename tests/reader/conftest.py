@@ -16,6 +16,23 @@ def minilm_tensors(minilm_dir: Path) -> dict[str, np.ndarray]:
     return load_file(minilm_dir / "model.safetensors")
 
 
+@pytest.fixture(scope="session")
+def smollm2_reader(smollm2_gguf: Path):
+    """The real SmolLM2 GGUF parsed by the gguf library (the ground truth); parsing takes seconds, so once."""
+    import gguf
+
+    return gguf.GGUFReader(smollm2_gguf)
+
+
+@pytest.fixture(scope="session")
+def smollm2(smollm2_gguf: Path):
+    """The real SmolLM2 GGUF opened by our reader, shared by the tests that only read it."""
+    from provenance.reader import open_checkpoint
+
+    with open_checkpoint(smollm2_gguf) as ckpt:
+        yield ckpt
+
+
 def write_sharded(folder: Path, tensors: dict[str, np.ndarray], n_shards: int) -> dict[str, str]:
     """Write `tensors` as `n_shards` safetensors files plus a HF-style weight-map index; return the map."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -36,4 +53,19 @@ def write_raw_safetensors(path: Path, header: object, data: bytes = b"", length:
     raw = header if isinstance(header, bytes) else json.dumps(header).encode()
     n = len(raw) if length is None else length
     path.write_bytes(n.to_bytes(8, "little") + raw + data)
+    return path
+
+
+def write_gguf(path: Path, tensors: dict[str, tuple[str, np.ndarray]]) -> Path:
+    """A GGUF file of raw tensors (GGML type name, data as the type stores it), written by the gguf library."""
+    import gguf
+
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_block_count(1)
+    for name, (qtype, raw) in tensors.items():
+        writer.add_tensor(name, raw, raw_shape=raw.shape, raw_dtype=gguf.GGMLQuantizationType[qtype])
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
     return path

@@ -52,3 +52,10 @@ def test_every_dtype_round_trips_through_a_file(tmp_path: Path) -> None:
         for name, t in tensors.items():
             assert dtypes[name] == name.upper()
             np.testing.assert_array_equal(ckpt.read_rows(name, [4, 0]), t[[4, 0]].to(torch.float32).numpy())
+
+
+@pytest.mark.parametrize("name", ["F8_E4M3", "F8_E5M2"])
+def test_all_256_fp8_codes_match_torch(name: str) -> None:
+    codes = torch.arange(256, dtype=torch.uint8)
+    expected = codes.view(TORCH_DTYPES[name]).to(torch.float32).numpy()
+    np.testing.assert_array_equal(to_float32(codes.numpy().tobytes(), name), expected)

@@ -10,18 +10,9 @@ import pytest
 
 from provenance.reader import open_checkpoint
 
+from .conftest import write_gguf
+
 QTYPES = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q5_K", "Q6_K"]
-
-
-@pytest.fixture(scope="module")
-def smollm2_reader(smollm2_gguf: Path) -> gguf.GGUFReader:
-    return gguf.GGUFReader(smollm2_gguf)
-
-
-@pytest.fixture(scope="module")
-def smollm2(smollm2_gguf: Path):
-    with open_checkpoint(smollm2_gguf) as ckpt:
-        yield ckpt
 
 
 def test_listing_matches_gguf_library(smollm2, smollm2_reader) -> None:
@@ -65,17 +56,6 @@ def test_rows_equal_full_dequantisation(smollm2, smollm2_reader) -> None:
     assert {"Q4_1", "Q8_0", "F32"} <= seen
 
 
-def _write_gguf(path: Path, tensors: dict[str, tuple[str, np.ndarray]]) -> None:
-    writer = gguf.GGUFWriter(str(path), "llama")
-    writer.add_block_count(1)
-    for name, (qtype, raw) in tensors.items():
-        writer.add_tensor(name, raw, raw_shape=raw.shape, raw_dtype=gguf.GGMLQuantizationType[qtype])
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-
-
 def _raw_tensor(qtype: str, rows: int, cols: int, rng: np.random.Generator) -> np.ndarray:
     q = gguf.GGMLQuantizationType[qtype]
     values = rng.standard_normal((rows, cols)).astype(np.float32)
@@ -95,7 +75,7 @@ def test_every_required_type_reads_rows_exactly(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     rows, cols = 12, 512
     tensors = {f"blk.0.{q.lower()}.weight": (q, _raw_tensor(q, rows, cols, rng)) for q in QTYPES}
-    _write_gguf(tmp_path / "all.gguf", tensors)
+    write_gguf(tmp_path / "all.gguf", tensors)
     reader = gguf.GGUFReader(tmp_path / "all.gguf")
     with open_checkpoint(tmp_path / "all.gguf") as ckpt:
         assert {t.dtype for t in ckpt.tensors()} == set(QTYPES)
