@@ -45,6 +45,8 @@ class RuleResult:
             "description": self.description,
             "severity": self.severity.value,
             "status": self.status.value,
+            "outcome": self.status.value,  # the report schema's name for the status
+            "reason": self.reasons[0],  # the reason that set the status, for one-line summaries
             "reasons": self.reasons,
             "findings": self.findings,
             "issues": [i.to_dict() for i in self.issues],
@@ -79,8 +81,8 @@ class PolicyResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "policy": self.policy.name,
-            "policy_source": self.policy.source,
+            "name": self.policy.name,
+            "source": self.policy.source,
             "declaration": self.declaration,
             "home_country": self.home_country,
             "thresholds": self.policy.thresholds.to_dict(),

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from provenance.findings import LicenseObligation
@@ -314,7 +316,7 @@ def test_exit_code_rejects_unknown_fail_on():
 def test_result_to_dict_names_rules_findings_and_overall():
     encoder = copied_encoder()
     d = judge([encoder]).to_dict()
-    assert d["overall"] == "FAIL" and d["home_country"] == "KR" and d["policy"] == SOVEREIGN
+    assert d["overall"] == "FAIL" and d["home_country"] == "KR" and d["name"] == SOVEREIGN
     rule = next(r for r in d["rules"] if r["id"] == "reused-weights-retrained")
     assert rule["status"] == "FAIL" and rule["findings"] == [encoder.id] and rule["severity"] == "FAIL"
     assert rule["issues"][0]["finding"] == encoder.id
@@ -343,3 +345,11 @@ def test_the_2026_case_fails_even_when_the_copy_is_not_bit_identical():
     encoder = weights("model.visual", QWEN_VL, "derived", similarity=0.989, log10_p=-700, share=0.12)
     rule = judge([encoder]).rule("reused-weights-retrained")
     assert rule.status is Status.FAIL and "copy level" in rule.reasons[0]
+
+
+def test_result_dict_validates_against_the_report_schema():
+    schema = json.loads((Path(__file__).parents[2] / "docs/schema/report.schema.json").read_text())
+    policy_schema = {"$defs": schema["$defs"], "$ref": "#/$defs/policy"}
+    d = judge([copied_encoder(), tokenizer(LLAMA, "extended")]).to_dict()
+    jsonschema.validate(d, policy_schema)
+    assert all(r["outcome"] == r["status"] for r in d["rules"])
