@@ -1,0 +1,16 @@
+"""Inference-code provenance: which reference functions a code base contains, and what their licenses demand."""
+
+from .index import CodeIndex, CodeReference, default_code_index_dir, resolve_source
+from .scan import CodeScanResult, FileResult, FunctionMatch, MatchedRegion, scan_code
+
+__all__ = [
+    "CodeIndex",
+    "CodeReference",
+    "CodeScanResult",
+    "FileResult",
+    "FunctionMatch",
+    "MatchedRegion",
+    "default_code_index_dir",
+    "resolve_source",
+    "scan_code",
+]
