@@ -46,38 +46,29 @@ def test_example_policy_and_declarations_load_and_agree():
     assert from_toml.organisation == "Example AI"
 
 
-@pytest.mark.parametrize(
-    ("name", "text", "expected"),
-    [
-        ("syntax.toml", '[policy]\nname = "x"\n[rules.attribution-duties\n', "line 3, column"),
-        ("rule.toml", '[policy]\nname = "x"\n\n[rules.no-such-rule]\nseverity = "fail"\n',
-         "line 4: rules.no-such-rule: unknown rule id 'no-such-rule'"),
-        ("severity.toml", '[policy]\nname = "x"\n[rules.attribution-duties]\nseverity = "fatal"\n',
-         "line 4: rules.attribution-duties.severity: 'fatal' is not one of"),
-        ("type.toml", '[policy]\nname = "x"\n[rules.undeclared-reuse]\nparameters = { kinds = "weights" }\n',
-         "line 4: rules.undeclared-reuse.parameters.kinds: 'weights' is not of type 'array'"),
-        ("param.toml", '[policy]\nname = "x"\n[rules.undeclared-reuse]\n\n\nparameters = { colour = 1 }\n',
-         "line 6: rules.undeclared-reuse.parameters.colour: unknown key 'colour' (expected one of: kinds, "
-         "without_declaration)"),
-        ("missing.toml", '[policy]\ndescription = "no name"\n[rules.attribution-duties]\n',
-         "line 1: policy: missing required key 'name'"),
-        ("norules.toml", '[policy]\nname = "x"\n', "missing required key 'rules'"),
-        ("range.toml", '[policy]\nname = "x"\n[thresholds]\n\ncopy_similarity = 1.5\n[rules.attribution-duties]\n',
-         "line 5: thresholds.copy_similarity: must be between 0 and 1, got 1.5"),
-        ("order.toml", '[policy]\nname = "x"\n[thresholds]\nnear_copy_similarity = 0.999\n[rules.attribution-duties]\n',
-         "near_copy_similarity: must not exceed copy_similarity"),
-        ("regex.toml", '[policy]\nname = "x"\ncomponent_patterns = ["vision", "(unclosed"]\n[rules.attribution-duties]\n',
-         "line 3: policy.component_patterns[1]: invalid regular expression"),
-        ("country.toml", '[policy]\nname = "x"\nhome_country = "Korea"\n[rules.attribution-duties]\n',
-         "line 3: policy.home_country"),
-    ],
-)
-def test_malformed_policy_names_file_line_and_key(tmp_path, name, text, expected):
-    path = write(tmp_path / name, text)
-    with pytest.raises(PolicyError) as caught:
-        load_policy(path)
-    assert caught.value.path == str(path)
-    assert expected in caught.value.problem
+MALFORMED_POLICIES = [
+    ("syntax.toml", '[policy]\nname = "x"\n[rules.attribution-duties\n', "line 3, column"),
+    ("rule.toml", '[policy]\nname = "x"\n\n[rules.no-such-rule]\nseverity = "fail"\n',
+     "line 4: rules.no-such-rule: unknown rule id 'no-such-rule'"),
+    ("severity.toml", '[policy]\nname = "x"\n[rules.attribution-duties]\nseverity = "fatal"\n',
+     "line 4: rules.attribution-duties.severity: 'fatal' is not one of"),
+    ("type.toml", '[policy]\nname = "x"\n[rules.undeclared-reuse]\nparameters = { kinds = "weights" }\n',
+     "line 4: rules.undeclared-reuse.parameters.kinds: 'weights' is not of type 'array'"),
+    ("param.toml", '[policy]\nname = "x"\n[rules.undeclared-reuse]\n\n\nparameters = { colour = 1 }\n',
+     "line 6: rules.undeclared-reuse.parameters.colour: unknown key 'colour' (expected one of: kinds, "
+     "without_declaration)"),
+    ("missing.toml", '[policy]\ndescription = "no name"\n[rules.attribution-duties]\n',
+     "line 1: policy: missing required key 'name'"),
+    ("norules.toml", '[policy]\nname = "x"\n', "missing required key 'rules'"),
+    ("range.toml", '[policy]\nname = "x"\n[thresholds]\n\ncopy_similarity = 1.5\n[rules.attribution-duties]\n',
+     "line 5: thresholds.copy_similarity: must be between 0 and 1, got 1.5"),
+    ("order.toml", '[policy]\nname = "x"\n[thresholds]\nnear_copy_similarity = 0.999\n[rules.attribution-duties]\n',
+     "near_copy_similarity: must not exceed copy_similarity"),
+    ("regex.toml", '[policy]\nname = "x"\ncomponent_patterns = ["vision", "(unclosed"]\n[rules.attribution-duties]\n',
+     "line 3: policy.component_patterns[1]: invalid regular expression"),
+    ("country.toml", '[policy]\nname = "x"\nhome_country = "Korea"\n[rules.attribution-duties]\n',
+     "line 3: policy.home_country"),
+]
 
 
 def test_unknown_policy_name_lists_the_presets():
@@ -87,27 +78,30 @@ def test_unknown_policy_name_lists_the_presets():
         load_policy("does-not-exist.toml")
 
 
+MALFORMED_DECLARATIONS = [
+    ("second.toml",
+     '[[components]]\ncomponent = "a"\nreference = "r"\nreinitialised = true\ntrained = true\n\n'
+     '[[components]]\ncomponent = "b"\nreference = "r"\nreinitialised = "yes"\ntrained = true\n',
+     "line 10: components[1].reinitialised: 'yes' is not of type 'boolean'"),
+    ("required.toml", '[bidder]\nname = "x"\n\n[[components]]\ncomponent = "a"\nreference = "r"\ntrained = true\n',
+     "line 4: components[0]: missing required key 'reinitialised'"),
+    ("section.toml", '[bidder]\nname = "x"\n\n[weights]\nreference = "r"\n', "line 4: weights: unknown key 'weights'"),
+    ("nested.yaml", "bidder:\n  name: x\ncomponents:\n  - component: v\n    reference: r\n    reinitialised: true\n"
+                    "    trained: true\n    colour: red\n", "line 8: components[0].colour: unknown key 'colour'"),
+    ("syntax.yaml", "bidder:\n  name: [x\n", "invalid YAML"),
+    ("list.yaml", "- just\n- a list\n", "line 1: the document must be a mapping"),
+    ("tokens.yaml", "training:\n  tokens: -5\n", "line 2: training.tokens"),
+]
+
+
 @pytest.mark.parametrize(
-    ("name", "text", "expected"),
-    [
-        ("second.toml",
-         '[[components]]\ncomponent = "a"\nreference = "r"\nreinitialised = true\ntrained = true\n\n'
-         '[[components]]\ncomponent = "b"\nreference = "r"\nreinitialised = "yes"\ntrained = true\n',
-         "line 10: components[1].reinitialised: 'yes' is not of type 'boolean'"),
-        ("required.toml", '[bidder]\nname = "x"\n\n[[components]]\ncomponent = "a"\nreference = "r"\ntrained = true\n',
-         "line 4: components[0]: missing required key 'reinitialised'"),
-        ("section.toml", '[bidder]\nname = "x"\n\n[weights]\nreference = "r"\n', "line 4: weights: unknown key 'weights'"),
-        ("nested.yaml", "bidder:\n  name: x\ncomponents:\n  - component: v\n    reference: r\n    reinitialised: true\n"
-                        "    trained: true\n    colour: red\n", "line 8: components[0].colour: unknown key 'colour'"),
-        ("syntax.yaml", "bidder:\n  name: [x\n", "invalid YAML"),
-        ("list.yaml", "- just\n- a list\n", "line 1: the document must be a mapping"),
-        ("tokens.yaml", "training:\n  tokens: -5\n", "line 2: training.tokens"),
-    ],
+    ("load", "name", "text", "expected"),
+    [(load_policy, *case) for case in MALFORMED_POLICIES] + [(load_declaration, *case) for case in MALFORMED_DECLARATIONS],
 )
-def test_malformed_declaration_names_file_line_and_key(tmp_path, name, text, expected):
+def test_malformed_file_names_file_line_and_key(tmp_path, load, name, text, expected):
     path = write(tmp_path / name, text)
     with pytest.raises(PolicyError) as caught:
-        load_declaration(path)
+        load(path)
     assert caught.value.path == str(path)
     assert expected in caught.value.problem
     assert "\n" not in caught.value.one_line()
