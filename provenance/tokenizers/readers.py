@@ -122,7 +122,9 @@ def _build(source: Path, fmt: str, model: str, encoding: str, entries: Iterable[
     tokens: dict[bytes, int] = {}
     collisions = 0
     special_ids = set(specials.values())
-    for text, i in sorted(entries, key=lambda e: e[1]):
+    # Byte-fallback pieces go last: where `<0x65>` and `e` both exist, the real piece keeps the byte string.
+    ordered = sorted(entries, key=lambda e: (byte_tokens is not None and e[1] in byte_tokens, e[1]))
+    for text, i in ordered:
         if text in specials or i in special_ids:
             continue
         if byte_tokens is not None and i in byte_tokens:
