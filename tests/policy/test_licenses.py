@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
+
 import pytest
 
 from provenance.policy import assess_license
@@ -16,6 +19,12 @@ from provenance.policy import assess_license
         ("CC-BY-NC-4.0", False),
         ("CC-BY-NC-SA-4.0", False),  # pattern CC-BY-NC-*
         ("LicenseRef-exaone", False),
+        ("LicenseRef-EXAONE-AI-Model-License-1.2-NC", False),  # ids as the reference catalogue spells them
+        ("LicenseRef-Qwen-Research", False),
+        ("LicenseRef-Gemma-Terms-of-Use", True),
+        ("LicenseRef-DeepSeek-Model-License", True),
+        ("LicenseRef-Llama-3.2-Community", True),
+        ("LicenseRef-Some-Lab-Model-License-NC", False),  # pattern LicenseRef-*-NC
         ("LicenseRef-qwen-research", False),
         ("LicenseRef-qwen", True),
         ("LicenseRef-llama3.1", True),  # pattern LicenseRef-llama*
@@ -48,3 +57,11 @@ def test_unknown_missing_and_unparsable_expressions_say_why():
 def test_policy_can_mark_more_ids_non_commercial():
     assert assess_license("LicenseRef-lab-research-2", ("LicenseRef-lab-research-*",)).commercial is False
     assert assess_license("LicenseRef-lab-research-2").commercial is None
+
+
+def test_every_licence_of_the_reference_catalogue_is_classified_or_knowingly_left_open():
+    catalogue = tomllib.loads((Path(__file__).parents[2] / "reference_index" / "catalog.toml").read_text())
+    deliberately_open = {"LicenseRef-GLM-4"}  # listed as such at the end of licenses.toml
+    ids = {m["license"] for m in catalogue["model"] if m.get("license")}
+    unclassified = {i for i in ids if assess_license(i).commercial is None}
+    assert unclassified == deliberately_open & ids
