@@ -103,7 +103,7 @@ def inspect_checkpoint(path: str | os.PathLike[str] | Checkpoint, hash_files: bo
 
 
 _FACT_KEYS: dict[str, tuple[str, ...]] = {
-    "layers": ("num_hidden_layers", "n_layer", "num_layers", "n_layers"),
+    "layers": ("num_hidden_layers", "n_layer", "num_layers", "n_layers", "depth"),
     "hidden_size": ("hidden_size", "d_model", "n_embd", "dim"),
     "vocab_size": ("vocab_size", "n_vocab", "padded_vocab_size"),
 }
