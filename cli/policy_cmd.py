@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
@@ -24,6 +26,7 @@ from provenance.policy import (
 )
 from provenance.policy.source import read_document
 
+F = TypeVar("F", bound=Callable[..., Any])
 _STATUS_STYLE = {Status.PASS: "green", Status.WARN: "yellow", Status.REVIEW: "magenta", Status.FAIL: "bold red"}
 
 
@@ -107,13 +110,25 @@ def validate_command(file: str, kind: str) -> None:
                    f"and {len(declaration.training_evidence)} training evidence item(s)")
 
 
+def policy_options(*, required: bool) -> Callable[[F], F]:
+    """The `--policy/--declaration/--fail-on/--home-country` options, shared by `policy check` and `scan`."""
+
+    def decorate(f: F) -> F:
+        f = click.option("--home-country",
+                         help="ISO 3166-1 alpha-2 code of the programme's country (overrides the policy).")(f)
+        f = click.option("--fail-on", type=click.Choice(FAIL_ON_CHOICES), default="fail", show_default=True,
+                         help="Lowest overall verdict that makes the exit status 1.")(f)
+        f = click.option("--declaration", type=click.Path(dir_okay=False),
+                         help="The bidder's declaration (TOML or YAML).")(f)
+        return click.option("--policy", "policy_name", required=required,
+                            help="Preset name (see `provenance policy list`) or policy TOML file.")(f)
+
+    return decorate
+
+
 @command.command(name="check")
 @click.argument("report", type=click.Path(dir_okay=False))
-@click.option("--policy", "policy_name", required=True, help="Preset name or policy TOML file.")
-@click.option("--declaration", type=click.Path(dir_okay=False), help="The bidder's declaration (TOML or YAML).")
-@click.option("--fail-on", type=click.Choice(FAIL_ON_CHOICES), default="fail", show_default=True,
-              help="Lowest overall verdict that makes the exit status 1.")
-@click.option("--home-country", help="ISO 3166-1 alpha-2 code of the programme's country (overrides the policy).")
+@policy_options(required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the verdicts as JSON.")
 @click.pass_context
 def check_command(ctx: click.Context, report: str, policy_name: str, declaration: str | None, fail_on: str,

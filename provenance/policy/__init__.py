@@ -6,7 +6,7 @@
 """
 
 from .declaration import Declaration, DeclaredReuse, load_declaration
-from .evaluate import FAIL_ON_CHOICES, PolicyResult, RuleResult, evaluate
+from .evaluate import FAIL_ON_CHOICES, PolicyResult, RuleResult, apply_policy, evaluate
 from .evidence import Relation, Thresholds, relation
 from .licenses import LicenseAssessment, assess_license
 from .policy import Policy, RuleConfig, list_presets, load_policy
@@ -28,6 +28,7 @@ __all__ = [
     "RuleResult",
     "Status",
     "Thresholds",
+    "apply_policy",
     "assess_license",
     "evaluate",
     "finding_from_dict",

@@ -6,10 +6,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from provenance.findings import Finding, Subject
+from pathlib import Path
 
-from .declaration import Declaration
-from .policy import Policy
+from provenance.findings import Finding, ScanReport, Subject
+
+from .declaration import Declaration, load_declaration
+from .policy import Policy, load_policy
 from .rules import Context, Issue
 from .status import Status, cap, worst
 
@@ -132,3 +134,21 @@ def _subject_parameters(subject: Subject | dict[str, Any] | None) -> int | None:
         return None
     count = subject.get("parameter_count") if isinstance(subject, dict) else subject.parameter_count
     return count if isinstance(count, int) and count > 0 else None
+
+
+def apply_policy(
+    report: ScanReport,
+    policy: Policy | str | Path,
+    declaration: Declaration | str | Path | None = None,
+    *,
+    home_country: str | None = None,
+) -> PolicyResult:
+    """Judge a scan report's findings (policy and declaration given as objects, names or paths) and store
+    the verdicts in `report.policy`, so the JSON and HTML reports carry them."""
+    if not isinstance(policy, Policy):
+        policy = load_policy(policy)
+    if declaration is not None and not isinstance(declaration, Declaration):
+        declaration = load_declaration(declaration)
+    result = evaluate(report.findings, policy, declaration, subject=report.subject, home_country=home_country)
+    report.policy = result.to_dict()
+    return result

@@ -9,8 +9,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from provenance.findings import LicenseObligation
-from provenance.policy import Status, evaluate, load_declaration, load_policy
+from provenance.findings import LicenseObligation, ScanReport, Subject
+from provenance.policy import Status, apply_policy, evaluate, load_declaration, load_policy
 from provenance.policy.policy import preset_path
 from tests.policy.synthetic import (
     DECLARED_FROZEN_ENCODER,
@@ -353,3 +353,15 @@ def test_result_dict_validates_against_the_report_schema():
     d = judge([copied_encoder(), tokenizer(LLAMA, "extended")]).to_dict()
     jsonschema.validate(d, policy_schema)
     assert all(r["outcome"] == r["status"] for r in d["rules"])
+
+
+def test_apply_policy_stores_the_verdicts_in_the_scan_report(tmp_path):
+    encoder = weights("vision_tower", QWEN_VL, "copied", similarity=1.0, log10_p=-900, share=None)
+    encoder.parameter_count = 22_000_000
+    subject = Subject("m", "safetensors", None, [], 400, 30_000_000, {"vision_tower": 22_000_000, "model": 8_000_000})
+    report = ScanReport(subject, {}, {}, [encoder])
+    decl = write(tmp_path / "d.toml", DECLARED_NOTHING)
+    result = apply_policy(report, SOVEREIGN, decl, home_country="KR")
+    assert report.policy == result.to_dict() and report.policy["declaration"] == str(decl)
+    # 22M of 30M parameters: the share computed from the subject makes it the backbone, whatever its name
+    assert result.rule("foreign-base-model").status is Status.FAIL
