@@ -1,0 +1,373 @@
+"""`scan`: which parts of a checkpoint come from which reference model, per component, with statistics.
+
+The weights part reads only the suspect rows each reference sketch needs (plus full tensors whose
+sketch says "identical", to confirm the copy by digest). Tokenizer and code scanners, the policy
+engine and report writers add their parts to the same `ScanReport`.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics as pystats
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import numpy as np
+
+from . import __version__
+from .errors import NothingToScanError
+from .findings import Finding, Reference, ScanReport, Subject
+from .fingerprint import WEAK_ROLES, TensorFingerprint, ValueDigests, digests_match
+from .matching import (
+    AlignmentCosts, Pair, ReferenceBank, StackMatch, SuspectReader, describe_alignment, sketch_pairs,
+    stack_matches, suspect_fingerprints,
+)
+from .reader import Checkpoint, open_checkpoint
+from .refindex import ReferenceIndex
+from .similarity import Similarity, log10_sf, null_sd, similarity, stouffer
+
+ProgressFn = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class WeightThresholds:
+    """Verdict thresholds; docs/weights.md gives the measured independent nulls that justify them."""
+
+    derived_similarity: float = 0.1  # median centred similarity of matched tensors; measured nulls stay < 0.03
+    max_log10_p: float = -6.0  # after Bonferroni over the candidates a tensor was picked from
+    exact_candidate: float = 0.9999  # sketch similarity at which the full tensor is read to compare digests
+    copied_share: float = 0.9  # share of matched evidence parameters confirmed exact for "copied"
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+@dataclass
+class TensorMatch:
+    """A suspect tensor (or block of it) matched to a reference tensor."""
+
+    suspect: str
+    reference_tensor: str
+    role: str
+    placement: str
+    similarity: Similarity
+    parameters: int
+    suspect_layer: int | None = None
+    reference_layer: int | None = None
+    exact: str | None = None  # precision at which digests agree ("f32", "bf16", "f16")
+    weak: bool = False  # norm weights and biases: reported, never evidence
+
+    @property
+    def significant(self) -> bool:
+        return self._significant
+
+    _significant: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "suspect": self.suspect, "reference": self.reference_tensor, "role": self.role,
+            "placement": self.placement, "suspect_layer": self.suspect_layer,
+            "reference_layer": self.reference_layer, "parameters": self.parameters, "exact": self.exact,
+            "weak_evidence": self.weak, "significant": self._significant, **self.similarity.to_dict(),
+        }
+
+
+@dataclass
+class WeightsScan:
+    """Findings of the weights scan plus the details a reviewer needs to check them."""
+
+    findings: list[Finding]
+    details: dict[str, Any]
+    parameters: dict[str, Any]
+
+
+def scan_weights(
+    ckpt: Checkpoint, index: ReferenceIndex, *, progress: ProgressFn | None = None,
+    thresholds: WeightThresholds = WeightThresholds(), verify_exact: bool = True,
+    costs: AlignmentCosts = AlignmentCosts(),
+) -> WeightsScan:
+    """Compare a checkpoint with every weights reference of the index; findings per suspect component."""
+    suspects = suspect_fingerprints(ckpt)
+    if not suspects:
+        raise NothingToScanError(ckpt.path, "checkpoint holds no floating-point tensors")
+    bank = ReferenceBank(index.weight_references())
+    reader = SuspectReader(ckpt, bank.spec)
+    total_bytes = sum(i.nbytes for i in ckpt.tensors())
+    pairs = sketch_pairs(suspects, reader, bank, progress=progress) if bank else []
+    sketch_bytes = reader.bytes_read
+    comp_params: dict[str, int] = {}
+    comp_layers: dict[str, set[tuple[str, int]]] = {}
+    for s in suspects:
+        comp_params[s.component] = comp_params.get(s.component, 0) + s.numel
+        if s.stack is not None:
+            comp_layers.setdefault(s.component, set()).add((s.stack, s.layer))
+    total_params = sum(comp_params.values())
+    findings: list[Finding] = []
+    per_reference: list[dict[str, Any]] = []
+    best_by_component: dict[str, dict[str, Any]] = {}
+    for ri, ref in enumerate(bank.references):
+        stacks = stack_matches(suspects, bank, pairs, ri, costs)
+        matches = _tensor_matches(suspects, bank, pairs, ri, stacks, thresholds)
+        if verify_exact:
+            _verify_exact(matches, suspects, bank, ri, reader, pairs, thresholds)
+        by_comp: dict[str, list[TensorMatch]] = {}
+        comp_of = {s.name: s.component for s in suspects}
+        for m in matches:
+            by_comp.setdefault(comp_of[m.suspect], []).append(m)
+        per_reference.append({"reference": ref.name, "stacks": [s.to_dict() for s in stacks]})
+        for comp, ms in sorted(by_comp.items()):
+            evidence = [m for m in ms if m.significant and not m.weak]
+            top = max((m.similarity.centred for m in ms if not m.weak), default=0.0)
+            prev = best_by_component.get(comp)
+            if prev is None or top > prev["max_centred_similarity"]:
+                best_by_component[comp] = {"reference": ref.name, "max_centred_similarity": round(top, 4)}
+            if not evidence:
+                continue
+            findings.append(_component_finding(ref, comp, ms, evidence, stacks, comp_params, comp_layers,
+                                               total_params, thresholds))
+    findings = _merge_whole_model(findings, comp_params, total_params)
+    components = {
+        comp: {"parameters": n, "share": n / total_params if total_params else 0.0,
+               "verdicts": {f.reference.name: f.verdict for f in findings if comp in f.statistics.get("components", [f.subject])},
+               "closest": best_by_component.get(comp)}
+        for comp, n in comp_params.items()
+    }
+    details = {
+        "references": per_reference,
+        "components": components,
+        "bytes": {"checkpoint": total_bytes, "read_for_sketches": sketch_bytes,
+                  "read_total": reader.bytes_read,
+                  "fraction_read": reader.bytes_read / total_bytes if total_bytes else 0.0},
+        "pairs_compared": len(pairs),
+    }
+    parameters = {"sketch": bank.spec.to_dict(), "thresholds": thresholds.to_dict(),
+                  "alignment": asdict(costs), "verify_exact": verify_exact,
+                  "null": {"model": "centred similarity of independent tensors ~ N(0, 1/sqrt(n))",
+                           "statistic": "Fisher z = atanh(r)*sqrt(n-3), one-sided; Stouffer across layers; "
+                                        "Bonferroni over candidates per tensor"}}
+    return WeightsScan(findings, details, parameters)
+
+
+def _tensor_matches(
+    suspects: list[TensorFingerprint], bank: ReferenceBank, pairs: list[Pair], ri: int,
+    stacks: list[StackMatch], th: WeightThresholds,
+) -> list[TensorMatch]:
+    """Best suspect tensor for each reference tensor: within aligned layers for stacks, anywhere otherwise."""
+    by_ref: dict[int, list[Pair]] = {}
+    for p in pairs:
+        if bank.tensors[p.ref_tensor].ref == ri:
+            by_ref.setdefault(p.ref_tensor, []).append(p)
+    allowed: dict[tuple[str, int], set[tuple[str, int]]] = {}  # (ref stack, ref layer) -> suspect layers
+    for st in stacks:
+        for i, j in enumerate(st.mapping):
+            if j is not None:
+                allowed.setdefault((st.reference_stack, st.reference_layers[j]), set()).add(
+                    (st.suspect_stack, st.suspect_layers[i]))
+    out: list[TensorMatch] = []
+    for ti, cands in by_ref.items():
+        rt = bank.tensors[ti].fp
+        if rt.stack is not None:
+            layers = allowed.get((rt.stack, rt.layer))
+            if not layers:
+                continue
+            # one match per suspect layer mapped onto this reference layer (repeats are separate copies)
+            for key in sorted(layers):
+                inside = [p for p in cands if (suspects[p.suspect].stack, suspects[p.suspect].layer) == key]
+                if inside:
+                    out.append(_as_match(max(inside, key=lambda p: p.centred), len(inside), suspects, rt, th))
+        else:
+            outside = [p for p in cands if suspects[p.suspect].stack is None] or cands
+            out.append(_as_match(max(outside, key=lambda p: p.centred), len(outside), suspects, rt, th))
+    return out
+
+
+def _as_match(p: Pair, candidates: int, suspects: list[TensorFingerprint], rt: TensorFingerprint,
+              th: WeightThresholds) -> TensorMatch:
+    s = suspects[p.suspect]
+    sim = similarity(p.centred, p.raw_cosine, p.n, candidates=candidates)
+    m = TensorMatch(s.name, rt.name, rt.role, p.placement.describe(), sim, min(s.numel, rt.numel),
+                    s.layer, rt.layer, weak=rt.role in WEAK_ROLES)
+    m._significant = sim.centred >= th.derived_similarity and sim.log10_p <= th.max_log10_p
+    m._pair = p  # type: ignore[attr-defined]
+    return m
+
+
+def _verify_exact(matches: list[TensorMatch], suspects: list[TensorFingerprint], bank: ReferenceBank, ri: int,
+                  reader: SuspectReader, pairs: list[Pair], th: WeightThresholds) -> None:
+    """Read in full the suspect blocks whose sketch is (nearly) identical and compare value digests."""
+    by_name = {t.fp.name: t.fp for t in bank.tensors if t.ref == ri}
+    for m in matches:
+        if m.similarity.centred < th.exact_candidate and not (m.weak and m.similarity.raw_cosine >= th.exact_candidate):
+            continue
+        p: Pair = m._pair  # type: ignore[attr-defined]
+        rt = by_name[m.reference_tensor]
+        d = ValueDigests()
+        for block in reader.region(m.suspect, rt.shape2d, p.placement):
+            d.update(block)
+        m.exact = digests_match(d.hexdigests(), rt.digests)
+
+
+def _component_finding(
+    ref: Reference, comp: str, ms: list[TensorMatch], evidence: list[TensorMatch], stacks: list[StackMatch],
+    comp_params: dict[str, int], comp_layers: dict[str, set[tuple[str, int]]], total_params: int,
+    th: WeightThresholds,
+) -> Finding:
+    """One finding: suspect component `comp` against reference `ref`, with per-layer statistics."""
+    sus_names = {m.suspect for m in ms}
+    matched_params: dict[str, int] = {}
+    for m in ms:
+        if m.significant or (m.weak and m.suspect_layer is not None and m.similarity.centred >= th.derived_similarity):
+            matched_params[m.suspect] = matched_params.get(m.suspect, 0) + m.parameters
+    n_params = sum(matched_params.values())
+    evidence_params = sum(m.parameters for m in evidence)
+    exact_params = sum(m.parameters for m in evidence if m.exact)
+    verdict = "copied" if evidence_params and exact_params / evidence_params >= th.copied_share else "derived"
+    # per-layer statistics from the alignment
+    per_layer = []
+    matched_layers: set[tuple[str, int]] = set()
+    for st in stacks:
+        for i, j in enumerate(st.mapping):
+            if j is None:
+                continue
+            li, lj = st.suspect_layers[i], st.reference_layers[j]
+            layer_ms = [m for m in evidence if m.suspect_layer == li and m.reference_layer == lj
+                        and m.suspect in sus_names and _stack_of(m.suspect, st.suspect_stack)]
+            if not layer_ms:
+                continue
+            matched_layers.add((st.suspect_stack, li))
+            z, log_p = stouffer(m.similarity.z for m in layer_ms)
+            per_layer.append({
+                "suspect_stack": st.suspect_stack, "suspect_layer": li,
+                "reference_stack": st.reference_stack, "reference_layer": lj,
+                "centred_similarity": float(np.median([m.similarity.centred for m in layer_ms])),
+                "raw_cosine": float(np.median([m.similarity.raw_cosine for m in layer_ms])),
+                "n": int(sum(m.similarity.n for m in layer_ms)),
+                "tensors": len(layer_ms), "z": z, "log10_p": log_p,
+            })
+    loose = [m for m in evidence if m.reference_layer is None]
+    zs = [row["z"] for row in per_layer] + [m.similarity.z for m in loose]
+    z, log_p = stouffer(zs)
+    centred = [m.similarity.centred for m in evidence]
+    raw = [m.similarity.raw_cosine for m in evidence]
+    n_total = int(sum(m.similarity.n for m in evidence))
+    layers_total = len(comp_layers.get(comp, set()))
+    transformations = _transformations(evidence, stacks)
+    share = n_params / total_params if total_params else 0.0
+    median_c = float(np.median(centred))
+    summary = (
+        f"{comp} {verdict} from {ref.name}: "
+        + (f"{len(matched_layers)}/{layers_total} blocks, " if layers_total else "")
+        + f"{len(evidence)} tensors, median centred similarity {median_c:.4f} "
+        f"(raw cosine {float(np.median(raw)):.4f}), {100 * share:.1f}% of all parameters"
+        + (f", {exact_params / evidence_params:.0%} of matched parameters bit-identical" if exact_params else "")
+    )
+    stats = {
+        "centred_similarity": median_c,
+        "centred_similarity_min": float(np.min(centred)),
+        "raw_cosine": float(np.median(raw)),
+        "per_layer": per_layer,
+        "n": n_total,
+        "null_sd": null_sd(int(np.median([m.similarity.n for m in evidence]))),
+        "z": z,
+        "log10_p": log_p,
+        "p_value": 10.0 ** log_p,
+        "layers_matched": len(matched_layers),
+        "layers_total": layers_total,
+        "tensors_matched": len(evidence),
+        "exact_tensors": sum(1 for m in evidence if m.exact),
+        "exact_parameter_share": exact_params / evidence_params if evidence_params else 0.0,
+        "matched_tensors": [m.to_dict() for m in sorted(ms, key=lambda m: m.suspect)],
+        "components": [comp],
+    }
+    return Finding("weights", verdict, ref, comp, summary, stats, n_params, share, [], transformations)
+
+
+def _stack_of(name: str, stack: str) -> bool:
+    return name.startswith(stack + ".")
+
+
+def _transformations(evidence: list[TensorMatch], stacks: list[StackMatch]) -> list[str]:
+    out = []
+    renamed = sum(1 for m in evidence if m.suspect != m.reference_tensor and not m.suspect.endswith("." + m.reference_tensor))
+    if renamed:
+        out.append(f"tensor names differ from the reference ({renamed}/{len(evidence)} tensors)")
+    for kind in sorted({m.placement for m in evidence} - {"as is"}):
+        out.append(f"{kind} ({sum(1 for m in evidence if m.placement == kind)} tensors)")
+    casts = sorted({m.exact for m in evidence if m.exact and m.exact != "f32"})
+    for c in casts:
+        out.append(f"identical at {c} precision (dtype cast)")
+    for st in stacks:
+        out.extend(describe_alignment(st.mapping))
+    return list(dict.fromkeys(out))
+
+
+def _merge_whole_model(findings: list[Finding], comp_params: dict[str, int], total: int) -> list[Finding]:
+    """Components that all match the same reference with the same verdict become one finding per reference."""
+    by_ref: dict[str, list[Finding]] = {}
+    for f in findings:
+        by_ref.setdefault(f.reference.name, []).append(f)
+    out: list[Finding] = []
+    for ref_name, fs in by_ref.items():
+        if len(fs) < 2 or len({f.verdict for f in fs}) != 1:
+            out.extend(fs)
+            continue
+        comps = sorted(f.subject for f in fs)
+        evidence = [m for f in fs for m in f.statistics["matched_tensors"] if m["significant"] and not m["weak_evidence"]]
+        first = fs[0]
+        merged_stats = dict(max(fs, key=lambda f: f.parameter_count or 0).statistics)
+        centred = [m["centred"] for m in evidence]
+        zs = [r["z"] for f in fs for r in f.statistics["per_layer"]] + [
+            m["z"] for m in evidence if m["reference_layer"] is None]
+        z, log_p = stouffer(zs)
+        params = sum(f.parameter_count or 0 for f in fs)
+        all_comps = set(comp_params) == set(comps)
+        subject = "(whole model)" if all_comps else " + ".join(comps)
+        merged_stats.update({
+            "centred_similarity": float(np.median(centred)),
+            "centred_similarity_min": float(np.min(centred)),
+            "raw_cosine": float(np.median([m["raw_cosine"] for m in evidence])),
+            "per_layer": [r for f in fs for r in f.statistics["per_layer"]],
+            "n": int(sum(m["n"] for m in evidence)),
+            "z": z, "log10_p": log_p, "p_value": 10.0 ** log_p,
+            "layers_matched": sum(f.statistics["layers_matched"] for f in fs),
+            "layers_total": sum(f.statistics["layers_total"] for f in fs),
+            "tensors_matched": len(evidence),
+            "exact_tensors": sum(f.statistics["exact_tensors"] for f in fs),
+            "matched_tensors": [m for f in fs for m in f.statistics["matched_tensors"]],
+            "components": comps,
+        })
+        share = params / total if total else 0.0
+        summary = (f"{subject} {first.verdict} from {ref_name}: components {', '.join(comps)}; "
+                   f"{merged_stats['layers_matched']}/{merged_stats['layers_total']} blocks, {len(evidence)} tensors, "
+                   f"median centred similarity {merged_stats['centred_similarity']:.4f} "
+                   f"(raw cosine {merged_stats['raw_cosine']:.4f}), {100 * share:.1f}% of all parameters")
+        transformations = list(dict.fromkeys(t for f in fs for t in f.transformations))
+        out.append(Finding("weights", first.verdict, first.reference, subject, summary, merged_stats, params, share,
+                           [], transformations))
+    return out
+
+
+def scan(path: str | os.PathLike[str] | Checkpoint, index: ReferenceIndex | str | os.PathLike[str] | None = None,
+         *, progress: ProgressFn | None = None, verify_exact: bool = True, hash_files: bool = True) -> ScanReport:
+    """Scan a checkpoint against a reference index (default: the shipped one) and return the report."""
+    idx = index if isinstance(index, ReferenceIndex) else ReferenceIndex.load(index)
+    owned = not isinstance(path, Checkpoint)
+    ckpt = open_checkpoint(path) if owned else path
+    try:
+        subject = _subject(ckpt, hash_files)
+        weights = scan_weights(ckpt, idx, progress=progress, verify_exact=verify_exact)
+    finally:
+        if owned:
+            ckpt.close()
+    return ScanReport(
+        subject=subject, index=idx.summary(), parameters={"weights": weights.parameters},
+        findings=weights.findings, details={"weights": weights.details}, tool_version=__version__,
+        timestamp=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+    )
+
+
+def _subject(ckpt: Checkpoint, hash_files: bool) -> Subject:
+    from .inspect import inspect_checkpoint
+
+    return inspect_checkpoint(ckpt, hash_files=hash_files).subject()

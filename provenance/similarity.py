@@ -1,0 +1,111 @@
+"""Honest similarity statistics: mean-centred correlation with its sample size, null, z and p-value.
+
+Raw cosine is computed only to compare with public claims: vectors that start near a constant (norm
+weights at 1.0, biases) have raw cosine near 1 for any two models. The centred similarity (Pearson r of
+entries) of two independent tensors of n entries is approximately N(0, 1/sqrt(n)); we use Fisher's
+z = atanh(r)·sqrt(n − 3) and a one-sided p-value, combined across layers with Stouffer's method.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+from scipy import stats
+
+_R_CLIP = 1.0 - 1e-12
+
+
+@dataclass(frozen=True)
+class Similarity:
+    """Centred similarity of two tensors (or samples of them) with its evidence strength."""
+
+    centred: float  # Pearson r of entries
+    raw_cosine: float  # for comparison with public claims only
+    n: int  # entries compared
+    z: float  # Fisher z·sqrt(n−3); ≈ N(0,1) for independent tensors
+    log10_p: float  # one-sided, log10 so that tiny p-values survive
+
+    @property
+    def p_value(self) -> float:
+        return 10.0 ** self.log10_p
+
+    def to_dict(self) -> dict[str, float | int]:
+        d = asdict(self)
+        d["p_value"] = self.p_value
+        return d
+
+
+def centred_similarity(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson correlation of the entries of two equally shaped arrays (0.0 when either is constant)."""
+    a = np.asarray(x, dtype=np.float64).ravel()
+    b = np.asarray(y, dtype=np.float64).ravel()
+    a = a - a.mean()
+    b = b - b.mean()
+    den = math.sqrt(float(np.dot(a, a)) * float(np.dot(b, b)))
+    return float(np.dot(a, b) / den) if den > 0 else 0.0
+
+
+def raw_cosine(x: np.ndarray, y: np.ndarray) -> float:
+    """Uncentred cosine of two arrays' entries; reported beside the centred value, never as evidence."""
+    a = np.asarray(x, dtype=np.float64).ravel()
+    b = np.asarray(y, dtype=np.float64).ravel()
+    den = math.sqrt(float(np.dot(a, a)) * float(np.dot(b, b)))
+    return float(np.dot(a, b) / den) if den > 0 else 0.0
+
+
+def fisher_z(r: float, n: int) -> float:
+    """Fisher's z statistic of a correlation r over n entries: atanh(r)·sqrt(n − 3)."""
+    if n <= 3:
+        return 0.0
+    return float(np.arctanh(np.clip(r, -_R_CLIP, _R_CLIP)) * math.sqrt(n - 3))
+
+
+def log10_sf(z: float) -> float:
+    """log10 of the one-sided normal tail P(Z ≥ z), accurate far into the tail."""
+    return float(stats.norm.logsf(z) / math.log(10))
+
+
+def similarity(r: float, cos: float, n: int, *, candidates: int = 1) -> Similarity:
+    """Wrap a correlation with its z and p; `candidates` > 1 applies a Bonferroni correction for a best-of-k pick."""
+    z = fisher_z(r, n)
+    log_p = min(0.0, log10_sf(z) + math.log10(max(candidates, 1)))
+    return Similarity(float(r), float(cos), int(n), z, log_p)
+
+
+def compare_arrays(x: np.ndarray, y: np.ndarray, *, candidates: int = 1) -> Similarity:
+    """Centred similarity, raw cosine, z and p of two equally shaped arrays."""
+    return similarity(centred_similarity(x, y), raw_cosine(x, y), int(np.asarray(x).size), candidates=candidates)
+
+
+def normalise_rows(m: np.ndarray, *, centre: bool) -> np.ndarray:
+    """Each row (a flattened sketch) centred (optionally) and scaled to unit length; constant rows become 0."""
+    m = np.asarray(m, dtype=np.float64)
+    if centre:
+        m = m - m.mean(axis=1, keepdims=True)
+    norms = np.linalg.norm(m, axis=1, keepdims=True)
+    return np.divide(m, norms, out=np.zeros_like(m), where=norms > 0)
+
+
+def stouffer(zs: Iterable[float]) -> tuple[float, float]:
+    """Stouffer's combined z of independent z statistics and its log10 one-sided p-value."""
+    zs = [float(z) for z in zs]
+    if not zs:
+        return 0.0, 0.0
+    z = sum(zs) / math.sqrt(len(zs))
+    return z, log10_sf(z)
+
+
+def fisher_combined_log10_p(log10_ps: Sequence[float]) -> float:
+    """Fisher's method: combine per-layer p-values (given as log10) into one log10 p-value."""
+    if not log10_ps:
+        return 0.0
+    statistic = -2.0 * math.log(10) * float(np.sum(log10_ps))
+    return float(stats.chi2.logsf(statistic, 2 * len(log10_ps)) / math.log(10))
+
+
+def null_sd(n: int) -> float:
+    """Analytic standard deviation of the centred similarity of n entries of independent tensors."""
+    return 1.0 / math.sqrt(n) if n > 0 else float("inf")
