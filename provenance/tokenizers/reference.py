@@ -26,6 +26,7 @@ from ..errors import ReferenceIndexError
 from ..findings import Reference
 from .model import Tokenizer
 from .readers import read_tokenizer
+from .sketch import SCHEME as SKETCH_SCHEME
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -201,8 +202,11 @@ def load_reference_entries(index_dir: str | Path | None = None) -> list[Referenc
         entries = []
         for e in doc["references"]:
             ref = Reference(**{k: v for k, v in e["reference"].items() if k in Reference.__dataclass_fields__})
+            fingerprint = dict(e["fingerprint"])
+            if doc.get("sketch_scheme") != SKETCH_SCHEME:  # sketches of another scheme are not comparable
+                fingerprint.pop("minhash", None)
             entries.append(ReferenceTokenizerEntry(ref, e["file"], e["sha256"], e.get("source", {}),
-                                                   e["fingerprint"], e.get("note", ""), root))
+                                                   fingerprint, e.get("note", ""), root))
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ReferenceIndexError(path, f"malformed tokenizer manifest ({type(err).__name__}: {err})") from None
     return entries
@@ -227,7 +231,8 @@ def write_reference_tokenizers(tokenizers: list[tuple[ReferenceSource, Tokenizer
         fp["source"] = f"{source.package}:{source.relative_path}"
         entries.append(ReferenceTokenizerEntry(source.reference, rel, hashlib.sha256(blob).hexdigest(), info, fp,
                                                source.note, root))
-    doc = {"format_version": FORMAT_VERSION, "references": [e.to_dict() for e in entries]}
+    doc = {"format_version": FORMAT_VERSION, "sketch_scheme": SKETCH_SCHEME,
+           "references": [e.to_dict() for e in entries]}
     with atomic_write(root / MANIFEST) as handle:
         json.dump(doc, handle, indent=1, sort_keys=True, ensure_ascii=False)
         handle.write("\n")

@@ -9,33 +9,38 @@ import numpy as np
 
 NUM_PERMUTATIONS = 256
 SEED = 20260521
-_PRIME = (1 << 31) - 1  # Mersenne prime: a*h + b stays below 2**63 for 31-bit a, h
+SCHEME = f"blake2b64-multiply-shift-{NUM_PERMUTATIONS}-seed{SEED}"  # stored with sketches; a change invalidates them
 
 
 def _token_hashes(tokens: Iterable[bytes]) -> np.ndarray:
-    """31-bit blake2b hash of each token (stable across runs and machines, unlike `hash()`)."""
-    values = [int.from_bytes(hashlib.blake2b(t, digest_size=8).digest(), "little") for t in tokens]
-    return np.asarray(values, dtype=np.uint64) % np.uint64(_PRIME)
+    """64-bit blake2b hash of each token (stable across runs and machines, unlike `hash()`)."""
+    return np.fromiter((int.from_bytes(hashlib.blake2b(t, digest_size=8).digest(), "little") for t in tokens),
+                       dtype=np.uint64)
 
 
 def _permutations(num_permutations: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(SEED)
-    a = rng.integers(1, _PRIME, size=num_permutations, dtype=np.uint64)
-    b = rng.integers(0, _PRIME, size=num_permutations, dtype=np.uint64)
+    a = rng.integers(0, 2**63, size=num_permutations, dtype=np.uint64) * np.uint64(2) + np.uint64(1)  # odd
+    b = rng.integers(0, 2**63, size=num_permutations, dtype=np.uint64)
     return a, b
 
 
 def minhash(tokens: Iterable[bytes], num_permutations: int = NUM_PERMUTATIONS) -> list[int]:
-    """MinHash signature of a set of byte strings: for each seeded permutation, the smallest hash value."""
+    """MinHash signature of a set of byte strings: per seeded hash function, the smallest value over the set.
+
+    Hash function k is multiply-shift, (a_k * h + b_k) mod 2**64 keeping the top 32 bits: universal, and
+    free of the modulo that a prime-field permutation needs.
+    """
     hashes = np.unique(_token_hashes(tokens))
     if hashes.size == 0:
-        return [_PRIME] * num_permutations
+        return [2**32] * num_permutations
     a, b = _permutations(num_permutations)
     signature = np.empty(num_permutations, dtype=np.uint64)
-    step = 32  # permutations per block: bounds memory at len(tokens) * 32 * 8 bytes
-    for start in range(0, num_permutations, step):
-        block = (hashes[:, None] * a[None, start:start + step] + b[None, start:start + step]) % np.uint64(_PRIME)
-        signature[start:start + step] = block.min(axis=0)
+    step = 32  # hash functions per block: bounds memory at len(tokens) * 32 * 8 bytes
+    with np.errstate(over="ignore"):
+        for start in range(0, num_permutations, step):
+            block = (hashes[:, None] * a[None, start:start + step] + b[None, start:start + step]) >> np.uint64(32)
+            signature[start:start + step] = block.min(axis=0)
     return [int(v) for v in signature]
 
 

@@ -1,0 +1,148 @@
+"""Relations between real tokenizers and tokenizers derived from them: extended, pruned, modified, unrelated."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tiktoken.load
+from tokenizers import Tokenizer as HFTokenizer
+from tokenizers import decoders
+
+from provenance.tokenizers import Tokenizer, compare_tokenizers, read_tokenizer, scan_tokenizers, token_mapping
+from provenance.tokenizers.sketch import estimate_jaccard, minhash
+
+
+def _new_tokens(base: dict[bytes, int], count: int, seed: int = 0) -> list[bytes]:
+    """`count` tokens absent from `base`, each the merge of two existing multi-byte tokens (as BPE extends)."""
+    rng = np.random.default_rng(seed)
+    pool = sorted(t for t in base if len(t) > 1)
+    out: list[bytes] = []
+    seen = set(base)
+    while len(out) < count:
+        a, b = rng.integers(0, len(pool), size=2)
+        token = pool[a] + pool[b]
+        if token not in seen:
+            seen.add(token)
+            out.append(token)
+    return out
+
+
+@pytest.fixture(scope="module")
+def extended_qwen_dir(tmp_path_factory, qwen_tok, write_tiktoken):
+    """A checkpoint folder whose tokenizer is Qwen's 151,643 ranks plus 20,000 appended tokens."""
+    ranks = dict(qwen_tok.tokens)
+    for k, token in enumerate(_new_tokens(ranks, 20_000)):
+        ranks[token] = len(qwen_tok.tokens) + k
+    folder = tmp_path_factory.mktemp("extended-qwen")
+    write_tiktoken(folder / "extended.tiktoken", ranks)
+    return folder
+
+
+def test_extended_qwen_vocabulary_is_classified_extended(extended_qwen_dir, qwen_tok):
+    suspect = read_tokenizer(extended_qwen_dir)
+    result = compare_tokenizers(suspect, qwen_tok)
+    assert result.verdict == "extended"
+    assert result.shared_tokens == 151_643 and result.suspect_tokens == 171_643
+    assert result.reference_in_suspect == 1.0 and result.id_agreement == 1.0
+    assert result.merges is not None and result.merges.common_prefix == len(qwen_tok.merges)
+    # the reverse direction: Qwen is the extended tokenizer with its added tokens removed
+    assert compare_tokenizers(qwen_tok, suspect).verdict == "pruned"
+    mapping = token_mapping(suspect, qwen_tok)
+    assert len(mapping) == 151_643 and mapping.same_id_share == 1.0
+
+
+def test_scan_finds_extended_qwen_in_the_shipped_index(extended_qwen_dir):
+    findings, details = scan_tokenizers(extended_qwen_dir)
+    assert [(f.kind, f.verdict, f.reference.name) for f in findings] == [("tokenizer", "extended", "qwen3")]
+    finding = findings[0]
+    assert finding.reference.org == "Alibaba Cloud" and finding.reference.country == "CN"
+    assert finding.subject == "extended.tiktoken"
+    assert "20,000 tokens added" in finding.transformations[0]
+    assert finding.statistics["shared_tokens"] == 151_643
+    by_ref = {c["reference"]: c for c in details["comparisons"]}
+    assert set(by_ref) == {"qwen3", "qwen3.5", "deepseek-v3", "smollm2", "bert-base-uncased"}
+    assert by_ref["deepseek-v3"]["verdict"] == "unrelated" and by_ref["bert-base-uncased"]["verdict"] == "unrelated"
+
+
+def test_deepseek_vs_qwen_unrelated_with_real_overlap(deepseek_tok, qwen_tok, deepseek_tokenizer_json, qwen_tiktoken):
+    result = compare_tokenizers(deepseek_tok, qwen_tok)
+    assert result.verdict == "unrelated"
+    # The overlap, recomputed with the libraries' own loaders: tiktoken for Qwen, tokenizers for DeepSeek.
+    qwen_ranks = tiktoken.load.load_tiktoken_bpe(str(qwen_tiktoken))
+    hf = HFTokenizer.from_file(str(deepseek_tokenizer_json))
+    added = {t.content for t in hf.get_added_tokens_decoder().values()}
+    byte_of = _gpt2_alphabet()
+    deepseek_bytes = {bytes(byte_of[ch] for ch in text) for text in hf.get_vocab(with_added_tokens=False)
+                      if text not in added}
+    shared = deepseek_bytes & set(qwen_ranks)
+    assert result.shared_tokens == len(shared)
+    assert result.jaccard == pytest.approx(len(shared) / len(deepseek_bytes | set(qwen_ranks)))
+    # Independent BPE vocabularies share much (this is why overlap alone is no evidence) but not ids or merge order.
+    assert 0.3 < result.jaccard < 0.6
+    assert result.id_agreement < 0.01
+    assert result.merges is not None and result.merges.rank_correlation < 0.9 and result.merges.common_prefix < 10
+    assert abs(result.jaccard_estimate - result.jaccard) < 0.1
+
+
+def _gpt2_alphabet() -> dict[str, int]:
+    """GPT-2's printable character -> byte table, from transformers (not from the code under test)."""
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    return {ch: b for b, ch in bytes_to_unicode().items()}
+
+
+def test_pruned_qwen_with_renumbered_ids(qwen_tok, tmp_path, write_tiktoken):
+    rng = np.random.default_rng(1)
+    multi = [t for t in qwen_tok.tokens if len(t) > 1]
+    dropped = set(rng.choice(len(multi), size=40_000, replace=False).tolist())
+    keep_multi = {t for k, t in enumerate(multi) if k not in dropped}
+    kept = [t for t, _ in sorted(qwen_tok.tokens.items(), key=lambda kv: kv[1]) if len(t) == 1 or t in keep_multi]
+    suspect = read_tokenizer(write_tiktoken(tmp_path / "pruned.tiktoken", {t: i for i, t in enumerate(kept)}))
+    result = compare_tokenizers(suspect, qwen_tok)
+    assert result.verdict == "pruned"
+    assert result.suspect_in_reference == 1.0 and result.shared_tokens == len(qwen_tok.tokens) - 40_000
+    assert result.id_agreement < 0.5  # renumbered: only ids before the first removed token survive
+    assert result.merges.rank_correlation == pytest.approx(1.0)
+
+
+def test_reordered_ids_are_modified(qwen_tok):
+    rng = np.random.default_rng(2)
+    tokens = list(qwen_tok.tokens)
+    ids = rng.permutation(len(tokens))
+    shuffled = Tokenizer(source="shuffled", format="tiktoken", model="bpe", encoding="base64",
+                         tokens={t: int(i) for t, i in zip(tokens, ids)}, merges=list(qwen_tok.merges))
+    result = compare_tokenizers(shuffled, qwen_tok)
+    assert result.verdict == "modified"
+    assert result.jaccard == 1.0 and result.id_agreement < 0.01
+    assert any("different ids" in r for r in result.reasons)
+
+
+def test_bert_vs_qwen_unrelated(bert_tok, qwen_tok):
+    result = compare_tokenizers(bert_tok, qwen_tok)
+    assert result.verdict == "unrelated" and result.merges is None
+    assert result.jaccard < 0.2
+
+
+def test_identical_after_format_change_but_special_tokens_reported(qwen_tok):
+    with_specials = Tokenizer(**{**qwen_tok.__dict__, "special_tokens": {"<|endoftext|>": 151643, "<extra>": 151644}})
+    result = compare_tokenizers(with_specials, qwen_tok)
+    assert result.verdict == "identical"
+    assert result.special_tokens.only_in_suspect == ["<|endoftext|>", "<extra>"]
+    assert "special tokens" in result.summary()
+
+
+def test_minhash_is_deterministic_and_order_free(bert_tok):
+    tokens = list(bert_tok.tokens)
+    a = minhash(tokens)
+    b = minhash(list(reversed(tokens)))
+    assert a == b and len(a) == 256
+    half = minhash(tokens[: len(tokens) // 2])
+    assert abs(estimate_jaccard(a, half) - 0.5) < 0.1
+
+
+def test_tiny_shared_alphabet_is_not_a_relation(qwen_tok):
+    """A 300-token byte-level vocabulary is contained in any byte-level BPE; that alone is no lineage."""
+    small = {t: i for t, i in qwen_tok.tokens.items() if i < 300}
+    tiny = Tokenizer(source="tiny", format="tiktoken", model="bpe", encoding="base64",
+                     tokens={t: i for i, t in enumerate(sorted(small, key=lambda t: (-len(t), t)))}, merges=None)
+    assert compare_tokenizers(tiny, qwen_tok).verdict == "unrelated"
