@@ -62,7 +62,7 @@ def test_check_fails_an_undeclared_copied_encoder_and_explains_why(cli, tmp_path
     path = report(tmp_path, [copied_encoder()])
     result = cli.invoke(app, ["policy", "check", path, "--policy", "sovereign-foundation-model", "--home-country", "KR"])
     assert result.exit_code == 1
-    assert "overall: FAIL" in result.stdout and "copied or frozen" in result.stdout
+    assert "overall: FAIL" in result.stdout and "reused-weights-retrained" in result.stdout
 
 
 def test_check_declared_apache_encoder_passes_license_compliance(cli, tmp_path):
