@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import zipfile
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -200,6 +201,10 @@ def _index_one(task: tuple[str, str, str, str | None, list[str], dict]) -> dict[
         out["fp_hash"], out["fp_unit"], _ = file_fingerprints(tokens.ids, tokens.unit_of, params)
     parents = declared_parents(Path(root), relpath, text, tokens.units, package, set(known)) if role == "reference" else {}
     out["units"] = [[u.qualname, u.start_line, u.end_line, u.kind, parents.get(u.qualname)] for u in tokens.units]
+    # files this one declares copies from: undeclared helpers pulled in with them (transformers' modular
+    # converter copies dependencies silently) are looked up there by name at attribution time
+    sources = Counter(parent.split("::", 1)[0] for parent in parents.values())
+    out["parent_files"] = [path for path, _ in sorted(sources.items(), key=lambda item: (-item[1], item[0]))]
     return out
 
 
@@ -350,7 +355,7 @@ class CodeIndex:
             "params": DEFAULT_PARAMS.to_dict(),
             "reference": reference.to_dict() | {"key": None},
             "licenses": licenses.to_dict(),
-            "files": [{k: r[k] for k in ("path", "sha256", "language", "lines", "license", "units")} for r in results],
+            "files": [{k: r[k] for k in ("path", "sha256", "language", "lines", "license", "units", "parent_files")} for r in results],
         }
         manifest["reference"].pop("key")
         staging = self.directory / f".{target.name}.staging"

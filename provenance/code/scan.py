@@ -179,23 +179,27 @@ class _Corpus:
         return unit_key(file["path"], unit[0])
 
     def parent_of(self, ref: tuple[int, int]) -> tuple[int, int] | None:
-        """The declared parent unit of `ref` inside the same reference, if it is indexed."""
-        _, unit = self.entries[ref[0]].unit_record(ref[1])
-        parent = unit[4]
-        if not parent:
-            return None
+        """The declared parent unit of `ref` inside the same reference, if it is indexed.
+
+        Without an explicit declaration, a unit of the same name in a file this file declares copies
+        from counts as its parent (helpers pulled in along with declared copies).
+        """
+        file, unit = self.entries[ref[0]].unit_record(ref[1])
         keys = self._keys[ref[0]]
         if keys is None:
             keys = {}
-            entry = self.entries[ref[0]]
             g = 0
-            for file in entry.manifest["files"]:
-                for u in file["units"]:
-                    keys[unit_key(file["path"], u[0])] = g
+            for record in self.entries[ref[0]].manifest["files"]:
+                for u in record["units"]:
+                    keys[unit_key(record["path"], u[0])] = g
                     g += 1
             self._keys[ref[0]] = keys
-        found = keys.get(parent)
-        return (ref[0], found) if found is not None else None
+        candidates = [unit[4]] if unit[4] else [unit_key(path, unit[0]) for path in file.get("parent_files", [])]
+        for key in candidates:
+            found = keys.get(key)
+            if found is not None and found != ref[1]:
+                return (ref[0], found)
+        return None
 
 
 def _reference_rank(references: list) -> dict[int, tuple]:

@@ -166,9 +166,11 @@ def tokenize_source(source: bytes, language: str) -> TokenizedFile:
     docstring_parent = "expression_statement" if language == "python" else None
     cursor = tree.walk()
     depth = 0
+    claimed = -1  # id of a definition whose unit its decorated_definition already opened
     while True:
         node = cursor.node
         kind = node.type
+        scope_node = node
         if scopes[-1][0] >= depth:
             while scopes[-1][0] >= depth:
                 scopes.pop()
@@ -181,9 +183,16 @@ def tokenize_source(source: bytes, language: str) -> TokenizedFile:
             ends.append(node.end_byte)
             unit_of.append(current)
         else:
+            if kind == "decorated_definition":  # decorators belong to the function or class they decorate
+                definition = node.child_by_field_name("definition")
+                if definition is not None and definition.type in scope_types:
+                    claimed = definition.id
+                    kind, scope_node = definition.type, definition
+            elif kind in scope_types and node.id == claimed:
+                kind = ""
             if kind in scope_types:
                 parent = units[current]
-                name = _scope_name(node, language)
+                name = _scope_name(scope_node, language)
                 qualname = name if parent.kind == "module" else f"{parent.qualname}.{name}"
                 kind_of_unit = "function" if kind in grammar.functions else "class"
                 units.append(Unit(qualname, node.start_point[0] + 1, node.end_point[0] + 1, kind_of_unit))

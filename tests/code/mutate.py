@@ -1,0 +1,94 @@
+"""Plagiarism transformations for tests: consistent renaming, reordering, dead code and reformatting.
+
+Each works on the tree-sitter parse of real source and checks that the result still parses.
+"""
+
+from __future__ import annotations
+
+import tree_sitter
+import tree_sitter_python
+
+_PARSER = tree_sitter.Parser(tree_sitter.Language(tree_sitter_python.language()))
+
+
+def _parse(source: str) -> tree_sitter.Tree:
+    return _PARSER.parse(source.encode("utf-8"))
+
+
+def _checked(source: str) -> str:
+    assert not _parse(source).root_node.has_error, "transformation broke the syntax"
+    return source
+
+
+def _identifiers(node: tree_sitter.Node):
+    if node.type == "string":
+        return
+    if node.type == "identifier":
+        yield node
+    for child in node.children:
+        yield from _identifiers(child)
+
+
+def rename_all(source: str) -> tuple[str, dict[str, str]]:
+    """Rename every identifier with one consistent one-to-one map (`name` -> `v<n>_`)."""
+    data = source.encode("utf-8")
+    nodes = list(_identifiers(_parse(source).root_node))
+    names = sorted({n.text.decode() for n in nodes})
+    mapping = {name: f"v{i}_" for i, name in enumerate(names)}
+    out = bytearray(data)
+    for node in sorted(nodes, key=lambda n: n.start_byte, reverse=True):
+        out[node.start_byte : node.end_byte] = mapping[node.text.decode()].encode()
+    return _checked(out.decode("utf-8")), mapping
+
+
+def reorder_definitions(source: str) -> str:
+    """Reverse the order of the top-level classes and functions, other statements staying in place."""
+    data = source.encode("utf-8")
+    kinds = {"class_definition", "function_definition", "decorated_definition"}
+    spans = [(c.start_byte, c.end_byte) for c in _parse(source).root_node.children if c.type in kinds]
+    texts = [data[s:e] for s, e in spans][::-1]
+    out, last = bytearray(), 0
+    for (s, e), text in zip(spans, texts):
+        out += data[last:s] + text
+        last = e
+    out += data[last:]
+    return _checked(out.decode("utf-8"))
+
+
+def insert_dead_code(source: str) -> str:
+    """Insert a never-executed block in the middle of every multi-statement function body."""
+    data = source.encode("utf-8")
+    inserts = []
+
+    def visit(node: tree_sitter.Node) -> None:
+        if node.type == "function_definition":
+            body = node.child_by_field_name("body")
+            statements = [c for c in body.named_children if c.type != "comment"]
+            if len(statements) >= 2 and body.start_point[0] > node.start_point[0]:
+                stmt = statements[len(statements) // 2]
+                pad = " " * stmt.start_point[1]
+                dead = f"if len([]) > 99:\n{pad}    unused_total = [7, 8, 9]\n{pad}    print(unused_total)\n{pad}"
+                inserts.append((stmt.start_byte, dead.encode()))
+        for child in node.children:
+            visit(child)
+
+    visit(_parse(source).root_node)
+    out = bytearray(data)
+    for at, text in sorted(inserts, reverse=True):
+        out[at:at] = text
+    return _checked(out.decode("utf-8"))
+
+
+def reformat(source: str) -> str:
+    """Halve the indentation, add blank lines after block openers and trailing comments after calls."""
+    lines = []
+    for line in source.splitlines():
+        stripped = line.lstrip(" ")
+        indent = (len(line) - len(stripped)) // 2
+        text = " " * indent + stripped
+        if text.rstrip().endswith(")") and '"""' not in text and "#" not in text:
+            text = text.rstrip() + "  # reformatted"
+        lines.append(text)
+        if text.rstrip().endswith(":") and not text.lstrip().startswith("#"):
+            lines.append("")
+    return _checked("\n".join(lines) + "\n")
