@@ -1,0 +1,765 @@
+"""Build derived and independent test models from the real small models (MiniLM, SmolLM2).
+
+Every builder writes a checkpoint folder (``model.safetensors`` + ``config.json``, tokenizer files
+copied when the source has them) and returns its path; every state-dict transformation is a pure
+function ``StateDict -> StateDict`` so they compose. Everything is deterministic given a seed.
+The weight-matching tests and the detection benchmark use these as ground truth: a *derived* model
+really was made from its source (fine-tuned, renamed, re-quantised, permuted…), an *independent* one
+really was not (fresh init, trained from scratch with another seed).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+StateDict = dict[str, torch.Tensor]
+PathLike = str | os.PathLike[str]
+
+TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json",
+    "merges.txt", "vocab.json", "tokenizer.model", "chat_template.jinja",
+)
+
+__all__ = [
+    "StateDict", "load_checkpoint", "save_checkpoint", "config_folder", "read_config", "build_model", "training_texts",
+    "fresh_init", "finetune_bert", "train_bert_from_scratch", "train_from_scratch", "masked_lm_loss",
+    "causal_lm_loss", "gguf_to_hf_llama", "small_llama_config",
+    "rename_keys", "cast", "transpose_linear", "fuse_qkv", "fuse_gate_up", "reshard", "composite",
+]
+
+
+# --------------------------------------------------------------------------------------------- I/O
+
+
+@contextmanager
+def _building(out_dir: PathLike) -> Iterator[Path]:
+    """A scratch folder beside `out_dir` that replaces it only if the block succeeds (no half-built cases)."""
+    target = Path(out_dir)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    try:
+        yield scratch
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(scratch, target)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+
+
+def read_config(src_dir: PathLike) -> dict[str, Any]:
+    """The folder's `config.json` as a dict (empty if there is none)."""
+    path = Path(src_dir) / "config.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def load_checkpoint(src_dir: PathLike) -> tuple[StateDict, dict[str, Any]]:
+    """All tensors of a safetensors folder (single file or shards) and its config.
+
+    BERT's non-parameter buffer `embeddings.position_ids` is dropped: it is not a weight.
+    """
+    src = Path(src_dir)
+    files = sorted(src.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{src}: no *.safetensors files")
+    sd: StateDict = {}
+    for f in files:
+        sd.update(load_file(str(f)))
+    sd.pop("embeddings.position_ids", None)
+    return sd, read_config(src)
+
+
+def _contiguous_untied(sd: StateDict) -> StateDict:
+    """Safetensors refuses shared storage; give every tensor its own contiguous memory."""
+    seen: set[int] = set()
+    out: StateDict = {}
+    for name, t in sd.items():
+        t = t.detach().contiguous()
+        ptr = t.untyped_storage().data_ptr()
+        if ptr in seen:
+            t = t.clone()
+        seen.add(t.untyped_storage().data_ptr())
+        out[name] = t
+    return out
+
+
+def _copy_tokenizer(src_dir: PathLike | None, dst: Path) -> None:
+    if src_dir is None:
+        return
+    for name in TOKENIZER_FILES:
+        f = Path(src_dir) / name
+        if f.is_file():
+            shutil.copyfile(f, dst / name)
+
+
+def _write_config(config: dict[str, Any], dst: Path) -> None:
+    (dst / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def save_checkpoint(sd: StateDict, config: dict[str, Any], out_dir: PathLike, *,
+                    tokenizer_from: PathLike | None = None, n_shards: int = 1,
+                    metadata: dict[str, str] | None = None) -> Path:
+    """Write `sd` as safetensors (sharded with an index when `n_shards` > 1) plus config.json."""
+    with _building(out_dir) as dst:
+        _write_safetensors(sd, dst, n_shards, metadata)
+        _write_config(config, dst)
+        _copy_tokenizer(tokenizer_from, dst)
+    return Path(out_dir)
+
+
+def _write_safetensors(sd: StateDict, dst: Path, n_shards: int, metadata: dict[str, str] | None) -> None:
+    sd = _contiguous_untied(sd)
+    meta = {"format": "pt", **(metadata or {})}
+    if n_shards <= 1:
+        save_file(sd, str(dst / "model.safetensors"), metadata=meta)
+        return
+    names = list(sd)
+    sizes = [sd[n].numel() * sd[n].element_size() for n in names]
+    total = sum(sizes)
+    # Greedy split in storage order into n_shards runs of roughly equal bytes (as save_pretrained does).
+    bounds, acc, shard = [0] * len(names), 0, 0
+    for i, size in enumerate(sizes):
+        if shard < n_shards - 1 and acc >= total * (shard + 1) / n_shards:
+            shard += 1
+        bounds[i] = shard
+        acc += size
+    n_used = max(bounds) + 1
+    weight_map: dict[str, str] = {}
+    for s in range(n_used):
+        fname = f"model-{s + 1:05d}-of-{n_used:05d}.safetensors"
+        part = {n: sd[n] for n, b in zip(names, bounds) if b == s}
+        save_file(part, str(dst / fname), metadata=meta)
+        weight_map.update({n: fname for n in part})
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (dst / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
+
+
+def config_folder(config: dict[str, Any], out_dir: PathLike, tokenizer_from: PathLike | None = None) -> Path:
+    """A folder with only config.json (and tokenizer files): the input `fresh_init`/`train_from_scratch` take."""
+    with _building(out_dir) as dst:
+        _write_config(config, dst)
+        _copy_tokenizer(tokenizer_from, dst)
+    return Path(out_dir)
+
+
+def reshard(sd: StateDict, out_dir: PathLike, n_shards: int, config: dict[str, Any] | None = None,
+            tokenizer_from: PathLike | None = None) -> Path:
+    """Write `sd` as `model-0000x-of-0000n.safetensors` shards + `model.safetensors.index.json`."""
+    return save_checkpoint(sd, config or {}, out_dir, tokenizer_from=tokenizer_from, n_shards=n_shards)
+
+
+# ------------------------------------------------------------------------------------ training text
+
+
+def training_texts() -> list[str]:
+    """Real English prose available offline, in a fixed order: the Python language reference topics
+    (`pydoc_data`) and the docstrings of a fixed list of standard-library modules."""
+    import importlib
+    import inspect
+    import warnings
+
+    from pydoc_data.topics import topics
+
+    texts = [topics[k] for k in sorted(topics)]
+    for mod_name in _DOC_MODULES:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                mod = importlib.import_module(mod_name)
+        except ImportError:
+            continue
+        doc = inspect.getdoc(mod)
+        if doc:
+            texts.append(doc)
+        for name, obj in sorted(vars(mod).items()):
+            if name.startswith("_") or getattr(obj, "__module__", None) != mod.__name__:
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # typing.io / typing.re deprecation on attribute access
+                doc = inspect.getdoc(obj)
+            if doc and len(doc) > 200:
+                texts.append(doc)
+    return [t for t in texts if t.strip()]
+
+
+_DOC_MODULES = (
+    "argparse", "asyncio", "bisect", "calendar", "collections", "configparser", "contextlib", "csv",
+    "dataclasses", "datetime", "decimal", "difflib", "doctest", "email.message", "enum", "fractions",
+    "functools", "gettext", "heapq", "html.parser", "http.client", "inspect", "ipaddress", "itertools",
+    "json", "logging", "mailbox", "optparse", "pathlib", "pdb", "pickle", "pydoc", "queue", "random",
+    "re", "sched", "shutil", "smtplib", "socket", "sqlite3", "statistics", "string", "subprocess",
+    "tarfile", "tempfile", "textwrap", "threading", "timeit", "tokenize", "trace", "turtle", "typing",
+    "unittest", "urllib.request", "uuid", "warnings", "xml.etree.ElementTree", "zipfile",
+)
+
+
+def _token_stream(tokenizer_path: Path, held_out: bool) -> list[int]:
+    """All training texts tokenized and concatenated; every 10th text is held out for evaluation."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer_path))
+    tok.no_padding()
+    tok.no_truncation()
+    texts = [t for i, t in enumerate(training_texts()) if (i % 10 == 9) == held_out]
+    ids: list[int] = []
+    for enc in tok.encode_batch(texts, add_special_tokens=False):
+        ids.extend(enc.ids)
+    return ids
+
+
+def _blocks(ids: list[int], length: int) -> torch.Tensor:
+    n = len(ids) // length
+    return torch.tensor(ids[: n * length], dtype=torch.long).view(n, length)
+
+
+# --------------------------------------------------------------------------------- model building
+
+
+def _is_bert(config: dict[str, Any]) -> bool:
+    return config.get("model_type") == "bert"
+
+
+def _hf_config(config: dict[str, Any]):
+    from transformers import BertConfig, LlamaConfig
+
+    kind = config.get("model_type")
+    if kind == "bert":
+        return BertConfig(**{k: v for k, v in config.items() if k != "model_type"})
+    if kind == "llama":
+        return LlamaConfig(**{k: v for k, v in config.items() if k != "model_type"})
+    raise ValueError(f"no test-model builder for model_type {kind!r}")
+
+
+def build_model(config: dict[str, Any], sd: StateDict | None = None, *, masked_lm: bool = False,
+                seed: int = 0) -> torch.nn.Module:
+    """A transformers model for `config` (BertModel / BertForMaskedLM / LlamaForCausalLM) in eval mode,
+    freshly initialised from `seed`, then loaded with `sd` if given (strictly for the encoder)."""
+    from transformers import BertForMaskedLM, BertModel, LlamaForCausalLM
+
+    hf = _hf_config(config)
+    hf._attn_implementation = "eager"
+    torch.manual_seed(seed)
+    if _is_bert(config):
+        with_pooler = sd is None or "pooler.dense.weight" in sd
+        if masked_lm:
+            from transformers.models.bert.modeling_bert import BertPooler
+
+            model = BertForMaskedLM(hf)
+            if with_pooler:  # kept so the saved checkpoint has the source's full tensor set (MLM leaves it alone)
+                model.bert.pooler = BertPooler(hf)
+                model._init_weights(model.bert.pooler.dense)
+        else:
+            model = BertModel(hf, add_pooling_layer=with_pooler)
+    else:
+        model = LlamaForCausalLM(hf)
+    if sd is not None:
+        target = model.bert if masked_lm and _is_bert(config) else model
+        head = {k: v for k, v in sd.items() if k.startswith("cls.")} if masked_lm else {}
+        body = {k.removeprefix("bert."): v for k, v in sd.items() if not k.startswith("cls.")}
+        if _is_bert(config):
+            body.pop("embeddings.position_ids", None)
+        missing, unexpected = target.load_state_dict(body, strict=False)
+        missing = [m for m in missing if m != "embeddings.position_ids"
+                   and not (m == "lm_head.weight" and hf.tie_word_embeddings)]
+        if missing or unexpected:
+            raise ValueError(f"state dict does not fit {type(target).__name__}: missing {missing[:5]}, "
+                             f"unexpected {unexpected[:5]}")
+        if head:
+            model.load_state_dict({**{f"bert.{k}": v for k, v in body.items()}, **head}, strict=False)
+        if not _is_bert(config) and hf.tie_word_embeddings:
+            model.tie_weights()
+    return model.eval()
+
+
+def _model_state_dict(model: torch.nn.Module, config: dict[str, Any], keep_head: bool) -> StateDict:
+    """Parameters under the source's own names (no `bert.` prefix, no MLM head unless asked)."""
+    sd = {k: v.detach().clone() for k, v in model.state_dict().items() if k != "embeddings.position_ids"}
+    sd.pop("bert.embeddings.position_ids", None)
+    if _is_bert(config) and any(k.startswith("bert.") for k in sd):
+        head = {k: v for k, v in sd.items() if k.startswith("cls.")}
+        sd = {k.removeprefix("bert."): v for k, v in sd.items() if k.startswith("bert.")}
+        if keep_head:
+            sd.update({k: v for k, v in head.items() if k != "cls.predictions.decoder.weight"})
+    if config.get("tie_word_embeddings") and "lm_head.weight" in sd:
+        del sd["lm_head.weight"]
+    return sd
+
+
+def fresh_init(config_dir: PathLike, out_dir: PathLike, seed: int) -> Path:
+    """An untrained model of the same architecture as `config_dir`, initialised from `seed`."""
+    config = read_config(config_dir)
+    model = build_model(config, seed=seed)
+    return save_checkpoint(_model_state_dict(model, config, keep_head=False), config, out_dir,
+                           tokenizer_from=config_dir, metadata={"derive": f"fresh_init seed={seed}"})
+
+
+def _mask_tokens(ids: torch.Tensor, gen: torch.Generator, vocab: int, mask_id: int,
+                 special: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT's 15% masking (80% [MASK], 10% random, 10% kept); returns inputs and the masked positions."""
+    prob = torch.rand(ids.shape, generator=gen)
+    chosen = prob < 0.15
+    for s in special:
+        chosen &= ids != s
+    inputs = ids.clone()
+    action = torch.rand(ids.shape, generator=gen)
+    inputs[chosen & (action < 0.8)] = mask_id
+    rand = chosen & (action >= 0.8) & (action < 0.9)
+    inputs[rand] = torch.randint(vocab, ids.shape, generator=gen)[rand]
+    return inputs, chosen
+
+
+def _bert_batches(src_dir: Path, seq_len: int, held_out: bool) -> tuple[torch.Tensor, dict[str, int]]:
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(src_dir / "tokenizer.json"))
+    cls_id, sep_id, mask_id = (tok.token_to_id(t) for t in ("[CLS]", "[SEP]", "[MASK]"))
+    body = _blocks(_token_stream(src_dir / "tokenizer.json", held_out), seq_len - 2)
+    n = body.shape[0]
+    blocks = torch.cat([torch.full((n, 1), cls_id), body, torch.full((n, 1), sep_id)], dim=1)
+    return blocks, {"cls": cls_id, "sep": sep_id, "mask": mask_id}
+
+
+def _mlm_step_loss(model, blocks: torch.Tensor, gen: torch.Generator, ids: dict[str, int]) -> torch.Tensor:
+    inputs, chosen = _mask_tokens(blocks, gen, model.config.vocab_size, ids["mask"], (ids["cls"], ids["sep"]))
+    hidden = model.bert(input_ids=inputs).last_hidden_state
+    # Only masked positions go through the vocabulary head: a sixth of the head's cost.
+    logits = model.cls(hidden[chosen])
+    return torch.nn.functional.cross_entropy(logits, blocks[chosen])
+
+
+def masked_lm_loss(model, tokenizer_dir: PathLike, *, seq_len: int = 64, n_blocks: int = 64,
+                   seed: int = 1234) -> float:
+    """Mean masked-LM loss of a `BertForMaskedLM` on held-out text with fixed masks (lower is better)."""
+    blocks, ids = _bert_batches(Path(tokenizer_dir), seq_len, held_out=True)
+    gen = torch.Generator().manual_seed(seed)
+    model.eval()
+    with torch.no_grad():
+        return float(_mlm_step_loss(model, blocks[:n_blocks], gen, ids))
+
+
+def causal_lm_loss(model, tokenizer_dir: PathLike, *, seq_len: int = 64, n_blocks: int = 32) -> float:
+    """Mean next-token loss of a causal LM on held-out text."""
+    blocks = _blocks(_token_stream(Path(tokenizer_dir) / "tokenizer.json", held_out=True), seq_len)[:n_blocks]
+    model.eval()
+    with torch.no_grad():
+        return float(model(input_ids=blocks, labels=blocks).loss)
+
+
+def _train(model: torch.nn.Module, blocks: torch.Tensor, loss_fn: Callable[[torch.Tensor], torch.Tensor],
+           steps: int, lr: float, batch: int, seed: int, warmup: int = 10) -> list[float]:
+    """AdamW with linear warm-up and cosine decay over seeded random batches; returns the step losses."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    model.train()
+    losses: list[float] = []
+    for _ in range(steps):
+        idx = torch.randint(blocks.shape[0], (batch,), generator=gen)
+        loss = loss_fn(blocks[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+    model.eval()
+    return losses
+
+
+def _train_bert(model, src_dir: Path, out_dir: PathLike, config: dict[str, Any], *, steps: int, lr: float,
+                seed: int, seq_len: int, batch: int, keep_head: bool, note: str) -> Path:
+    blocks, ids = _bert_batches(src_dir, seq_len, held_out=False)
+    gen = torch.Generator().manual_seed(seed + 1)
+    torch.set_num_threads(1)  # one thread: deterministic, and far faster on a shared box
+    losses = _train(model, blocks, lambda b: _mlm_step_loss(model, b, gen, ids), steps, lr, batch, seed)
+    sd = _model_state_dict(model, config, keep_head=keep_head)
+    meta = {"derive": note, "first_losses": json.dumps(losses[:5]), "last_losses": json.dumps(losses[-5:])}
+    return save_checkpoint(sd, config, out_dir, tokenizer_from=src_dir, metadata=meta)
+
+
+def finetune_bert(src_dir: PathLike, out_dir: PathLike, steps: int = 40, lr: float = 2e-4, seed: int = 0,
+                  *, seq_len: int = 64, batch: int = 8, keep_head: bool = False) -> Path:
+    """Fine-tune a BERT checkpoint with masked-LM on real text (AdamW, real optimizer steps).
+
+    The MLM head (absent from sentence-embedding checkpoints like MiniLM) starts from `seed`; with
+    `keep_head` its tensors (`cls.predictions.*`) are saved too, so the MLM loss can be measured later.
+    """
+    src = Path(src_dir)
+    sd, config = load_checkpoint(src)
+    model = build_model(config, sd, masked_lm=True, seed=seed)
+    return _train_bert(model, src, out_dir, config, steps=steps, lr=lr, seed=seed, seq_len=seq_len,
+                       batch=batch, keep_head=keep_head, note=f"finetune_bert steps={steps} lr={lr} seed={seed}")
+
+
+def train_bert_from_scratch(config_dir: PathLike, out_dir: PathLike, seed: int, steps: int = 40,
+                            lr: float = 5e-4, *, seq_len: int = 64, batch: int = 8) -> Path:
+    """An *independent* BERT of the same architecture: fresh init from `seed`, then masked-LM training."""
+    src = Path(config_dir)
+    config = read_config(src)
+    model = build_model(config, masked_lm=True, seed=seed)
+    return _train_bert(model, src, out_dir, config, steps=steps, lr=lr, seed=seed, seq_len=seq_len,
+                       batch=batch, keep_head=False, note=f"train_bert_from_scratch steps={steps} seed={seed}")
+
+
+def train_from_scratch(config_dir: PathLike, out_dir: PathLike, seed: int, steps: int = 40,
+                       lr: float = 1e-3, *, seq_len: int = 64, batch: int = 8) -> Path:
+    """An *independent* model of `config_dir`'s architecture trained from `seed` (MLM for BERT,
+    next-token for Llama, on the same real text)."""
+    src = Path(config_dir)
+    config = read_config(src)
+    if _is_bert(config):
+        return train_bert_from_scratch(src, out_dir, seed, steps, lr, seq_len=seq_len, batch=batch)
+    model = build_model(config, seed=seed)
+    blocks = _blocks(_token_stream(src / "tokenizer.json", held_out=False), seq_len)
+    torch.set_num_threads(1)  # one thread: deterministic, and far faster on a shared box
+    losses = _train(model, blocks, lambda b: model(input_ids=b, labels=b).loss, steps, lr, batch, seed)
+    meta = {"derive": f"train_from_scratch steps={steps} seed={seed}",
+            "first_losses": json.dumps(losses[:5]), "last_losses": json.dumps(losses[-5:])}
+    return save_checkpoint(_model_state_dict(model, config, keep_head=False), config, out_dir,
+                           tokenizer_from=src, metadata=meta)
+
+
+def small_llama_config(src_config: dict[str, Any], *, hidden_size: int = 192, num_hidden_layers: int = 4,
+                       intermediate_size: int = 512, num_attention_heads: int = 3,
+                       num_key_value_heads: int = 1) -> dict[str, Any]:
+    """A SmolLM2-architecture Llama config (same vocabulary, rope, norms; GQA) shrunk for fast training."""
+    out = dict(src_config)
+    out.update(hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
+               intermediate_size=intermediate_size, num_attention_heads=num_attention_heads,
+               num_key_value_heads=num_key_value_heads, head_dim=hidden_size // num_attention_heads,
+               max_position_embeddings=2048)
+    return out
+
+
+# ------------------------------------------------------------------------------------- GGUF → HF
+
+
+_GGUF_LLAMA_NAMES = {
+    "token_embd": "model.embed_tokens",
+    "output_norm": "model.norm",
+    "output": "lm_head",
+    "attn_norm": "input_layernorm",
+    "ffn_norm": "post_attention_layernorm",
+    "attn_q": "self_attn.q_proj",
+    "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj",
+    "ffn_gate": "mlp.gate_proj",
+    "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj",
+}
+
+
+def llama_rope_permute(w: torch.Tensor, n_head: int) -> torch.Tensor:
+    """llama.cpp's HF→GGUF row permutation of attn_q/attn_k (`LlamaModel.permute` in
+    convert_hf_to_gguf.py): within each head, interleave the two rotary halves."""
+    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def llama_rope_unpermute(w: torch.Tensor, n_head: int) -> torch.Tensor:
+    """Inverse of `llama_rope_permute` (GGUF → HF rotary layout)."""
+    return w.reshape(n_head, w.shape[0] // n_head // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def _gguf_field(reader, key: str, default: Any = None) -> Any:
+    field = reader.fields.get(key)
+    if field is None:
+        return default
+    value = field.contents()
+    return value
+
+
+def gguf_tensors(gguf_path: PathLike) -> dict[str, torch.Tensor]:
+    """Every tensor of a GGUF file dequantised to float32, in PyTorch order (rows = output features)."""
+    from gguf import GGUFReader
+    from gguf.quants import dequantize
+
+    reader = GGUFReader(str(gguf_path))
+    out: dict[str, torch.Tensor] = {}
+    for t in reader.tensors:
+        arr = dequantize(t.data, t.tensor_type).astype(np.float32, copy=False)
+        shape = tuple(int(d) for d in reversed(t.shape))
+        out[t.name] = torch.from_numpy(np.array(arr, dtype=np.float32).reshape(shape))
+    return out
+
+
+def gguf_to_hf_llama(gguf_path: PathLike, out_dir: PathLike, dtype: torch.dtype = torch.float32) -> Path:
+    """Write a Llama GGUF as an HF-Llama safetensors checkpoint: dequantised, HF names, q/k rotary
+    permutation undone, matching config.json and a tokenizer.json converted by transformers."""
+    from gguf import GGUFReader
+
+    gguf_path = Path(gguf_path)
+    reader = GGUFReader(str(gguf_path))
+    arch = _gguf_field(reader, "general.architecture")
+    if arch != "llama":
+        raise ValueError(f"{gguf_path}: architecture {arch!r}, expected 'llama'")
+    n_head = int(_gguf_field(reader, "llama.attention.head_count"))
+    n_kv = int(_gguf_field(reader, "llama.attention.head_count_kv", n_head))
+    hidden = int(_gguf_field(reader, "llama.embedding_length"))
+    tensors = gguf_tensors(gguf_path)
+    sd: StateDict = {}
+    for name, w in tensors.items():
+        parts = name.split(".")
+        if parts[0] == "blk":
+            layer, kind = int(parts[1]), parts[2]
+            hf = f"model.layers.{layer}.{_GGUF_LLAMA_NAMES[kind]}.{parts[-1]}"
+        else:
+            kind = parts[0]
+            hf = f"{_GGUF_LLAMA_NAMES[kind]}.{parts[-1]}"
+        if kind == "attn_q":
+            w = llama_rope_unpermute(w, n_head)
+        elif kind == "attn_k":
+            w = llama_rope_unpermute(w, n_kv)
+        sd[hf] = w.to(dtype)
+    vocab = sd["model.embed_tokens.weight"].shape[0]
+    config = {
+        "model_type": "llama",
+        "architectures": ["LlamaForCausalLM"],
+        "vocab_size": vocab,
+        "hidden_size": hidden,
+        "intermediate_size": int(_gguf_field(reader, "llama.feed_forward_length")),
+        "num_hidden_layers": int(_gguf_field(reader, "llama.block_count")),
+        "num_attention_heads": n_head,
+        "num_key_value_heads": n_kv,
+        "head_dim": hidden // n_head,
+        "max_position_embeddings": int(_gguf_field(reader, "llama.context_length", 2048)),
+        "rms_norm_eps": float(_gguf_field(reader, "llama.attention.layer_norm_rms_epsilon", 1e-5)),
+        "rope_theta": float(_gguf_field(reader, "llama.rope.freq_base", 10000.0)),
+        "hidden_act": "silu",
+        "tie_word_embeddings": "lm_head.weight" not in sd,
+        "bos_token_id": int(_gguf_field(reader, "tokenizer.ggml.bos_token_id", 1)),
+        "eos_token_id": int(_gguf_field(reader, "tokenizer.ggml.eos_token_id", 2)),
+        "torch_dtype": str(dtype).removeprefix("torch."),
+    }
+    with _building(out_dir) as dst:
+        _write_safetensors(sd, dst, 1, {"derive": f"gguf_to_hf_llama {gguf_path.name}"})
+        _write_config(config, dst)
+        _save_gguf_tokenizer(gguf_path, dst)
+    return Path(out_dir)
+
+
+def _save_gguf_tokenizer(gguf_path: Path, dst: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name, local_files_only=True)
+    tok.save_pretrained(str(dst))
+
+
+# ------------------------------------------------------------------------ state-dict transformations
+
+# Per-layer BERT parameter → name in each scheme ({i} = layer index).
+_BERT_LAYER_RENAMES: dict[str, dict[str, str]] = {
+    "attention.self.query": {"llama": "self_attn.q_proj", "megatron": "self_attention.query", "gguf": "attn_q"},
+    "attention.self.key": {"llama": "self_attn.k_proj", "megatron": "self_attention.key", "gguf": "attn_k"},
+    "attention.self.value": {"llama": "self_attn.v_proj", "megatron": "self_attention.value", "gguf": "attn_v"},
+    "attention.self.qkv": {"llama": "self_attn.qkv_proj", "megatron": "self_attention.query_key_value",
+                           "gguf": "attn_qkv"},
+    "attention.output.dense": {"llama": "self_attn.o_proj", "megatron": "self_attention.dense",
+                               "gguf": "attn_output"},
+    "attention.output.LayerNorm": {"llama": "post_attention_layernorm", "megatron": "post_attention_layernorm",
+                                   "gguf": "attn_output_norm"},
+    "intermediate.dense": {"llama": "mlp.up_proj", "megatron": "mlp.dense_h_to_4h", "gguf": "ffn_up"},
+    "output.dense": {"llama": "mlp.down_proj", "megatron": "mlp.dense_4h_to_h", "gguf": "ffn_down"},
+    "output.LayerNorm": {"llama": "post_feedforward_layernorm", "megatron": "post_mlp_layernorm",
+                         "gguf": "layer_output_norm"},
+}
+_BERT_LAYER_PREFIX = {"llama": "model.layers.{i}.", "megatron": "language_model.encoder.layers.{i}.",
+                      "gguf": "blk.{i}."}
+_BERT_GLOBAL_RENAMES: dict[str, dict[str, str]] = {
+    "embeddings.word_embeddings": {"llama": "model.embed_tokens", "megatron": "language_model.embedding.word_embeddings",
+                                   "gguf": "token_embd"},
+    "embeddings.position_embeddings": {"llama": "model.embed_positions",
+                                       "megatron": "language_model.embedding.position_embeddings",
+                                       "gguf": "position_embd"},
+    "embeddings.token_type_embeddings": {"llama": "model.embed_token_types",
+                                         "megatron": "language_model.embedding.tokentype_embeddings",
+                                         "gguf": "token_types"},
+    "embeddings.LayerNorm": {"llama": "model.embed_norm", "megatron": "language_model.embedding.layernorm",
+                             "gguf": "token_embd_norm"},
+    "pooler.dense": {"llama": "model.pooler", "megatron": "language_model.pooler.dense", "gguf": "cls"},
+}
+# HF-Llama parameter → name in each scheme.
+_LLAMA_LAYER_RENAMES: dict[str, dict[str, str]] = {
+    hf: {"gguf": gg} for gg, hf in _GGUF_LLAMA_NAMES.items() if "." in hf and not hf.startswith("model.")
+}
+for _hf, _mg in {
+    "input_layernorm": "self_attention.linear_qkv.layer_norm",
+    "post_attention_layernorm": "mlp.linear_fc1.layer_norm",
+    "self_attn.q_proj": "self_attention.linear_q", "self_attn.k_proj": "self_attention.linear_k",
+    "self_attn.v_proj": "self_attention.linear_v", "self_attn.qkv_proj": "self_attention.linear_qkv",
+    "self_attn.o_proj": "self_attention.linear_proj", "mlp.gate_proj": "mlp.linear_fc1_gate",
+    "mlp.up_proj": "mlp.linear_fc1_up", "mlp.gate_up_proj": "mlp.linear_fc1", "mlp.down_proj": "mlp.linear_fc2",
+}.items():
+    _LLAMA_LAYER_RENAMES.setdefault(_hf, {})["megatron"] = _mg
+_LLAMA_LAYER_RENAMES["input_layernorm"]["gguf"] = "attn_norm"
+_LLAMA_LAYER_RENAMES["post_attention_layernorm"]["gguf"] = "ffn_norm"
+_LLAMA_LAYER_RENAMES["self_attn.qkv_proj"]["gguf"] = "attn_qkv"
+_LLAMA_LAYER_RENAMES["mlp.gate_up_proj"] = {**_LLAMA_LAYER_RENAMES["mlp.gate_up_proj"], "gguf": "ffn_gate_up"}
+_LLAMA_LAYER_PREFIX = {"gguf": "blk.{i}.", "megatron": "decoder.layers.{i}."}
+_LLAMA_GLOBAL_RENAMES = {
+    "model.embed_tokens": {"gguf": "token_embd", "megatron": "embedding.word_embeddings"},
+    "model.norm": {"gguf": "output_norm", "megatron": "decoder.final_layernorm"},
+    "lm_head": {"gguf": "output", "megatron": "output_layer"},
+}
+RENAME_SCHEMES = ("llama", "megatron", "gguf")
+
+
+def _leaf(name: str) -> tuple[str, str]:
+    stem, _, leaf = name.rpartition(".")
+    return stem, leaf
+
+
+def rename_keys(sd: StateDict, scheme: str) -> StateDict:
+    """Rename every tensor to another naming convention without touching values.
+
+    BERT names → "llama" (model.layers.N.self_attn.q_proj…), "megatron" (language_model.encoder.layers…)
+    or "gguf" (blk.N.attn_q…); HF-Llama names → "megatron" (decoder.layers.N.self_attention…) or "gguf".
+    Unknown names (e.g. `cls.*`) are kept.
+    """
+    if scheme not in RENAME_SCHEMES:
+        raise ValueError(f"unknown naming scheme {scheme!r}; choose from {RENAME_SCHEMES}")
+    is_llama = any(k.startswith("model.layers.") or k == "model.embed_tokens.weight" for k in sd)
+    layer_re = re.compile(r"^(?:model\.layers|encoder\.layer)\.(\d+)\.(.+)$")
+    layer_table, global_table, prefix = (
+        (_LLAMA_LAYER_RENAMES, _LLAMA_GLOBAL_RENAMES, _LLAMA_LAYER_PREFIX) if is_llama
+        else (_BERT_LAYER_RENAMES, _BERT_GLOBAL_RENAMES, _BERT_LAYER_PREFIX))
+    if scheme not in prefix:
+        raise ValueError(f"scheme {scheme!r} is not defined for {'Llama' if is_llama else 'BERT'} names")
+    out: StateDict = {}
+    for name, t in sd.items():
+        stem, leaf = _leaf(name)
+        m = layer_re.match(stem)
+        new = name
+        if m and m.group(2) in layer_table and scheme in layer_table[m.group(2)]:
+            new = prefix[scheme].format(i=m.group(1)) + layer_table[m.group(2)][scheme] + "." + leaf
+        elif stem in global_table and scheme in global_table[stem]:
+            new = global_table[stem][scheme] + "." + leaf
+        if new in out:
+            raise ValueError(f"renaming maps two tensors to {new!r}")
+        out[new] = t
+    return out
+
+
+_DTYPES = {
+    "float32": torch.float32, "fp32": torch.float32,
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "float16": torch.float16, "fp16": torch.float16,
+    "float8_e4m3fn": torch.float8_e4m3fn, "fp8": torch.float8_e4m3fn,
+    "float8_e5m2": torch.float8_e5m2,
+}
+
+
+def cast(sd: StateDict, dtype: str | torch.dtype) -> StateDict:
+    """Cast every floating-point tensor to `dtype` (bf16, fp16, fp8 e4m3/e5m2 …); integers are kept."""
+    target = _DTYPES[dtype] if isinstance(dtype, str) else dtype
+    return {k: (v.to(target) if v.is_floating_point() else v) for k, v in sd.items()}
+
+
+_EMBEDDING_HINTS = ("embed", "embd", "wte", "wpe", "token_types", "position_embd", "lm_head", "output.weight")
+
+
+def is_linear_weight(name: str, t: torch.Tensor) -> bool:
+    """A 2-D `.weight` that is a linear layer's (out × in) matrix, not an embedding table or the LM head."""
+    return t.ndim == 2 and name.endswith("weight") and not any(h in name for h in _EMBEDDING_HINTS)
+
+
+def transpose_linear(sd: StateDict) -> StateDict:
+    """Store every linear weight as in × out (GPT-2 Conv1D / JAX style); embeddings are left as they are."""
+    return {k: (v.t().contiguous() if is_linear_weight(k, v) else v) for k, v in sd.items()}
+
+
+# (q, k, v, fused) name fragments for each naming convention.
+_QKV_PATTERNS = (
+    ("attention.self.query", "attention.self.key", "attention.self.value", "attention.self.qkv"),
+    ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.qkv_proj"),
+    ("self_attention.query", "self_attention.key", "self_attention.value", "self_attention.query_key_value"),
+    ("self_attention.linear_q", "self_attention.linear_k", "self_attention.linear_v", "self_attention.linear_qkv"),
+    ("attn_q", "attn_k", "attn_v", "attn_qkv"),
+)
+_GATE_UP_PATTERNS = (
+    ("mlp.gate_proj", "mlp.up_proj", "mlp.gate_up_proj"),
+    ("mlp.linear_fc1_gate", "mlp.linear_fc1_up", "mlp.linear_fc1"),
+    ("ffn_gate", "ffn_up", "ffn_gate_up"),
+)
+
+
+def _fuse(sd: StateDict, patterns: Sequence[tuple[str, ...]]) -> StateDict:
+    out: StateDict = {}
+    done: set[str] = set()
+    for name, t in sd.items():
+        if name in done:
+            continue
+        for pat in patterns:
+            parts, fused = pat[:-1], pat[-1]
+            token = f".{parts[0]}."
+            if token in f".{name}" and name.replace(parts[0], parts[1], 1) in sd:
+                siblings = [name.replace(parts[0], p, 1) for p in parts]
+                if all(s in sd for s in siblings):
+                    out[name.replace(parts[0], fused, 1)] = torch.cat([sd[s] for s in siblings], dim=0)
+                    done.update(siblings)
+                    break
+        else:
+            if name not in done:
+                out[name] = t
+    return out
+
+
+def fuse_qkv(sd: StateDict) -> StateDict:
+    """Concatenate each layer's q, k, v weights (and biases) row-wise into one `qkv` tensor."""
+    return _fuse(sd, _QKV_PATTERNS)
+
+
+def fuse_gate_up(sd: StateDict) -> StateDict:
+    """Concatenate each Llama-style layer's gate and up projections row-wise into `gate_up_proj` (Phi-3 style)."""
+    return _fuse(sd, _GATE_UP_PATTERNS)
+
+
+# ----------------------------------------------------------------------------------- composites
+
+
+def composite(vision_src_dir: PathLike, language_src_dir: PathLike, out_dir: PathLike, *,
+              layout: str = "prefixed", vision_prefix: str = "model.vision_tower.",
+              language_prefix: str = "model.language_model.") -> Path:
+    """A model with two sub-components: `vision_src_dir`'s tensors as the vision tower, `language_src_dir`'s
+    as the language model.
+
+    layout="prefixed": one folder, tensors prefixed (`model.vision_tower.…`, `model.language_model.…`).
+    layout="subfolders": sub-model folders `vision_tower/` and `language_model/` with their own configs.
+    """
+    v_sd, v_cfg = load_checkpoint(vision_src_dir)
+    l_sd, l_cfg = load_checkpoint(language_src_dir)
+    config = {"model_type": "composite_test", "architectures": ["CompositeForTesting"],
+              "vision_config": v_cfg, "text_config": l_cfg}
+    if layout == "prefixed":
+        sd = {**{vision_prefix + k: v for k, v in v_sd.items()}, **{language_prefix + k: v for k, v in l_sd.items()}}
+        return save_checkpoint(sd, config, out_dir, tokenizer_from=language_src_dir,
+                               metadata={"derive": "composite prefixed"})
+    if layout != "subfolders":
+        raise ValueError(f"unknown composite layout {layout!r}")
+    with _building(out_dir) as dst:
+        for sub, sd, cfg, tok in (("vision_tower", v_sd, v_cfg, None),
+                                  ("language_model", l_sd, l_cfg, language_src_dir)):
+            (dst / sub).mkdir()
+            _write_safetensors(sd, dst / sub, 1, {"derive": f"composite {sub}"})
+            _write_config(cfg, dst / sub)
+            _copy_tokenizer(tok, dst / sub)
+        _write_config(config, dst)
+        _copy_tokenizer(language_src_dir, dst)
+    return Path(out_dir)

@@ -1,0 +1,99 @@
+"""Session fixtures that build derived and independent test models from the real small models.
+
+Register in `tests/conftest.py` with ``pytest_plugins = ["tests.fixtures_models"]`` (or import the
+fixture functions into a sub-directory's conftest). Each fixture builds lazily, once per session, into
+`tmp_path_factory`; all builds are deterministic. They depend on the lead's `minilm_dir` and
+`smollm2_gguf` fixtures. Ground truth is in the fixture name: `*_derived_*` really came from the
+source, `*_independent_*` really did not.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks.detection import derive
+
+FINETUNE_STEPS = 12  # enough real AdamW steps to move every weight and lower the MLM loss, in seconds
+
+
+# ----------------------------------------------------------------------------- MiniLM (BERT) family
+
+
+@pytest.fixture(scope="session")
+def minilm_derived_finetuned(minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """MiniLM fine-tuned with masked-LM (AdamW) on real text; BERT names, no MLM head."""
+    return derive.finetune_bert(minilm_dir, tmp_path_factory.mktemp("minilm_ft") / "model",
+                                steps=FINETUNE_STEPS, seed=0)
+
+
+@pytest.fixture(scope="session")
+def minilm_derived_renamed_llama(minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """MiniLM with every tensor renamed to Llama-style names (`model.layers.N.self_attn.q_proj…`)."""
+    sd, config = derive.load_checkpoint(minilm_dir)
+    return derive.save_checkpoint(derive.rename_keys(sd, "llama"), config,
+                                  tmp_path_factory.mktemp("minilm_llama_names") / "model", tokenizer_from=minilm_dir)
+
+
+@pytest.fixture(scope="session")
+def minilm_derived_bf16_fused_transposed(minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """MiniLM with fused qkv, linear weights stored in × out, cast to bfloat16, Megatron names."""
+    sd, config = derive.load_checkpoint(minilm_dir)
+    sd = derive.cast(derive.transpose_linear(derive.rename_keys(derive.fuse_qkv(sd), "megatron")), "bfloat16")
+    return derive.save_checkpoint(sd, config, tmp_path_factory.mktemp("minilm_bf16") / "model",
+                                  tokenizer_from=minilm_dir)
+
+
+@pytest.fixture(scope="session")
+def minilm_derived_resharded(minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """MiniLM's exact tensors split into 3 shards with a `model.safetensors.index.json`."""
+    sd, config = derive.load_checkpoint(minilm_dir)
+    return derive.reshard(sd, tmp_path_factory.mktemp("minilm_shards") / "model", 3, config, minilm_dir)
+
+
+@pytest.fixture(scope="session")
+def minilm_independent_fresh(minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained model of MiniLM's architecture (seed 1): shares shapes, not weights."""
+    return derive.fresh_init(minilm_dir, tmp_path_factory.mktemp("minilm_fresh") / "model", seed=1)
+
+
+@pytest.fixture(scope="session")
+def minilm_independent_trained(minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """MiniLM's architecture trained from scratch (seed 2) on the same text: independent but trained."""
+    return derive.train_bert_from_scratch(minilm_dir, tmp_path_factory.mktemp("minilm_scratch") / "model",
+                                          seed=2, steps=FINETUNE_STEPS)
+
+
+@pytest.fixture(scope="session")
+def composite_minilm_vision(minilm_dir: Path, minilm_independent_fresh: Path,
+                            tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One folder: MiniLM under `model.vision_tower.` (derived) and an independent BERT under
+    `model.language_model.` (not derived)."""
+    return derive.composite(minilm_dir, minilm_independent_fresh, tmp_path_factory.mktemp("composite") / "model")
+
+
+@pytest.fixture(scope="session")
+def composite_minilm_vision_subfolders(minilm_dir: Path, minilm_independent_fresh: Path,
+                                       tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Same as `composite_minilm_vision` as sub-model folders `vision_tower/` and `language_model/`."""
+    return derive.composite(minilm_dir, minilm_independent_fresh,
+                            tmp_path_factory.mktemp("composite_sub") / "model", layout="subfolders")
+
+
+# ---------------------------------------------------------------------------- SmolLM2 (Llama) family
+
+
+@pytest.fixture(scope="session")
+def smollm2_hf_dir(smollm2_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SmolLM2-135M-Instruct as an HF-Llama safetensors checkpoint (dequantised Q4_1, rotary layout
+    restored, tokenizer.json). The source reference for every Llama-family case."""
+    return derive.gguf_to_hf_llama(smollm2_gguf, tmp_path_factory.mktemp("smollm2_hf") / "model")
+
+
+@pytest.fixture(scope="session")
+def smollm2_independent_small(smollm2_hf_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A shrunk SmolLM2-architecture Llama (same tokenizer, GQA, rope) initialised from seed 3."""
+    config = derive.small_llama_config(derive.read_config(smollm2_hf_dir))
+    cfg_dir = derive.config_folder(config, tmp_path_factory.mktemp("small_llama_cfg") / "config", smollm2_hf_dir)
+    return derive.fresh_init(cfg_dir, tmp_path_factory.mktemp("small_llama") / "model", seed=3)
