@@ -39,16 +39,28 @@ def _fp8_table(dtype: str) -> np.ndarray:
     return values.astype(np.float32)
 
 
-def to_float32(raw: bytes | bytearray | memoryview | np.ndarray, dtype: str) -> np.ndarray:
-    """Decode a flat buffer of `dtype` elements to a 1-D float32 array (a copy)."""
-    buf = np.frombuffer(raw, dtype=np.uint8) if not isinstance(raw, np.ndarray) else raw.view(np.uint8)
-    if dtype == "BF16":
-        return (buf.view("<u2").astype(np.uint32) << 16).view(np.float32)
-    if dtype in ("F8_E4M3", "F8_E5M2"):
-        return _fp8_table(dtype)[buf]
-    if dtype == "BOOL":
-        return (buf != 0).astype(np.float32)
-    try:
-        return buf.view(_NUMPY[dtype]).astype(np.float32)
-    except KeyError:
-        raise ValueError(f"unknown dtype {dtype!r}") from None
+def to_float32(raw: bytes | bytearray | memoryview | np.ndarray, dtype: str, out: np.ndarray | None = None) -> np.ndarray:
+    """Decode a flat buffer of `dtype` elements to a 1-D float32 array, written into `out` when given.
+
+    Decoding into a preallocated `out` keeps peak memory at the output plus the raw bytes (no temporaries).
+    """
+    buf = np.frombuffer(raw, dtype=np.uint8) if not isinstance(raw, np.ndarray) else raw.reshape(-1).view(np.uint8)
+    size = DTYPE_SIZES.get(dtype)
+    if size is None:
+        raise ValueError(f"unknown dtype {dtype!r}")
+    n = buf.size // size
+    if out is None:
+        out = np.empty(n, dtype=np.float32)
+    elif out.shape != (n,) or out.dtype != np.float32:
+        raise ValueError(f"out must be a float32 array of {n} elements")
+    if dtype == "BF16":  # bfloat16 is the high half of a float32
+        bits = out.view(np.uint32)
+        np.copyto(bits, buf.view("<u2"), casting="unsafe")
+        bits <<= 16
+    elif dtype in ("F8_E4M3", "F8_E5M2"):
+        np.take(_fp8_table(dtype), buf, out=out)
+    elif dtype == "BOOL":
+        np.not_equal(buf, 0, out=out, casting="unsafe")
+    else:
+        np.copyto(out, buf.view(_NUMPY[dtype]), casting="unsafe")
+    return out

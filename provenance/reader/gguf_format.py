@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import CheckpointError
 from .base import Checkpoint, CheckpointFile, RowSelection, TensorInfo
-from .safetensors_format import pread_exact, row_indices, row_runs
+from .safetensors_format import read_row_runs
 
 _PLAIN = {"F32": "<f4", "F16": "<f2", "F64": "<f8", "I8": "i1", "I16": "<i2", "I32": "<i4", "I64": "<i8"}
 # metadata arrays larger than this are summarised (length only) unless they are tokenizer arrays
@@ -81,21 +81,17 @@ class GgufCheckpoint(Checkpoint):
         qtype = self._qtypes[name]
         if self._fd is None:
             self._fd = os.open(self.path, os.O_RDONLY)
-        width = info.row_length
         row_bytes = info.nbytes // info.rows if info.rows else 0
-        runs, inverse = row_runs(row_indices(rows, info.rows))
-        block = np.empty((sum(n for _, n in runs), width), dtype=np.float32)
-        pos = 0
-        for start, length in runs:
-            raw = pread_exact(self._fd, info, info.byte_range[0] + start * row_bytes, length * row_bytes)
-            block[pos : pos + length] = self._decode(raw, qtype, length, row_bytes).reshape(length, width)
-            pos += length
-        return block if inverse is None else block[inverse]
+
+        def decode(raw: bytes, out: np.ndarray) -> None:
+            out[...] = self._decode(raw, qtype, out.shape[0], row_bytes).reshape(out.shape)
+
+        return read_row_runs(self._fd, info, rows, row_bytes, decode)
 
     def _decode(self, raw: bytes, qtype: Any, n_rows: int, row_bytes: int) -> np.ndarray:
         plain = _PLAIN.get(qtype.name)
         if plain is not None:
-            return np.frombuffer(raw, dtype=plain).astype(np.float32)
+            return np.frombuffer(raw, dtype=plain)
         data = np.frombuffer(raw, dtype=np.uint8).reshape(n_rows, row_bytes)
         try:
             return self._gguf.quants.dequantize(data, qtype)

@@ -21,7 +21,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..atomic import atomic_write
-from ..errors import CheckpointError, NothingToScanError
+from ..errors import CheckpointError
 from ..hub import HubClient, HubRef, RepoSnapshot, parse_hub_ref
 from . import safetensors_format
 from .base import Checkpoint, CheckpointFile, RowSelection, TensorInfo
@@ -50,9 +50,11 @@ class HubCheckpoint(Checkpoint):
         self.metadata = {"hub": {**self.snapshot.to_dict(), "subfolder": ref.subfolder, "endpoint": self.client.endpoint}}
         self._infos: dict[str, TensorInfo] = {}
         self._files: list[CheckpointFile] = []
+        self._expected: dict[str, set[str]] = {}
+        self._pool: ThreadPoolExecutor | None = None
         shards = self._shards()
         if not shards:
-            raise NothingToScanError(self.uri, "repository holds no *.safetensors checkpoint here")
+            raise CheckpointError(self.uri, "repository holds no *.safetensors checkpoint here")
         self.config = self._config()
         with TemporaryDirectory(prefix="provenance-hub-") as scratch:
             stub_root = self.cache_dir / "headers" if self.cache_dir else Path(scratch)
@@ -74,21 +76,22 @@ class HubCheckpoint(Checkpoint):
         info = self._infos[name]
         width = info.row_length
         row_bytes = width * DTYPE_SIZES[info.dtype]
-        sel = safetensors_format.row_indices(rows, info.rows)
-        if isinstance(sel, slice):
-            runs = [(sel.start, sel.stop - sel.start)] if sel.stop > sel.start else []
-            order = None
-        else:
-            uniq, order = np.unique(sel, return_inverse=True)
-            runs = list(safetensors_format._runs(uniq))
+        runs, order = safetensors_format.row_runs(safetensors_format.row_indices(rows, info.rows))
+        runs = [(start, length) for start, length in runs if length > 0]
         ranges = [(info.byte_range[0] + start * row_bytes, length * row_bytes) for start, length in runs]
         if len(ranges) > 1:
-            with ThreadPoolExecutor(PARALLEL_RANGES) as pool:
-                blobs = list(pool.map(lambda r: self._range(str(info.file), *r), ranges))
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(PARALLEL_RANGES, thread_name_prefix="hub-range")
+            blobs = list(self._pool.map(lambda r: self._range(str(info.file), *r), ranges))
         else:
             blobs = [self._range(str(info.file), *r) for r in ranges]
         block = to_float32(b"".join(blobs), info.dtype).reshape(-1, width) if blobs else np.empty((0, width), np.float32)
-        return block if order is None else block[order.reshape(-1)]
+        return block if order is None else block[order]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
     # ---- shards and headers ---------------------------------------------------------------------
     def _in_scope(self) -> list[str]:
@@ -107,7 +110,8 @@ class HubCheckpoint(Checkpoint):
 
     def _shards(self) -> list[tuple[str, str]]:
         """(repo path, dotted tensor-name prefix) of every safetensors shard, as local discovery finds them."""
-        rel_names = self._in_scope()
+        rel_names = [n for n in self._in_scope()
+                     if not any(part.startswith((".", "__")) for part in PurePosixPath(n).parts[:-1])]
         folders = sorted({posixpath.dirname(n) for n in rel_names})
         found: list[tuple[str, str]] = []
         for folder in folders:
@@ -117,22 +121,30 @@ class HubCheckpoint(Checkpoint):
             if indexes:
                 shard_names: list[str] = []
                 for index in indexes:
-                    for shard in self._weight_map_shards(index):
+                    for shard, tensors in self._weight_map(index).items():
                         rel = posixpath.join(folder, shard) if folder else shard
                         if rel not in rel_names:
                             raise CheckpointError(f"{self.uri}/{index}", f"weight map names missing shard {shard!r}")
-                        shard_names.append(rel)
-                found.extend((self._repo_name(n), prefix) for n in shard_names)
+                        if rel not in shard_names:
+                            shard_names.append(rel)
+                        self._expected.setdefault(self._repo_name(rel), set()).update(tensors)
+                found.extend((self._repo_name(n), prefix) for n in sorted(shard_names))
             else:
                 found.extend((self._repo_name(n), prefix) for n in here if n.endswith(".safetensors"))
         return found
 
-    def _weight_map_shards(self, rel_index: str) -> list[str]:
+    def _weight_map(self, rel_index: str) -> dict[str, set[str]]:
+        """Shard file name -> the tensor names a weight-map index places in it."""
         name = self._repo_name(rel_index)
         raw = self.client.read_file(self.snapshot, name)
         try:
             weight_map = json.loads(raw.decode("utf-8"))["weight_map"]
-            return sorted(set(weight_map.values()))
+            by_shard: dict[str, set[str]] = {}
+            for tensor, shard in weight_map.items():
+                if not isinstance(shard, str):
+                    raise TypeError("shard name is not a string")
+                by_shard.setdefault(shard, set()).add(tensor)
+            return by_shard
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise CheckpointError(f"{self.uri}/{rel_index}", f"not a valid weight-map index ({exc.__class__.__name__})") from None
 
@@ -144,6 +156,8 @@ class HubCheckpoint(Checkpoint):
         stub = _header_stub(self, name, remote.size, stub_root / self.snapshot.commit)
         try:
             infos, meta = safetensors_format.parse_header(stub, prefix)
+            if name in self._expected:
+                safetensors_format._check_weight_map(stub, prefix, infos, self._expected[name])
         except CheckpointError as err:
             raise CheckpointError(f"{self.ref.uri(self.snapshot.commit)}:{name}", err.problem) from None
         if meta:

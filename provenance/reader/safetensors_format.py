@@ -7,7 +7,7 @@ import math
 import os
 import struct
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -16,6 +16,7 @@ from .base import Checkpoint, CheckpointFile, RowSelection, TensorInfo
 from .dtypes import DTYPE_SIZES, to_float32
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the limit the safetensors library itself enforces
+READ_CHUNK_BYTES = 16 * 1024 * 1024  # largest single read; bounds the temporary bytes of any row read
 
 
 class SafetensorsCheckpoint(Checkpoint):
@@ -192,26 +193,44 @@ def row_indices(rows: RowSelection, n_rows: int) -> np.ndarray | slice:
 
 
 def row_runs(sel: np.ndarray | slice) -> tuple[list[tuple[int, int]], np.ndarray | None]:
-    """Contiguous (start, length) runs covering a selection, and the order to scatter them back in."""
+    """Contiguous (start, length) runs covering a selection, and the order to scatter them back in (None: as is)."""
     if isinstance(sel, slice):
         return [(sel.start, sel.stop - sel.start)], None
     uniq, inverse = np.unique(sel, return_inverse=True)
-    return list(_runs(uniq)), inverse.reshape(-1)
+    inverse = inverse.reshape(-1)
+    in_order = len(uniq) == len(sel) and bool(np.all(inverse == np.arange(len(sel))))
+    return list(_runs(uniq)), None if in_order else inverse
+
+
+def read_row_runs(fd: int, info: TensorInfo, rows: RowSelection, row_bytes: int,
+                  decode: Callable[[bytes, np.ndarray], None]) -> np.ndarray:
+    """Read the byte runs of selected rows in chunks of at most `READ_CHUNK_BYTES` and decode each into place.
+
+    `decode(raw, out)` fills the float32 rows `out` from their stored bytes; peak memory is the result plus
+    one chunk, whatever the tensor size.
+    """
+    width = info.row_length
+    runs, inverse = row_runs(row_indices(rows, info.rows))
+    block = np.empty((sum(n for _, n in runs), width), dtype=np.float32)
+    per_chunk = max(1, READ_CHUNK_BYTES // row_bytes) if row_bytes else 1
+    pos = 0
+    for start, length in runs:
+        for first in range(start, start + length, per_chunk):
+            count = min(per_chunk, start + length - first)
+            raw = pread_exact(fd, info, info.byte_range[0] + first * row_bytes, count * row_bytes)
+            decode(raw, block[pos : pos + count])
+            pos += count
+    return block if inverse is None else block[inverse]
 
 
 def read_rows(fd: int, info: TensorInfo, rows: RowSelection) -> np.ndarray:
     """Read selected rows of a safetensors tensor with positioned reads (no mmap of the whole file)."""
-    n_rows, width = info.rows, info.row_length
-    row_bytes = width * DTYPE_SIZES[info.dtype]
-    runs, inverse = row_runs(row_indices(rows, n_rows))
-    total = sum(length for _, length in runs)
-    block = np.empty((total, width), dtype=np.float32)
-    pos = 0
-    for start, length in runs:
-        raw = pread_exact(fd, info, info.byte_range[0] + start * row_bytes, length * row_bytes)
-        block[pos : pos + length] = to_float32(raw, info.dtype).reshape(length, width)
-        pos += length
-    return block if inverse is None else block[inverse]
+    row_bytes = info.row_length * DTYPE_SIZES[info.dtype]
+
+    def decode(raw: bytes, out: np.ndarray) -> None:
+        to_float32(raw, info.dtype, out.reshape(-1))
+
+    return read_row_runs(fd, info, rows, row_bytes, decode)
 
 
 def _runs(sorted_rows: Iterable[int]) -> Iterable[tuple[int, int]]:

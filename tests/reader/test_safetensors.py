@@ -108,3 +108,18 @@ def test_sub_model_folders_are_prefixed(tmp_path: Path, minilm_dir: Path, minilm
         assert names == expected
         np.testing.assert_array_equal(ckpt.read_rows("vision_tower.encoder.layer.0.attention.self.query.weight", [7]),
                                       minilm_tensors["encoder.layer.0.attention.self.query.weight"][[7]])
+
+
+def test_reads_split_into_small_chunks_are_identical(minilm_dir: Path, minilm_tensors: dict[str, np.ndarray],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large reads are cut into bounded chunks; with a tiny chunk size every tensor must still read exactly."""
+    from provenance.reader import safetensors_format
+
+    monkeypatch.setattr(safetensors_format, "READ_CHUNK_BYTES", 3000)
+    with open_checkpoint(minilm_dir) as ckpt:
+        for name in ("embeddings.word_embeddings.weight", "encoder.layer.0.intermediate.dense.weight",
+                     "embeddings.LayerNorm.bias"):
+            np.testing.assert_array_equal(ckpt.read(name), minilm_tensors[name])
+            rows = [0, 5, 6, 7, 1, 200 % minilm_tensors[name].shape[0]]
+            np.testing.assert_array_equal(ckpt.read_rows(name, rows),
+                                          minilm_tensors[name].reshape(len(minilm_tensors[name]), -1)[rows])
