@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from provenance.errors import NothingToScanError
@@ -51,7 +52,7 @@ def list_command() -> None:
     table.add_column("description")
     for name in list_presets():
         policy = load_policy(name)
-        table.add_row(name, str(len(policy.rules)), policy.description)
+        table.add_row(name, str(len(policy.rules)), escape(policy.description))
     _out().print(table)
 
 
@@ -79,7 +80,7 @@ def show_command(policy: str, as_json: bool) -> None:
         params = ", ".join(f"{k}={_show_value(v)}" for k, v in rule.parameters.items())
         if rule.thresholds != loaded.thresholds:
             params += (", " if params else "") + "thresholds overridden"
-        table.add_row(rule.id, rule.severity.value, rule.description, params)
+        table.add_row(rule.id, rule.severity.value, escape(rule.description), escape(params))
     out.print(table)
 
 
@@ -159,7 +160,7 @@ def print_result(result: PolicyResult, out: Console) -> None:
     table.add_column("reasons")
     for rule in result.rules:
         style = _STATUS_STYLE[rule.status]
-        table.add_row(rule.id, f"[{style}]{rule.status.value}[/{style}]", "\n".join(rule.reasons))
+        table.add_row(rule.id, f"[{style}]{rule.status.value}[/{style}]", escape("\n".join(rule.reasons)))
     out.print(table)
     style = _STATUS_STYLE[result.overall]
     out.print(f"overall: [{style}]{result.overall.value}[/{style}]")

@@ -68,6 +68,17 @@ class Relation(str, Enum):
     def is_reuse(self) -> bool:
         return self in (Relation.COPY, Relation.NEAR_COPY, Relation.DERIVED)
 
+    @property
+    def phrase(self) -> str:
+        """How the subject relates to a reference, for reasons: "copied from", "derived from"…"""
+        return {
+            Relation.COPY: "copied from",
+            Relation.NEAR_COPY: "nearly identical to",
+            Relation.DERIVED: "derived from",
+            Relation.UNCERTAIN: "possibly derived from",
+            Relation.INDEPENDENT: "independent of",
+        }[self]
+
 
 def centred_similarity(finding: Finding) -> float | None:
     """The finding's median mean-centred similarity, if it reports one."""

@@ -123,13 +123,13 @@ def foreign_base_model(ctx: Context) -> list[Issue]:
             issues.append(Issue(Status.PASS, f"backbone {f.subject} relates to {_ref(f)}, a domestic reference", f.id))
         elif domestic is None:
             why = "the home country is not configured" if ctx.home_country is None else "its country is unknown"
-            issues.append(Issue(Status.REVIEW, f"backbone {f.subject} is {rel.value} from {_ref(f)}; cannot tell "
+            issues.append(Issue(Status.REVIEW, f"backbone {f.subject} is {rel.phrase} {_ref(f)}; cannot tell "
                                                f"whether it is foreign: {why}{_with_evidence(f)}", f.id))
         elif rel is Relation.UNCERTAIN:
             issues.append(Issue(Status.REVIEW, f"backbone {f.subject} may derive from foreign {_ref(f)}: evidence "
                                                f"is ambiguous{_with_evidence(f)}", f.id))
         else:
-            issues.append(Issue(Status.FAIL, f"backbone {f.subject} is {rel.value} from {_ref(f)}, a foreign base "
+            issues.append(Issue(Status.FAIL, f"backbone {f.subject} is {rel.phrase} {_ref(f)}, a foreign base "
                                              f"model (home country {ctx.home_country}){_with_evidence(f)}", f.id))
     return issues
 
@@ -148,7 +148,7 @@ def backbone_pretrained_by_bidder(ctx: Context) -> list[Issue]:
                                                f"ambiguous{_with_evidence(f)}", f.id))
         else:
             issues.append(Issue(Status.FAIL, f"backbone {f.subject} was not pre-trained by the bidder: it is "
-                                             f"{rel.value} from {_ref(f)}{_with_evidence(f)}", f.id))
+                                             f"{rel.phrase} {_ref(f)}{_with_evidence(f)}", f.id))
     if ctx.declaration is not None:
         for item in ctx.declaration.items:
             if item.section == "base_models":
@@ -191,7 +191,7 @@ def declared_training_verified(ctx: Context) -> list[Issue]:
         claims = [i for i in ctx.declaration.components() if i.component and i.covers_parts(parts)]
         for item in claims:
             if item.reinitialised and rel.is_reuse:
-                level = "at copy level" if rel is Relation.COPY else f"as {rel.value}"
+                level = "at copy level" if rel is Relation.COPY else f"({rel.value})"
                 issues.append(Issue(Status.FAIL, f"{f.subject} is declared re-initialised and trained "
                                                  f"({item.label()}) but matches {_ref(f)} {level}; re-initialised "
                                                  f"weights would be independent{_with_evidence(f)}", f.id))
@@ -214,13 +214,13 @@ def undeclared_reuse(ctx: Context) -> list[Issue]:
             continue
         if ctx.declaration is None:
             status = ctx.parameters["without_declaration"] if rel.is_reuse else Status.REVIEW
-            issues.append(Issue(status, f"no declaration supplied: {f.kind} reuse of {_ref(f)} in {f.subject} "
-                                        f"is undeclared ({rel.value}){_with_evidence(f)}", f.id))
+            issues.append(Issue(status, f"no declaration supplied: {f.subject} is {rel.phrase} {_ref(f)}, "
+                                        f"undeclared {f.kind} reuse{_with_evidence(f)}", f.id))
             continue
         item = ctx.declaration.match(f)
         if item is None:
             status = Status.FAIL if rel.is_reuse else Status.REVIEW
-            issues.append(Issue(status, f"undeclared {f.kind} reuse: {f.subject} is {rel.value} from "
+            issues.append(Issue(status, f"undeclared {f.kind} reuse: {f.subject} is {rel.phrase} "
                                         f"{_ref(f)}{_with_evidence(f)}", f.id))
             continue
         issues.append(Issue(Status.PASS, f"{f.subject}: reuse of {f.reference.name} declared in {item.label()}", f.id))
