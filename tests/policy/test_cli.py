@@ -60,9 +60,12 @@ def test_validate_accepts_examples_and_reports_bad_files_on_one_line(cli, tmp_pa
 
 def test_check_fails_an_undeclared_copied_encoder_and_explains_why(cli, tmp_path):
     path = report(tmp_path, [copied_encoder()])
-    result = cli.invoke(app, ["policy", "check", path, "--policy", "sovereign-foundation-model", "--home-country", "KR"])
+    result = cli.invoke(app, ["policy", "check", path, "--policy", "sovereign-foundation-model", "--home-country", "KR"],
+                        env={"COLUMNS": "400"})
     assert result.exit_code == 1
     assert "overall: FAIL" in result.stdout and "reused-weights-retrained" in result.stdout
+    # the evidence, in brackets, is printed rather than swallowed as rich markup
+    assert "copied or frozen, not re-initialised and trained [centred similarity 0.995" in result.stdout
 
 
 def test_check_declared_apache_encoder_passes_license_compliance(cli, tmp_path):
