@@ -101,7 +101,7 @@ def inspect_command(path: str, index_dir: Path | None, references: bool, as_json
     results = compare_with_references(tok, index_dir) if references else []
     if as_json:
         doc = {"fingerprint": fp.to_dict(with_sketch=False),
-               "references": [{"reference": e.reference.to_dict(), **c.to_dict()} for e, c in results]}
+               "references": [{**c.to_dict(), "reference": e.reference.to_dict()} for e, c in results]}
         click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
         return
     out = _out()

