@@ -8,7 +8,7 @@ from typing import Any
 import jinja2
 
 from .jsonreport import report_dict
-from .view import build_view, fmt, fmt_bytes, fmt_share
+from .view import TOKENIZER_COLUMNS, build_view, flat_statistics, fmt, fmt_bytes, fmt_lines, fmt_share
 
 
 @lru_cache(maxsize=1)
@@ -22,7 +22,8 @@ def template_environment() -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.globals.update(fmt=fmt, share=fmt_share, size=fmt_bytes)
+    env.globals.update(fmt=fmt, share=fmt_share, size=fmt_bytes, lines=fmt_lines, flat=flat_statistics,
+                       tokenizer_columns=TOKENIZER_COLUMNS)
     return env
 
 

@@ -15,8 +15,14 @@ OUTCOMES = ("PASS", "WARN", "REVIEW", "FAIL")
 VERDICT_WEIGHT = {"copied": 5, "identical": 5, "derived": 4, "extended": 3, "pruned": 3, "modified": 2,
                   "unrelated": 0, "independent": 0}
 # Statistics shown in the findings table, in this order, when present.
-KEY_STATISTICS = ("centred_similarity", "centred", "pearson", "raw_cosine", "n", "z", "p_value", "combined_p_value",
-                  "layers_matched", "jaccard", "shared_tokens", "added_tokens", "similarity", "matched_tokens")
+KEY_STATISTICS = ("centred_similarity", "raw_cosine", "n", "z", "log10_p", "p_value", "layers_matched", "layers_total",
+                  "exact_parameter_share", "jaccard", "shared_tokens", "suspect_tokens", "reference_tokens",
+                  "id_agreement", "similarity", "subject_coverage", "matched_tokens", "lexical_identity")
+# Columns of the tokenizer comparison table (dotted keys reach into nested dicts).
+TOKENIZER_COLUMNS = ("reference", "verdict", "jaccard", "shared_tokens", "suspect_tokens", "reference_tokens",
+                     "suspect_in_reference", "reference_in_suspect", "id_agreement", "merges.rank_correlation",
+                     "merges.common_prefix", "special_tokens.shared")
+MAX_HEATMAPS = 24
 
 
 @dataclass
@@ -30,32 +36,42 @@ class Summary:
 class CodeLine:
     number: int
     text: str
-    region: int | None  # index of the matched region this line belongs to
+
+
+@dataclass
+class CodeRegion:
+    index: int
+    tokens: int | None
+    subject: list[CodeLine]
+    reference: list[CodeLine]
 
 
 @dataclass
 class CodeMatch:
-    title: str
-    subject_file: str
-    reference_file: str
-    reference: str
+    subject: str  # path::qualname
+    reference: str  # name@version
+    reference_unit: str  # path::qualname
     verdict: str
-    similarity: float | None
-    regions: list[dict[str, Any]]
-    subject_lines: list[CodeLine]
-    reference_lines: list[CodeLine]
+    statistics: list[tuple[str, Any]]
+    rename_map: dict[str, str]
+    regions: list[CodeRegion]
 
 
 @dataclass
-class WeightComponent:
-    component: str
+class Heatmap:
+    title: str
     reference: str
-    verdict: str
-    statistic: str
+    suspect_stack: str
+    reference_stack: str
+    max_value: float
+    svg: str = ""
+
+
+@dataclass
+class WeightFinding:
+    finding: dict[str, Any]
     layers: list[dict[str, Any]]
     columns: list[str]
-    matrix: list[list[Any]] | None
-    heatmap_svg: str = ""
     curve_svg: str = ""
 
 
@@ -66,9 +82,13 @@ class ReportView:
     report: dict[str, Any]
     findings: list[dict[str, Any]]
     key_statistics: dict[str, list[tuple[str, Any]]]
-    weights: list[WeightComponent]
+    components: list[dict[str, Any]]
+    weight_findings: list[WeightFinding]
+    heatmaps: list[Heatmap]
+    heatmaps_omitted: int
     weights_other: list[tuple[str, Any]]
     tokenizer_findings: list[dict[str, Any]]
+    tokenizer_comparisons: list[dict[str, Any]]
     tokenizer_details: list[tuple[str, Any]]
     code_matches: list[CodeMatch]
     code_other: list[tuple[str, Any]]
@@ -97,6 +117,13 @@ def fmt(value: Any) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{k}={fmt(v)}" for k, v in sorted(value.items()))
     return str(value)
+
+
+def fmt_lines(value: Any) -> str:
+    """A line range `[first, last]` as `first–last` (a single line as itself)."""
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return str(value[0]) if value[0] == value[1] else f"{value[0]}–{value[1]}"
+    return fmt(value)
 
 
 def fmt_share(value: float | None) -> str:
@@ -150,86 +177,127 @@ def _summary(report: dict[str, Any], findings: list[dict[str, Any]]) -> Summary:
 
 def _key_statistics(finding: dict[str, Any]) -> list[tuple[str, Any]]:
     stats = finding.get("statistics") or {}
-    shown = [(k, stats[k]) for k in KEY_STATISTICS if k in stats and not isinstance(stats[k], (list, dict))]
+    keys = [k for k in KEY_STATISTICS if not (k == "p_value" and "log10_p" in stats)]
+    shown = [(k, stats[k]) for k in keys if k in stats and not isinstance(stats[k], (list, dict))]
     return shown or [(k, v) for k, v in sorted(stats.items()) if not isinstance(v, (list, dict))][:6]
 
 
-def _scalar_rows(data: dict[str, Any], skip: Iterable[str] = ()) -> list[tuple[str, Any]]:
-    """Key/value rows for everything small and scalar (or a short list of scalars) in `data`."""
+def _without(data: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k not in keys}
+
+
+def _is_matrix(value: Any) -> bool:
+    return (isinstance(value, list) and len(value) >= 1 and all(isinstance(r, list) and r for r in value)
+            and all(isinstance(x, (int, float)) or x is None for r in value for x in r))
+
+
+def dotted(data: dict[str, Any], key: str) -> Any:
+    """`data["a"]["b"]` for key "a.b"; None when any step is missing."""
+    for part in key.split("."):
+        if not isinstance(data, dict):
+            return None
+        data = data.get(part)
+    return data
+
+
+def _components(weights: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per-component rows: parameters, share, verdicts, closest reference and its best centred similarity."""
+    comps = weights.get("components")
+    if not isinstance(comps, dict):
+        return []
     rows = []
-    for key in sorted(set(data) - set(skip)):
-        value = data[key]
-        if isinstance(value, (str, int, float, bool)) or value is None:
-            rows.append((key, value))
-        elif isinstance(value, list) and len(value) <= 50 and all(not isinstance(v, (list, dict)) for v in value):
+    for name, c in comps.items():
+        if not isinstance(c, dict):
+            continue
+        closest = c.get("closest") if isinstance(c.get("closest"), dict) else {}
+        rows.append({"component": name, "parameters": c.get("parameters"), "share": c.get("share"),
+                     "verdicts": c.get("verdicts") or {}, "closest": closest.get("reference"),
+                     "max_centred_similarity": closest.get("max_centred_similarity")})
+    return sorted(rows, key=lambda r: (-(r["parameters"] or 0), r["component"]))
+
+
+def _heatmaps(weights: dict[str, Any]) -> list[Heatmap]:
+    """One layer x layer matrix per (reference, suspect stack, reference stack), strongest first."""
+    out = []
+    for entry in weights.get("references", []) if isinstance(weights.get("references"), list) else []:
+        if not isinstance(entry, dict):
+            continue
+        for st in entry.get("stacks", []):
+            matrix = st.get("block_similarity") if isinstance(st, dict) else None
+            if not _is_matrix(matrix):
+                continue
+            peak = max((x for row in matrix for x in row if x is not None), default=0.0)
+            suspect, reference = str(st.get("suspect_stack", "?")), str(st.get("reference_stack", "?"))
+            out.append(Heatmap(f"{suspect} vs {entry.get('reference', '?')} {reference}", str(entry.get("reference", "?")),
+                               suspect, reference, float(peak)))
+    return sorted(out, key=lambda h: (-h.max_value, h.title))
+
+
+def _layer_rows(finding: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    layers = [row for row in (finding.get("statistics") or {}).get("per_layer", []) if isinstance(row, dict)]
+    columns: list[str] = []
+    for row in layers:
+        columns += [k for k, v in row.items() if k not in columns and not isinstance(v, (list, dict))]
+    return layers, columns
+
+
+def _tokenizer_comparisons(tokenizer: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = tokenizer.get("comparisons")
+    if not isinstance(rows, list):
+        return []
+    return [{key: dotted(row, key) for key in TOKENIZER_COLUMNS} for row in rows if isinstance(row, dict)]
+
+
+def flat_statistics(stats: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Statistics as rows, nested dicts flattened one level (`merges.common_prefix`), long lists left out."""
+    rows = []
+    for key, value in sorted(stats.items()):
+        if isinstance(value, dict):
+            rows += [(f"{key}.{k}", v) for k, v in sorted(value.items()) if not isinstance(v, (dict, list)) or
+                     (isinstance(v, list) and len(v) <= 20)]
+        elif not isinstance(value, list) or len(value) <= 20 and all(not isinstance(v, (dict, list)) for v in value):
             rows.append((key, value))
     return rows
 
 
-def _is_matrix(value: Any) -> bool:
-    return (isinstance(value, list) and len(value) >= 2 and all(isinstance(r, list) and r for r in value)
-            and all(isinstance(x, (int, float)) or x is None for r in value for x in r))
-
-
-def _matrix_of(entry: dict[str, Any]) -> list[list[Any]] | None:
-    for key in ("layer_matrix", "matrix", "layer_by_layer", "similarity_matrix"):
-        value = entry.get(key)
-        if isinstance(value, dict):
-            value = value.get("values")
-        if _is_matrix(value):
-            return value
-    return None
-
-
-def _weight_components(weights: dict[str, Any]) -> list[WeightComponent]:
-    entries = weights.get("components", [])
-    if isinstance(entries, dict):  # keyed by component name
-        entries = [{"component": name, **entry} for name, entry in sorted(entries.items()) if isinstance(entry, dict)]
-    out = []
-    for entry in entries if isinstance(entries, list) else []:
-        if not isinstance(entry, dict):
-            continue
-        layers = [row for row in entry.get("layers", []) if isinstance(row, dict)]
-        columns: list[str] = []
-        for row in layers:
-            columns += [k for k, v in row.items() if k not in columns and not isinstance(v, (list, dict))]
-        out.append(WeightComponent(
-            component=str(entry.get("component") or entry.get("subject") or "?"),
-            reference=str(entry.get("reference") or "?"), verdict=str(entry.get("verdict") or ""),
-            statistic=str(entry.get("statistic") or "centred"), layers=layers, columns=columns,
-            matrix=_matrix_of(entry),
-        ))
-    return out
-
-
-def _code_side(text: str, first: int, regions: Sequence[Sequence[int] | None]) -> list[CodeLine]:
-    lines = []
-    for offset, line in enumerate(text.splitlines()):
-        number = first + offset
-        region = next((i for i, r in enumerate(regions) if r and r[0] <= number <= r[-1]), None)
-        lines.append(CodeLine(number, line, region))
-    return lines
+def _code_lines(text: Any, first: Any) -> list[CodeLine]:
+    start = first if isinstance(first, int) else 1
+    return [CodeLine(start + i, line) for i, line in enumerate(str(text or "").split("\n"))]
 
 
 def _code_matches(code: dict[str, Any]) -> list[CodeMatch]:
+    """Matched functions of the code scan, each region with both sides' verbatim lines."""
     out = []
-    for m in code.get("matches", []) if isinstance(code.get("matches"), list) else []:
-        if not isinstance(m, dict):
-            continue
-        regions = [r for r in m.get("regions", []) if isinstance(r, dict)]
-        subject_ranges = [r.get("subject_lines") for r in regions]
-        reference_ranges = [r.get("reference_lines") for r in regions]
-        subject_file = str(m.get("subject_file", "?"))
-        reference_file = str(m.get("reference_file", "?"))
-        out.append(CodeMatch(
-            title=f"{subject_file} ↔ {m.get('reference', '?')}:{reference_file}",
-            subject_file=subject_file, reference_file=reference_file, reference=str(m.get("reference", "?")),
-            verdict=str(m.get("verdict", "")), similarity=m.get("similarity"), regions=regions,
-            subject_lines=_code_side(str(m.get("subject_text", "")), int(m.get("subject_first_line", 1)), subject_ranges),
-            reference_lines=_code_side(str(m.get("reference_text", "")), int(m.get("reference_first_line", 1)),
-                                       reference_ranges),
-        ))
-    return out
+    files = code.get("files") if isinstance(code.get("files"), list) else []
+    for f in files:
+        for m in f.get("matches", []) if isinstance(f, dict) else []:
+            if not isinstance(m, dict):
+                continue
+            regions = []
+            for i, g in enumerate(r for r in m.get("regions", []) if isinstance(r, dict)):
+                s_lines, r_lines = g.get("subject_lines") or [1], g.get("reference_lines") or [1]
+                regions.append(CodeRegion(i, g.get("tokens"), _code_lines(g.get("subject_text"), s_lines[0]),
+                                          _code_lines(g.get("reference_text"), r_lines[0])))
+            subject = m.get("subject") or f"{m.get('subject_path', f.get('path', '?'))}::{m.get('subject_qualname', '?')}"
+            stats = [(k, m[k]) for k in ("similarity", "subject_coverage", "matched_tokens", "evidence_tokens",
+                                         "lexical_identity", "subject_lines", "reference_lines") if k in m]
+            out.append(CodeMatch(
+                subject=str(subject), reference=str(m.get("reference", "?")),
+                reference_unit=f"{m.get('reference_path', '?')}::{m.get('reference_qualname', '?')}",
+                verdict=str(m.get("verdict", "")), statistics=stats,
+                rename_map=m.get("rename_map") if isinstance(m.get("rename_map"), dict) else {}, regions=regions,
+            ))
+    return sorted(out, key=lambda c: (-VERDICT_WEIGHT.get(c.verdict, 1), c.subject))
+
+
+def _obligations(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """License obligations across findings, one row per distinct duty, listing the findings that raise it."""
+    rows: dict[tuple, dict[str, Any]] = {}
+    for f in findings:
+        for o in f.get("license_obligations", []):
+            key = (o["license"], o["obligation"], o["met"], o.get("detail", ""))
+            rows.setdefault(key, {**o, "findings": []})["findings"].append(f["id"])
+    return sorted(rows.values(), key=lambda o: ({False: 0, None: 1, True: 2}[o["met"]], o["license"], o["obligation"]))
 
 
 def reproduce_commands(report: dict[str, Any]) -> list[str]:
@@ -258,29 +326,42 @@ def build_view(report: dict[str, Any], *, with_plots: bool = True) -> ReportView
     weights_details = details.get("weights") or {}
     tokenizer_details = details.get("tokenizer") or {}
     code_details = details.get("code") or {}
-    weights = _weight_components(weights_details)
+    weight_findings = [WeightFinding(f, *_layer_rows(f)) for f in findings if f["kind"] == "weights"]
+    heatmaps = _heatmaps(weights_details)
+    omitted = max(0, len(heatmaps) - MAX_HEATMAPS)
+    heatmaps = heatmaps[:MAX_HEATMAPS]
     if with_plots:
         from .plots import heatmap_svg, layer_curve_svg
 
-        for w in weights:
-            if w.matrix:
-                w.heatmap_svg = heatmap_svg(w.matrix, title=f"{w.component} vs {w.reference}: {w.statistic} similarity",
-                                            xlabel=f"{w.reference} layer", ylabel=f"{w.component} layer")
-            curves = {k: [row.get(k) for row in w.layers] for k in ("centred", "raw_cosine") if k in w.columns}
+        matrices = {(e.get("reference"), st.get("suspect_stack"), st.get("reference_stack")): st["block_similarity"]
+                    for e in weights_details.get("references", []) for st in e.get("stacks", [])
+                    if isinstance(st, dict) and _is_matrix(st.get("block_similarity"))}
+        for h in heatmaps:
+            h.svg = heatmap_svg(matrices[(h.reference, h.suspect_stack, h.reference_stack)],
+                                title=f"{h.title}: centred similarity", xlabel=f"{h.reference} {h.reference_stack} layer",
+                                ylabel=f"{h.suspect_stack} layer")
+        for w in weight_findings:
+            curves = {k: [row.get(k) for row in w.layers] for k in ("centred_similarity", "raw_cosine") if k in w.columns}
             if curves and len(w.layers) >= 2:
-                w.curve_svg = layer_curve_svg(curves, title=f"{w.component} vs {w.reference} per layer")
-    obligations = [{"finding": f["id"], **o} for f in findings for o in f.get("license_obligations", [])]
+                w.curve_svg = layer_curve_svg(curves, title=f"{w.finding['subject']} vs {w.finding['reference']['name']}",
+                                              xlabel="matched layer (in order)")
     policy = report.get("policy") or {}
     rules = [dict(r, outcome=rule_outcome(r)) for r in policy.get("rules", []) if isinstance(r, dict)]
-    extra = {name: _scalar_rows(value) for name, value in sorted(details.items())
+    rules.sort(key=lambda r: -OUTCOMES.index(r["outcome"]) if r["outcome"] in OUTCOMES else 0)  # worst first, stable
+    extra = {name: flat_statistics(value) for name, value in sorted(details.items())
              if name not in ("weights", "tokenizer", "code") and isinstance(value, dict)}
     return ReportView(
         title=f"Provenance report: {report['subject']['path']}",
         summary=_summary(report, findings), report=report, findings=findings,
         key_statistics={f["id"]: _key_statistics(f) for f in findings},
-        weights=weights, weights_other=_scalar_rows(weights_details, skip=("components",)),
+        components=_components(weights_details), weight_findings=weight_findings, heatmaps=heatmaps,
+        heatmaps_omitted=omitted,
+        weights_other=flat_statistics(_without(weights_details, "components", "references")),
         tokenizer_findings=[f for f in findings if f["kind"] == "tokenizer"],
-        tokenizer_details=_scalar_rows(tokenizer_details),
-        code_matches=_code_matches(code_details), code_other=_scalar_rows(code_details, skip=("matches",)),
-        obligations=obligations, policy_rules=rules, reproduce=reproduce_commands(report), extra_details=extra,
+        tokenizer_comparisons=_tokenizer_comparisons(tokenizer_details),
+        tokenizer_details=flat_statistics(_without(tokenizer_details, "comparisons")),
+        code_matches=_code_matches(code_details),
+        code_other=flat_statistics(_without(code_details, "files", "findings", "references", "subject_licenses")),
+        obligations=_obligations(findings), policy_rules=rules, reproduce=reproduce_commands(report),
+        extra_details=extra,
     )
