@@ -701,23 +701,25 @@ _GATE_UP_PATTERNS = (
 
 
 def _fuse(sd: StateDict, patterns: Sequence[tuple[str, ...]]) -> StateDict:
-    out: StateDict = {}
-    done: set[str] = set()
-    for name, t in sd.items():
-        if name in done:
-            continue
-        for pat in patterns:
-            parts, fused = pat[:-1], pat[-1]
-            token = f".{parts[0]}."
-            if token in f".{name}" and name.replace(parts[0], parts[1], 1) in sd:
+    """Replace each complete group of sibling tensors by their row-wise concatenation, at the place of
+    the group's first member in storage order."""
+    group_of: dict[str, tuple[str, list[str]]] = {}
+    for name in sd:
+        for *parts, fused in patterns:
+            if f".{parts[0]}." in f".{name}":
                 siblings = [name.replace(parts[0], p, 1) for p in parts]
                 if all(s in sd for s in siblings):
-                    out[name.replace(parts[0], fused, 1)] = torch.cat([sd[s] for s in siblings], dim=0)
-                    done.update(siblings)
-                    break
-        else:
-            if name not in done:
-                out[name] = t
+                    for s in siblings:
+                        group_of[s] = (name.replace(parts[0], fused, 1), siblings)
+                break
+    out: StateDict = {}
+    for name, t in sd.items():
+        if name not in group_of:
+            out[name] = t
+            continue
+        fused_name, siblings = group_of[name]
+        if fused_name not in out:
+            out[fused_name] = torch.cat([sd[s] for s in siblings], dim=0)
     return out
 
 
