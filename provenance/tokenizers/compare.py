@@ -15,7 +15,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from .model import Tokenizer
-from .sketch import estimate_jaccard, minhash
+from .sketch import estimate_jaccard
 
 # Thresholds (see module docstring and docs/tokenizers.md for the null they are set against).
 SUBSET = 0.999  # share of one vocabulary found in the other to call it a subset
@@ -149,7 +149,7 @@ def compare_tokenizers(suspect: Tokenizer, reference: Tokenizer, *, suspect_sket
     if suspect.merges is not None and reference.merges is not None:
         merges = _merge_agreement(suspect.merges, reference.merges)
     specials = _special_agreement(suspect.special_tokens, reference.special_tokens)
-    estimate = estimate_jaccard(suspect_sketch or minhash(s_tokens), reference_sketch or minhash(r_tokens))
+    estimate = estimate_jaccard(suspect_sketch or suspect.sketch(), reference_sketch or reference.sketch())
 
     reasons: list[str] = []
     if jaccard >= RELATED_JACCARD:

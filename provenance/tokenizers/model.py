@@ -37,6 +37,15 @@ class Tokenizer:
         ids = list(self.tokens.values()) + list(self.special_tokens.values())
         return max(ids) + 1 if ids else 0
 
+    def sketch(self) -> list[int]:
+        """MinHash signature of the regular token set, computed once (a read tokenizer is not changed in place)."""
+        key = (id(self.tokens), len(self.tokens))
+        cached = self.__dict__.get("_sketch")
+        if cached is None or cached[0] != key:
+            cached = (key, minhash(self.tokens))
+            self.__dict__["_sketch"] = cached
+        return cached[1]
+
     def by_id(self) -> dict[int, bytes]:
         """Id -> normalised regular token."""
         return {i: t for t, i in self.tokens.items()}
@@ -73,7 +82,7 @@ class Tokenizer:
             merges=None if self.merges is None else len(self.merges),
             vocab_size=self.vocab_size,
             collisions=self.collisions,
-            minhash=minhash(self.tokens),
+            minhash=self.sketch(),
         )
 
 

@@ -38,7 +38,7 @@ def compare_with_references(tokenizer: Tokenizer, index_dir: str | os.PathLike[s
                             ) -> list[tuple[ReferenceTokenizerEntry, TokenizerComparison]]:
     """Compare a tokenizer with every reference tokenizer in the index, strongest relation first."""
     entries = load_reference_entries(index_dir) if entries is None else entries
-    sketch = tokenizer.fingerprint().minhash
+    sketch = tokenizer.sketch()
     results = [(e, compare_tokenizers(tokenizer, e.load(), suspect_sketch=sketch,
                                       reference_sketch=e.fingerprint.get("minhash")))
                for e in entries]
