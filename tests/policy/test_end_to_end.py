@@ -15,21 +15,9 @@ from provenance.findings import Reference
 from provenance.policy import Status, apply_policy
 from provenance.refindex import ReferenceIndex, add_checkpoint
 from provenance.scan import scan
-from tests.policy.synthetic import write
+from tests.policy.synthetic import DECLARED_NOTHING, write
 
-DECLARATION_WITHOUT_ENCODER = """
-[bidder]
-name = "Example AI Lab"
-organisation = "Example AI"
-
-[tokenizer]
-origin = "own"
-
-[training]
-evidence = ["pre-training logs"]
-"""
-
-DECLARATION_WITH_ENCODER = DECLARATION_WITHOUT_ENCODER + """
+DECLARATION_WITH_ENCODER = DECLARED_NOTHING + """
 [[components]]
 component = "vision_tower"
 reference = "sentence-transformers/all-MiniLM-L6-v2"
@@ -85,7 +73,7 @@ def test_the_scan_finds_the_copied_encoder_and_nothing_in_the_own_backbone(repor
 
 
 def test_undeclared_copied_encoder_fails_sovereign_and_disclosure(reports, tmp_path):
-    decl = write(tmp_path / "d.toml", DECLARATION_WITHOUT_ENCODER)
+    decl = write(tmp_path / "d.toml", DECLARED_NOTHING)
     for policy in ("sovereign-foundation-model", "disclosure"):
         result = apply_policy(reports["composite"], policy, decl, home_country="KR")
         assert result.rule("undeclared-reuse").status is Status.FAIL
@@ -106,7 +94,7 @@ def test_declared_apache_encoder_fails_sovereign_but_passes_license_compliance(r
 
 
 def test_independent_model_passes(reports, tmp_path):
-    decl = write(tmp_path / "d.toml", DECLARATION_WITHOUT_ENCODER)
+    decl = write(tmp_path / "d.toml", DECLARED_NOTHING)
     for policy in ("sovereign-foundation-model", "license-compliance", "disclosure"):
         result = apply_policy(reports["independent"], policy, decl, home_country="KR")
         assert result.overall is Status.PASS, (policy, result.to_dict())
