@@ -4,7 +4,6 @@ composite model, and the policies judge it as the programme rules demand."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
