@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from provenance.findings import Finding, Reference
@@ -95,8 +95,7 @@ class DeclaredReuse:
         if self.component is not None and not self.covers_parts(subject_parts(finding)):
             return False
         if self.paths:
-            file_part = finding.subject.split("::", 1)[0]
-            return any(fnmatch.fnmatchcase(file_part, pattern) for pattern in self.paths)
+            return any(path_matches(finding.subject.split("::", 1)[0], pattern) for pattern in self.paths)
         return True
 
     def covers_parts(self, parts: list[str]) -> bool:
@@ -114,6 +113,12 @@ _SECTIONS_FOR_KIND = {
     "tokenizer": ("tokenizer",),
     "architecture": ("architecture",),
 }
+
+
+def path_matches(path: str, pattern: str) -> bool:
+    """Glob `pattern` matches the file path or any trailing part of it (`modeling_*.py` matches `src/modeling_x.py`)."""
+    parts = PurePosixPath(path.replace("\\", "/")).parts
+    return any(fnmatch.fnmatchcase("/".join(parts[i:]), pattern) for i in range(len(parts)))
 
 
 def names_reference(declared: str, reference: Reference) -> bool:

@@ -19,6 +19,7 @@ from provenance.policy import (
     load_policy,
     load_report_findings,
 )
+from provenance.policy.declaration import path_matches
 from tests.policy.synthetic import LLAMA, QWEN_VL, code, copied_encoder, tokenizer, write
 
 EXAMPLES = Path(__file__).parents[2] / "docs" / "examples"
@@ -154,3 +155,17 @@ def test_malformed_report_is_a_policy_error(tmp_path, text, expected):
     with pytest.raises(PolicyError) as caught:
         load_report_findings(write(tmp_path / "report.json", text))
     assert expected in caught.value.problem
+
+
+@pytest.mark.parametrize(
+    ("path", "pattern", "expected"),
+    [
+        ("modeling_example.py", "modeling_*.py", True),
+        ("src/model/modeling_example.py", "modeling_*.py", True),
+        ("src/model/modeling_example.py", "model/*.py", True),
+        ("src/model/modeling_example.py", "serve/*.py", False),
+        ("src/model/engine.py", "modeling_*.py", False),
+    ],
+)
+def test_declared_code_paths_match_the_file_or_its_trailing_parts(path, pattern, expected):
+    assert path_matches(path, pattern) is expected
