@@ -148,3 +148,16 @@ def test_tiny_shared_alphabet_is_not_a_relation(qwen_tok):
     tiny = Tokenizer(source="tiny", format="tiktoken", model="bpe", encoding="base64",
                      tokens={t: i for i, t in enumerate(sorted(small, key=lambda t: (-len(t), t)))}, merges=None)
     assert compare_tokenizers(tiny, qwen_tok).verdict == "unrelated"
+
+
+def test_scan_of_a_gguf_checkpoint_reads_its_embedded_tokenizer(smollm2_gguf):
+    findings, details = scan_tokenizers(smollm2_gguf)
+    assert [(f.verdict, f.reference.name) for f in findings] == [("identical", "smollm2")]
+    assert findings[0].subject == smollm2_gguf.name
+    assert details["fingerprint"]["format"] == "gguf"
+
+
+def test_scan_without_tokenizer_files(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    findings, details = scan_tokenizers(tmp_path)
+    assert findings == [] and details["tokenizer"] is None
