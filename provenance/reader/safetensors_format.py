@@ -17,6 +17,7 @@ from .dtypes import DTYPE_SIZES, to_float32
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the limit the safetensors library itself enforces
 READ_CHUNK_BYTES = 16 * 1024 * 1024  # largest single read; bounds the temporary bytes of any row read
+_FADVISE = hasattr(os, "posix_fadvise")
 
 
 class SafetensorsCheckpoint(Checkpoint):
@@ -213,13 +214,16 @@ def read_row_runs(fd: int, info: TensorInfo, rows: RowSelection, row_bytes: int,
     runs, inverse = row_runs(row_indices(rows, info.rows))
     block = np.empty((sum(n for _, n in runs), width), dtype=np.float32)
     per_chunk = max(1, READ_CHUNK_BYTES // row_bytes) if row_bytes else 1
+    chunks = [(first, min(per_chunk, start + length - first))
+              for start, length in runs for first in range(start, start + length, per_chunk)]
     pos = 0
-    for start, length in runs:
-        for first in range(start, start + length, per_chunk):
-            count = min(per_chunk, start + length - first)
-            raw = pread_exact(fd, info, info.byte_range[0] + first * row_bytes, count * row_bytes)
-            decode(raw, block[pos : pos + count])
-            pos += count
+    for i, (first, count) in enumerate(chunks):
+        if i + 1 < len(chunks) and _FADVISE:  # let the disk fetch the next chunk while this one decodes
+            nxt, n = chunks[i + 1]
+            os.posix_fadvise(fd, info.byte_range[0] + nxt * row_bytes, n * row_bytes, os.POSIX_FADV_WILLNEED)
+        raw = pread_exact(fd, info, info.byte_range[0] + first * row_bytes, count * row_bytes)
+        decode(raw, block[pos : pos + count])
+        pos += count
     return block if inverse is None else block[inverse]
 
 
