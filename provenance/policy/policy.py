@@ -62,8 +62,12 @@ class Policy:
     source: str = ""  # preset name or file path
 
     def with_home_country(self, country: str | None) -> Policy:
-        """A copy with a different home country (the CLI's `--home-country`)."""
-        return self if country is None else replace(self, home_country=country.strip().upper())
+        """A copy with a different home country (the CLI's `--home-country`); PolicyError unless alpha-2."""
+        if country is None:
+            return self
+        if not re.fullmatch(r"[A-Za-z]{2}", country.strip()):
+            raise PolicyError(None, f"home country must be an ISO 3166-1 alpha-2 code such as KR, got {country!r}")
+        return replace(self, home_country=country.strip().upper())
 
     def to_dict(self) -> dict[str, Any]:
         return {

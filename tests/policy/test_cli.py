@@ -105,3 +105,10 @@ def test_check_errors_exit_2_and_empty_subject_exits_3(cli, tmp_path):
     empty = report(tmp_path, [], tensor_count=0)
     result = cli.invoke(app, ["policy", "check", empty, "--policy", "disclosure"])
     assert result.exit_code == 3 and "nothing was scanned" in result.stderr
+
+
+def test_home_country_must_be_an_alpha_2_code(cli, tmp_path):
+    path = report(tmp_path, [copied_encoder()])
+    result = cli.invoke(app, ["policy", "check", path, "--policy", "sovereign-foundation-model", "--home-country", "Korea"])
+    assert result.exit_code == 2
+    assert "home country must be an ISO 3166-1 alpha-2 code such as KR, got 'Korea'" in result.stderr
