@@ -1,8 +1,9 @@
 """The code reference index: fingerprints, token streams and sources of licensed reference code on disk.
 
 Layout: one folder per reference, `<index>/<name>@<version>/` holding `manifest.json` (reference, license,
-files, units with their declared parents), `data.npz` (winnowed fingerprints, abstracted token streams and
-lines per unit) and `sources.zip` (the verbatim files, for side-by-side evidence). Adding writes a new folder
+files), `units.json` (qualified names and declared parents), one `.npy` array each for the winnowed
+fingerprints (sorted by hash), abstracted token streams, lines and spans (memory-mapped when scanning, so
+only the pages of candidate functions are read) and `sources.zip` (verbatim files, for side-by-side views). Adding writes a new folder
 and renames it into place, so a failed add leaves the index as it was.
 """
 
@@ -22,7 +23,7 @@ from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, NamedTuple
 
 import numpy as np
 
@@ -42,8 +43,12 @@ from .tokenize import language_of, tokenize_source
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-DATA = "data.npz"
+UNITS = "units.json"
 SOURCES = "sources.zip"
+ARRAYS = (
+    "vocab", "tokens", "token_lines", "token_starts", "token_lengths",
+    "unit_offsets", "unit_digest", "unit_lines", "fp_hash", "fp_unit",
+)
 ROLES = ("reference", "background")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 _SKIP_DIRS = {".git", "__pycache__", ".venv", "venv", "node_modules", ".tox", ".mypy_cache", "build", "dist"}
@@ -237,7 +242,7 @@ class CodeIndex:
         try:
             CodeReference(**manifest["reference"])
             for file in manifest["files"]:
-                file["path"], file["units"]
+                file["path"], int(file["units"])
         except (KeyError, TypeError) as err:
             raise ReferenceIndexError(path, f"malformed code index manifest: missing {err}") from None
         return manifest
@@ -267,8 +272,7 @@ class CodeIndex:
                     "path": f["path"],
                     "sha256": f["sha256"],
                     "language": f["language"],
-                    "units": len(f["units"]),
-                    "declared_parents": sum(1 for u in f["units"] if u[4]),
+                    "units": f["units"],
                     "license_ids": f["license"].get("ids", []),
                 }
                 for f in manifest["files"]
@@ -337,6 +341,9 @@ class CodeIndex:
         unit_sizes = np.concatenate([r["unit_sizes"] for r in results])
         unit_base = np.cumsum([0] + [len(r["units"]) for r in results])
         fp_unit = np.concatenate([r["fp_unit"] + base for r, base in zip(results, unit_base)])
+        fp_hash = np.concatenate([r["fp_hash"] for r in results]).astype(np.uint64)
+        by_hash = np.argsort(fp_hash, kind="stable")
+        units = [u for r in results for u in r["units"]]
         arrays = {
             "vocab": vocab.astype(np.uint64),
             "tokens": tokens.astype(np.uint16 if vocab.shape[0] < 65536 else np.uint32),
@@ -345,25 +352,34 @@ class CodeIndex:
             "token_lengths": np.concatenate([r["token_lengths"] for r in results]).astype(np.uint16),
             "unit_offsets": np.concatenate([[0], np.cumsum(unit_sizes)]).astype(np.int64),
             "unit_digest": np.concatenate([r["unit_digest"] for r in results]).astype(np.uint64),
-            "fp_hash": np.concatenate([r["fp_hash"] for r in results]).astype(np.uint64),
-            "fp_unit": fp_unit.astype(np.uint32),
+            "unit_lines": np.array([[u[1], u[2]] for u in units], dtype=np.int32).reshape(-1, 2),
+            "fp_hash": fp_hash[by_hash],
+            "fp_unit": fp_unit.astype(np.uint32)[by_hash],
         }
         if reference.role == "background":
             arrays["kgrams"] = np.unique(np.concatenate([r["kgrams"] for r in results]))
+        files = []
+        for r in results:
+            record = {k: r[k] for k in ("path", "sha256", "language", "lines", "license", "parent_files")}
+            record["units"] = len(r["units"])
+            files.append(record)
         manifest = {
             "format_version": FORMAT_VERSION,
             "params": DEFAULT_PARAMS.to_dict(),
-            "reference": reference.to_dict() | {"key": None},
+            "reference": {k: v for k, v in reference.to_dict().items() if k != "key"},
             "licenses": licenses.to_dict(),
-            "files": [{k: r[k] for k in ("path", "sha256", "language", "lines", "license", "units", "parent_files")} for r in results],
+            "arrays": sorted(arrays),
+            "files": files,
         }
-        manifest["reference"].pop("key")
         staging = self.directory / f".{target.name}.staging"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         try:
-            with atomic_write(staging / DATA, "wb") as handle:
-                np.savez(handle, **arrays)
+            for name, array in arrays.items():
+                with atomic_write(staging / f"{name}.npy", "wb") as handle:
+                    np.save(handle, array)
+            with atomic_write(staging / UNITS) as handle:
+                json.dump({"qualnames": [u[0] for u in units], "kinds": [u[3] for u in units], "parents": [u[4] for u in units]}, handle)
             with atomic_write(staging / SOURCES, "wb") as handle:
                 with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
                     for r in results:
@@ -392,41 +408,76 @@ def _run(tasks: list, workers: int | None, progress: Callable[[int, int], None] 
     return results
 
 
+class UnitRecord(NamedTuple):
+    """What the index knows of one reference unit."""
+
+    qualname: str
+    start_line: int
+    end_line: int
+    kind: str
+    parent: str | None  # declared parent key `path::qualname`, if any
+
+
 @dataclass
 class LoadedReference:
-    """One entry's arrays and manifest, ready for matching."""
+    """One entry's (memory-mapped) arrays and manifest, ready for matching."""
 
     directory: Path
     reference: CodeReference
     manifest: dict[str, Any]
-    vocab: np.ndarray
-    tokens: np.ndarray
-    token_lines: np.ndarray
-    token_starts: np.ndarray
-    token_lengths: np.ndarray
-    unit_offsets: np.ndarray
-    unit_digest: np.ndarray  # digest of each unit's abstracted stream: identical copies share it
-    fp_hash: np.ndarray
-    fp_unit: np.ndarray
-    kgrams: np.ndarray | None
+    arrays: dict[str, np.ndarray]
     unit_file: np.ndarray  # file index of every unit
-    file_base: np.ndarray  # index of the first unit of every file
+    _units: dict[str, list] | None = None
+    _keys: dict[str, int] | None = None
     _archive: zipfile.ZipFile | None = None
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        arrays = self.__dict__.get("arrays", {})
+        if name in arrays:
+            return arrays[name]
+        raise AttributeError(name)
+
+    @property
+    def kgrams(self) -> np.ndarray | None:
+        return self.arrays.get("kgrams")
 
     def unit_ids(self, unit: int) -> np.ndarray:
         """Abstracted token ids (uint64) of one unit, in order."""
-        lo, hi = self.unit_offsets[unit], self.unit_offsets[unit + 1]
-        return self.vocab[self.tokens[lo:hi]]
+        return self.vocab[self.tokens[self.unit_span(unit)]]
 
     def unit_span(self, unit: int) -> slice:
         """Where one unit's tokens sit in the token arrays."""
         return slice(int(self.unit_offsets[unit]), int(self.unit_offsets[unit + 1]))
 
-    def unit_record(self, unit: int) -> tuple[dict[str, Any], list]:
-        """(file record, [qualname, start, end, kind, declared parent]) of one unit."""
-        file_index = int(self.unit_file[unit])
-        file = self.manifest["files"][file_index]
-        return file, file["units"][unit - int(self.file_base[file_index])]
+    @property
+    def units(self) -> dict[str, list]:
+        """Qualified names, kinds and declared parents of all units (read on first use)."""
+        if self._units is None:
+            path = self.directory / UNITS
+            try:
+                self._units = json.loads(path.read_text(encoding="utf-8"))
+                if len(self._units["qualnames"]) != self.unit_file.shape[0]:
+                    raise ValueError("unit count differs from the manifest")
+            except (OSError, ValueError, KeyError, TypeError) as err:
+                raise ReferenceIndexError(path, f"malformed code index units: {err}") from None
+        return self._units
+
+    def unit_record(self, unit: int) -> tuple[dict[str, Any], UnitRecord]:
+        """(file record, unit record) of one unit."""
+        units = self.units
+        start, end = self.unit_lines[unit]
+        record = UnitRecord(units["qualnames"][unit], int(start), int(end), units["kinds"][unit], units["parents"][unit])
+        return self.manifest["files"][int(self.unit_file[unit])], record
+
+    def unit_index(self, key: str) -> int | None:
+        """The unit named `path::qualname`, if indexed."""
+        if self._keys is None:
+            paths = [f["path"] for f in self.manifest["files"]]
+            self._keys = {
+                f"{paths[file]}::{qualname}": i
+                for i, (file, qualname) in enumerate(zip(self.unit_file.tolist(), self.units["qualnames"]))
+            }
+        return self._keys.get(key)
 
     def source(self, path: str) -> bytes:
         """The verbatim indexed file (kept in `sources.zip`)."""
@@ -439,32 +490,27 @@ class LoadedReference:
 
 
 def load_reference(index: CodeIndex, entry: Path) -> LoadedReference:
-    """Read one entry; any missing or inconsistent array is a malformed index (exit 2)."""
+    """Map one entry's arrays; a missing or inconsistent array is a malformed index (exit 2)."""
     manifest = index.manifest(entry)
-    try:
-        with np.load(entry / DATA) as data:
-            arrays = {k: data[k] for k in data.files}
-        unit_counts = [len(f["units"]) for f in manifest["files"]]
-        unit_file = np.repeat(np.arange(len(unit_counts)), unit_counts)
-        loaded = LoadedReference(
-            directory=entry,
-            reference=CodeReference(**manifest["reference"]),
-            manifest=manifest,
-            vocab=arrays["vocab"],
-            tokens=arrays["tokens"],
-            token_lines=arrays["token_lines"],
-            token_starts=arrays["token_starts"],
-            token_lengths=arrays["token_lengths"],
-            unit_offsets=arrays["unit_offsets"],
-            unit_digest=arrays["unit_digest"],
-            fp_hash=arrays["fp_hash"],
-            fp_unit=arrays["fp_unit"],
-            kgrams=arrays.get("kgrams"),
-            unit_file=unit_file,
-            file_base=np.concatenate([[0], np.cumsum(unit_counts)]).astype(np.int64),
-        )
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
-        raise ReferenceIndexError(entry / DATA, f"malformed code index data: {err}") from None
-    if loaded.unit_offsets.shape[0] != unit_file.shape[0] + 1 or loaded.unit_offsets[-1] != loaded.tokens.shape[0]:
-        raise ReferenceIndexError(entry / DATA, "malformed code index data: unit offsets do not match the manifest")
-    return loaded
+    names = list(ARRAYS) + (["kgrams"] if manifest["reference"].get("role") == "background" else [])
+    arrays: dict[str, np.ndarray] = {}
+    for name in names:
+        path = entry / f"{name}.npy"
+        try:
+            # token arrays are large and read a few units at a time: map them; the rest is read whole
+            arrays[name] = np.load(path, mmap_mode="r" if name.startswith("token") else None, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise ReferenceIndexError(path, f"malformed code index data: {err}") from None
+    unit_counts = [int(f["units"]) for f in manifest["files"]]
+    unit_file = np.repeat(np.arange(len(unit_counts)), unit_counts)
+    offsets = arrays["unit_offsets"]
+    consistent = (
+        offsets.shape[0] == unit_file.shape[0] + 1
+        and (offsets.shape[0] == 0 or int(offsets[-1]) == arrays["tokens"].shape[0])
+        and arrays["unit_lines"].shape[0] == unit_file.shape[0]
+        and arrays["fp_hash"].shape == arrays["fp_unit"].shape
+        and arrays["token_lines"].shape == arrays["tokens"].shape
+    )
+    if not consistent:
+        raise ReferenceIndexError(entry, "malformed code index data: arrays do not match the manifest")
+    return LoadedReference(entry, CodeReference(**manifest["reference"]), manifest, arrays, unit_file)

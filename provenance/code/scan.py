@@ -36,7 +36,7 @@ from .tokenize import ID, TokenizedFile, language_of, tokenize_file
 COPIED_SIMILARITY = 0.9  # share of the reference function found, and of the subject function explained
 DERIVED_SIMILARITY = 0.5
 MIN_EVIDENCE_TOKENS = 30  # matched tokens outside boilerplate needed before a match becomes a finding
-MAX_CANDIDATES = 12  # distinct reference token streams confirmed by tiling per subject function
+MAX_CANDIDATES = 6  # distinct reference token streams confirmed by tiling per subject function
 TIE_TOLERANCE = 0.98  # matches within 2% of the best are copies of one another: attribute to the origin
 MAX_PARENT_DEPTH = 16
 
@@ -139,12 +139,6 @@ class CodeScanResult:
         }
 
 
-@dataclass
-class _RefUnit:
-    entry: int
-    unit: int
-
-
 class _Corpus:
     """All loaded references with a fingerprint lookup and per-unit token caches."""
 
@@ -159,24 +153,27 @@ class _Corpus:
         fp_hash = np.concatenate(hashes) if hashes else np.empty(0, np.uint64)
         fp_owner = np.concatenate(owners) if owners else np.empty(0, np.int32)
         fp_unit = np.concatenate(units) if units else np.empty(0, np.int64)
-        keep = ~np.isin(fp_hash, background) if background.shape[0] else np.ones(fp_hash.shape[0], bool)
-        order = np.argsort(fp_hash[keep], kind="stable")
-        self.fp_hash = fp_hash[keep][order]
-        self.fp_owner = fp_owner[keep][order]
-        self.fp_unit = fp_unit[keep][order]
-        self._keys: list[dict[str, int] | None] = [None] * len(entries)
+        # each entry is stored sorted by hash; only several entries need a merge. Background hashes are
+        # dropped on the subject side, which is far smaller.
+        order = np.argsort(fp_hash, kind="stable") if len(entries) > 1 else slice(None)
+        self.fp_hash = fp_hash[order]
+        self.fp_owner = fp_owner[order]
+        self.fp_unit = fp_unit[order]
         self.rank = _reference_rank([e.reference for e in entries])
+        self.digests = [np.asarray(e.unit_digest) for e in entries]
+        preferred = sorted(range(len(entries)), key=lambda i: self.rank[i])
+        self.owner_order = np.array([preferred.index(i) for i in range(len(entries))], dtype=np.int64)
 
     def ids(self, ref: tuple[int, int]) -> np.ndarray:
         return self.entries[ref[0]].unit_ids(ref[1])
 
     def digest(self, ref: tuple[int, int]) -> int:
         """Equal for reference units whose abstracted streams are identical (copies tile alike)."""
-        return int(self.entries[ref[0]].unit_digest[ref[1]])
+        return int(self.digests[ref[0]][ref[1]])
 
     def key_of(self, ref: tuple[int, int]) -> str:
         file, unit = self.entries[ref[0]].unit_record(ref[1])
-        return unit_key(file["path"], unit[0])
+        return unit_key(file["path"], unit.qualname)
 
     def parent_of(self, ref: tuple[int, int]) -> tuple[int, int] | None:
         """The declared parent unit of `ref` inside the same reference, if it is indexed.
@@ -184,19 +181,11 @@ class _Corpus:
         Without an explicit declaration, a unit of the same name in a file this file declares copies
         from counts as its parent (helpers pulled in along with declared copies).
         """
-        file, unit = self.entries[ref[0]].unit_record(ref[1])
-        keys = self._keys[ref[0]]
-        if keys is None:
-            keys = {}
-            g = 0
-            for record in self.entries[ref[0]].manifest["files"]:
-                for u in record["units"]:
-                    keys[unit_key(record["path"], u[0])] = g
-                    g += 1
-            self._keys[ref[0]] = keys
-        candidates = [unit[4]] if unit[4] else [unit_key(path, unit[0]) for path in file.get("parent_files", [])]
+        entry = self.entries[ref[0]]
+        file, unit = entry.unit_record(ref[1])
+        candidates = [unit.parent] if unit.parent else [unit_key(path, unit.qualname) for path in file.get("parent_files", [])]
         for key in candidates:
-            found = keys.get(key)
+            found = entry.unit_index(key)
             if found is not None and found != ref[1]:
                 return (ref[0], found)
         return None
@@ -331,8 +320,12 @@ def _regions(subject: _Stream, ref: _Stream, tiles: list[Tile]) -> list[MatchedR
     ]
 
 
-def _candidates(corpus: _Corpus, hashes: np.ndarray, units: np.ndarray) -> dict[int, list[tuple[int, tuple[int, int]]]]:
-    """Per subject unit: (distinct shared fingerprints, reference unit), most shared first."""
+def _candidates(corpus: _Corpus, hashes: np.ndarray, units: np.ndarray) -> dict[int, list[tuple[int, tuple[int, int], int]]]:
+    """Per subject unit: (distinct shared fingerprints, reference unit, stream digest), most shared first.
+
+    Only the MAX_CANDIDATES most-sharing distinct streams are kept, with every reference unit that has
+    one of those streams (identical copies, needed for attribution).
+    """
     lo = np.searchsorted(corpus.fp_hash, hashes, "left")
     counts = np.searchsorted(corpus.fp_hash, hashes, "right") - lo
     total = int(counts.sum())
@@ -345,27 +338,47 @@ def _candidates(corpus: _Corpus, hashes: np.ndarray, units: np.ndarray) -> dict[
     hashed = hashes[rows]
     order = np.lexsort((hashed, pair))
     pair, hashed = pair[order], hashed[order]
-    first = np.r_[True, (pair[1:] != pair[:-1]) | (hashed[1:] != hashed[:-1])]
+    first = np.ones(pair.shape[0], dtype=bool)
+    first[1:] = (pair[1:] != pair[:-1]) | (hashed[1:] != hashed[:-1])
     keys, shared = np.unique(pair[first], return_counts=True)
-    out: dict[int, list[tuple[int, tuple[int, int]]]] = {}
-    for key, n in zip(keys.tolist(), shared.tolist()):
-        out.setdefault(key >> 44, []).append((n, ((key >> 32) & 0xFFF, key & 0xFFFFFFFF)))
-    for s_unit in out:
-        out[s_unit].sort(key=lambda item: (-item[0], corpus.rank[item[1][0]], item[1][1]))
+    s_unit, owner, r_unit = keys >> 44, (keys >> 32) & 0xFFF, keys & 0xFFFFFFFF
+    digest = np.empty(keys.shape[0], dtype=np.uint64)
+    for o in np.unique(owner).tolist():
+        mask = owner == o
+        digest[mask] = corpus.digests[o][r_unit[mask]]
+    # most shared first, then preferred reference, then unit order
+    order = np.lexsort((r_unit, corpus.owner_order[owner], -shared, s_unit))
+    s_unit, owner, r_unit, shared, digest = s_unit[order], owner[order], r_unit[order], shared[order], digest[order]
+    # rank of each row's stream among the distinct streams of its subject unit, by first appearance
+    position = np.arange(keys.shape[0])
+    by_stream = np.lexsort((position, digest, s_unit))
+    new_stream = np.ones(by_stream.shape[0], dtype=bool)
+    new_stream[1:] = (s_unit[by_stream][1:] != s_unit[by_stream][:-1]) | (digest[by_stream][1:] != digest[by_stream][:-1])
+    first_of_stream = np.empty_like(position)
+    first_of_stream[by_stream] = position[by_stream][np.maximum.accumulate(np.where(new_stream, np.arange(by_stream.shape[0]), 0))]
+    is_first = first_of_stream == position
+    group_start = np.ones(keys.shape[0], dtype=bool)
+    group_start[1:] = s_unit[1:] != s_unit[:-1]
+    cumulative = np.cumsum(is_first)
+    before_group = np.maximum.accumulate(np.where(group_start, cumulative - is_first, 0))
+    stream_rank = (cumulative - before_group - 1)[first_of_stream]
+    keep = stream_rank < MAX_CANDIDATES
+    out: dict[int, list[tuple[int, tuple[int, int], int]]] = {}
+    for su, o, ru, n, d in zip(
+        s_unit[keep].tolist(), owner[keep].tolist(), r_unit[keep].tolist(), shared[keep].tolist(), digest[keep].tolist()
+    ):
+        out.setdefault(su, []).append((n, (o, ru), d))
     return out
 
 
-def _match_unit(corpus: _Corpus, a: np.ndarray, candidates: list[tuple[int, tuple[int, int]]], params: FingerprintParams):
-    """Tile the subject unit against distinct candidate streams; return the best, its ties and tile cache."""
+def _match_unit(corpus: _Corpus, a: np.ndarray, candidates: list[tuple[int, tuple[int, int], int]], params: FingerprintParams):
+    """Tile the subject unit once per distinct candidate stream; identical copies share the result."""
     results: dict[int, tuple[int, list[Tile]]] = {}
     members: dict[int, list[tuple[int, int]]] = {}
     shared_of: dict[tuple[int, int], int] = {}
-    for shared, ref in candidates:
-        digest = corpus.digest(ref)
+    for shared, ref, digest in candidates:
         shared_of[ref] = shared
         if digest not in results:
-            if len(results) >= MAX_CANDIDATES:
-                continue
             tiles = greedy_string_tiling(a, corpus.ids(ref), params.min_match)
             results[digest] = (sum(t.length for t in tiles), tiles)
         members.setdefault(digest, []).append(ref)
@@ -464,8 +477,8 @@ def scan_code(
                 subject_tokens=int(a.shape[0]),
                 reference=entry.reference.key,
                 reference_path=ref_file["path"],
-                reference_qualname=ref_unit[0],
-                reference_lines=(ref_unit[1], ref_unit[2]),
+                reference_qualname=ref_unit.qualname,
+                reference_lines=(ref_unit.start_line, ref_unit.end_line),
                 reference_tokens=int(ref_ids.shape[0]),
                 matched_tokens=int(matched),
                 evidence_tokens=evidence,

@@ -40,9 +40,10 @@ def _seed_runs(a: np.ndarray, b: np.ndarray, m: int) -> list[tuple[int, int, int
     diagonal = j - i
     by = np.lexsort((i, diagonal))
     i, diagonal = i[by], diagonal[by]
-    starts = np.r_[True, (diagonal[1:] != diagonal[:-1]) | (i[1:] != i[:-1] + 1)]
+    starts = np.ones(i.shape[0], dtype=bool)
+    starts[1:] = (diagonal[1:] != diagonal[:-1]) | (i[1:] != i[:-1] + 1)
     first = np.flatnonzero(starts)
-    last = np.r_[first[1:], i.shape[0]] - 1
+    last = np.append(first[1:], i.shape[0]) - 1
     return [(int(i[f]), int(i[f] + diagonal[f]), int(i[l] - i[f] + m)) for f, l in zip(first, last)]
 
 
@@ -66,7 +67,7 @@ def greedy_string_tiling(a: np.ndarray, b: np.ndarray, min_match: int = 12) -> l
             marked_b[bi : bi + length] = True
             tiles.append(Tile(ai, bi, length))
             continue
-        edges = np.diff(np.r_[0, free.astype(np.int8), 0])
+        edges = np.diff(free.astype(np.int8), prepend=0, append=0)
         for s, e in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
             if e - s >= min_match:
                 heapq.heappush(heap, (-(int(e) - int(s)), ai + int(s), bi + int(s)))
