@@ -167,21 +167,35 @@ def _read_yaml(path: Path, text: str) -> SourceDocument:
         raise PolicyError(path, "line 1: the document must be a mapping of keys to values")
     lines: dict[KeyPath, int] = {}
     if node is not None:
-        _yaml_node_lines(node, (), lines)
+        _yaml_node_lines(path, node, (), lines, set())
     return SourceDocument(path, data, lines)
 
 
-def _yaml_node_lines(node: yaml.Node, prefix: KeyPath, lines: dict[KeyPath, int]) -> None:
+_YAML_STR = "tag:yaml.org,2002:str"
+_MAX_YAML_KEYS = 100_000
+
+
+def _yaml_node_lines(path: Path, node: yaml.Node, prefix: KeyPath, lines: dict[KeyPath, int], open_nodes: set[int]) -> None:
+    """Record the line of every key; reject non-string keys and aliases that contain themselves."""
+    if id(node) in open_nodes:
+        raise PolicyError(path, f"line {node.start_mark.line + 1}: {format_key_path(prefix)}: an alias refers to itself")
+    if len(lines) > _MAX_YAML_KEYS:  # aliases can expand a small file exponentially ("billion laughs")
+        raise PolicyError(path, f"more than {_MAX_YAML_KEYS:,} keys and items once aliases are expanded")
+    open_nodes.add(id(node))
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
-            key_path = (*prefix, str(key_node.value))
+            if not (isinstance(key_node, yaml.ScalarNode) and key_node.tag == _YAML_STR):
+                shown = key_node.value if isinstance(key_node, yaml.ScalarNode) else "a collection"
+                raise PolicyError(path, f"line {key_node.start_mark.line + 1}: keys must be strings, got {shown}")
+            key_path = (*prefix, key_node.value)
             lines[key_path] = key_node.start_mark.line + 1
-            _yaml_node_lines(value_node, key_path, lines)
+            _yaml_node_lines(path, value_node, key_path, lines, open_nodes)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             key_path = (*prefix, index)
             lines[key_path] = item.start_mark.line + 1
-            _yaml_node_lines(item, key_path, lines)
+            _yaml_node_lines(path, item, key_path, lines, open_nodes)
+    open_nodes.discard(id(node))
 
 
 def _read_json(path: Path, text: str) -> SourceDocument:
