@@ -30,6 +30,8 @@ from .dtypes import DTYPE_SIZES, to_float32
 
 HEADER_PROBE_BYTES = 100_000  # one GET covers the header of most files (huggingface_hub's own choice)
 PARALLEL_RANGES = 8
+# Rows closer than this are fetched in one GET: a round trip costs more than ~64 KiB of transfer.
+MAX_GAP_BYTES = 64 * 1024
 
 
 class HubCheckpoint(Checkpoint):
@@ -40,8 +42,10 @@ class HubCheckpoint(Checkpoint):
 
     format = "safetensors"
 
-    def __init__(self, ref: HubRef, client: HubClient | None = None, cache_dir: Path | None = None) -> None:
+    def __init__(self, ref: HubRef, client: HubClient | None = None, cache_dir: Path | None = None,
+                 max_gap_bytes: int = MAX_GAP_BYTES) -> None:
         self.client = client or HubClient()
+        self.max_gap_bytes = max_gap_bytes
         self.ref = ref
         self.snapshot: RepoSnapshot = self.client.snapshot(ref)
         self.uri = ref.uri(self.snapshot.commit)
@@ -73,19 +77,28 @@ class HubCheckpoint(Checkpoint):
         return list(self._files)
 
     def read_rows(self, name: str, rows: RowSelection = None) -> np.ndarray:
+        """Requested rows as float32; one ranged GET per span of rows (runs closer than `max_gap_bytes` merge)."""
         info = self._infos[name]
         width = info.row_length
         row_bytes = width * DTYPE_SIZES[info.dtype]
         runs, order = safetensors_format.row_runs(safetensors_format.row_indices(rows, info.rows))
         runs = [(start, length) for start, length in runs if length > 0]
-        ranges = [(info.byte_range[0] + start * row_bytes, length * row_bytes) for start, length in runs]
-        if len(ranges) > 1:
+        if not runs:
+            return np.empty((0, width), np.float32)
+        spans = _merge_runs(runs, self.max_gap_bytes // max(row_bytes, 1))
+        fetch = [(info.byte_range[0] + first * row_bytes, count * row_bytes) for first, count, _ in spans]
+        if len(fetch) > 1:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(PARALLEL_RANGES, thread_name_prefix="hub-range")
-            blobs = list(self._pool.map(lambda r: self._range(str(info.file), *r), ranges))
+            blobs = list(self._pool.map(lambda r: self._range(str(info.file), *r), fetch))
         else:
-            blobs = [self._range(str(info.file), *r) for r in ranges]
-        block = to_float32(b"".join(blobs), info.dtype).reshape(-1, width) if blobs else np.empty((0, width), np.float32)
+            blobs = [self._range(str(info.file), *fetch[0])]
+        parts = []
+        for (first, _, members), blob in zip(spans, blobs):
+            for start, length in members:
+                lo = (start - first) * row_bytes
+                parts.append(to_float32(blob[lo: lo + length * row_bytes], info.dtype).reshape(length, width))
+        block = parts[0] if len(parts) == 1 else np.concatenate(parts)
         return block if order is None else block[order]
 
     def close(self) -> None:
@@ -208,6 +221,18 @@ class HubCheckpoint(Checkpoint):
         return data
 
 
+def _merge_runs(runs: list[tuple[int, int]], max_gap_rows: int) -> list[tuple[int, int, list[tuple[int, int]]]]:
+    """Group sorted row runs into fetch spans (first row, row count, member runs) across gaps of few rows."""
+    spans: list[tuple[int, int, list[tuple[int, int]]]] = []
+    for start, length in runs:
+        if spans and start - (spans[-1][0] + spans[-1][1]) <= max_gap_rows:
+            first, _, members = spans[-1]
+            spans[-1] = (first, start + length - first, members + [(start, length)])
+        else:
+            spans.append((start, length, [(start, length)]))
+    return spans
+
+
 def _header_stub(ckpt: HubCheckpoint, name: str, size: int, stub_dir: Path) -> Path:
     """A sparse local copy of a remote safetensors file holding only its header, for the local validator.
 
@@ -229,6 +254,7 @@ def _header_stub(ckpt: HubCheckpoint, name: str, size: int, stub_dir: Path) -> P
     return stub
 
 
-def open_hub_checkpoint(uri: str, client: HubClient | None = None, cache_dir: Path | None = None) -> HubCheckpoint:
+def open_hub_checkpoint(uri: str, client: HubClient | None = None, cache_dir: Path | None = None,
+                        max_gap_bytes: int = MAX_GAP_BYTES) -> HubCheckpoint:
     """Open `hf://REPO_ID[@REVISION][/subfolder]` pinned to the revision's commit (default branch `main`)."""
-    return HubCheckpoint(parse_hub_ref(uri), client=client, cache_dir=cache_dir)
+    return HubCheckpoint(parse_hub_ref(uri), client=client, cache_dir=cache_dir, max_gap_bytes=max_gap_bytes)

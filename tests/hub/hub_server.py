@@ -81,6 +81,7 @@ class HubServer:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out at once; no 40 ms delayed-ACK stalls
     hub: HubServer
 
     def log_message(self, *args: object) -> None:  # keep test output quiet
