@@ -27,6 +27,7 @@ class TokenizerFileError(ProvenanceError):
 # Files that hold a vocabulary, in the order a folder is searched (the first found is the tokenizer).
 TOKENIZER_FILE_PATTERNS = ("tokenizer.json", "*.tiktoken", "tokenizer.model", "*.model", "vocab.json", "vocab.txt",
                            "*.gguf")
+_BYTE_PIECE = re.compile(r"^<0x[0-9A-Fa-f]{2}>$")
 _BERT_SPECIALS = re.compile(r"^\[(PAD|UNK|CLS|SEP|MASK)\]$")
 _GGUF_SPECIAL_TYPES = {2, 3, 4, 5}  # unknown, control, user-defined, unused (llama.cpp token types)
 _GGUF_BYTE_TYPE = 6
@@ -107,8 +108,8 @@ def _json_encoding(doc: dict[str, Any]) -> str:
 def _decoder(encoding: str, prefix: str = "##"):
     if encoding == "byte-level":
         return lambda s: byte_level_to_bytes(s)
-    if encoding == "metaspace":
-        return lambda s: metaspace_to_bytes(s)
+    if encoding == "metaspace":  # byte pieces are decoded only where the file marks them (byte_tokens)
+        return lambda s: metaspace_to_bytes(s, byte_fallback=False)
     if encoding == "wordpiece":
         return lambda s: wordpiece_to_bytes(s, prefix)
     return lambda s: s.encode("utf-8")
@@ -174,6 +175,13 @@ def _checked_vocab(vocab: Any, path: Path, what: str) -> list[tuple[str, int]]:
     return entries
 
 
+def _byte_fallback_ids(model: dict[str, Any], entries: list[tuple[str, int]]) -> set[int] | None:
+    """Ids of `<0xNN>` byte pieces when the model falls back to bytes (Llama/Gemma-style tokenizer.json)."""
+    if not model.get("byte_fallback"):
+        return None
+    return {i for text, i in entries if _BYTE_PIECE.match(text)}
+
+
 def read_tokenizer_json(path: str | Path) -> Tokenizer:
     """Read a Hugging Face `tokenizer.json` (BPE, WordPiece, Unigram or WordLevel model)."""
     path = Path(path)
@@ -200,8 +208,9 @@ def read_tokenizer_json(path: str | Path) -> Tokenizer:
         if not isinstance(merges, list):
             raise TokenizerFileError(path, "model.merges is missing or not a list")
         texts = [_merge_text(m, path, k) for k, m in enumerate(merges)]
-        return _build(path, "tokenizer.json", "bpe", encoding, _checked_vocab(model.get("vocab"), path, "model.vocab"),
-                      specials, texts)
+        entries = _checked_vocab(model.get("vocab"), path, "model.vocab")
+        return _build(path, "tokenizer.json", "bpe", encoding, entries, specials, texts,
+                      byte_tokens=_byte_fallback_ids(model, entries))
     if kind == "WordPiece":
         return _build(path, "tokenizer.json", "wordpiece", "wordpiece",
                       _checked_vocab(model.get("vocab"), path, "model.vocab"), specials,
@@ -215,7 +224,8 @@ def read_tokenizer_json(path: str | Path) -> Tokenizer:
             if not (isinstance(item, list) and item and isinstance(item[0], str)):
                 raise TokenizerFileError(path, f"model.vocab entry {i} is not [piece, score]")
             entries.append((item[0], i))
-        return _build(path, "tokenizer.json", "unigram", "metaspace", entries, specials)
+        return _build(path, "tokenizer.json", "unigram", "metaspace", entries, specials,
+                      byte_tokens=_byte_fallback_ids(model, entries))
     if kind == "WordLevel":
         return _build(path, "tokenizer.json", "wordlevel", "utf-8",
                       _checked_vocab(model.get("vocab"), path, "model.vocab"), specials)
@@ -377,14 +387,16 @@ def read_gguf_tokenizer(path: str | Path) -> Tokenizer:
     except Exception as err:  # gguf raises ValueError/struct errors on bad magic or truncation
         problem = " ".join(str(err).split()) or type(err).__name__
         raise TokenizerFileError(path, f"not a readable GGUF file: {problem}") from None
+    keys = ("tokenizer.ggml.tokens", "tokenizer.ggml.token_type", "tokenizer.ggml.merges", "tokenizer.ggml.model")
+    return tokenizer_from_gguf_metadata({k: reader.fields[k].contents() for k in keys if k in reader.fields}, path)
 
-    def field(key: str) -> Any:
-        f = reader.fields.get(key)
-        return None if f is None else f.contents()
 
-    texts, types, merges, model = (field("tokenizer.ggml.tokens"), field("tokenizer.ggml.token_type"),
-                                   field("tokenizer.ggml.merges"), field("tokenizer.ggml.model"))
-    if not texts:
+def tokenizer_from_gguf_metadata(metadata: dict[str, Any], path: str | Path) -> Tokenizer:
+    """The tokenizer in GGUF metadata already parsed (e.g. `GgufCheckpoint.metadata`), so a scan parses once."""
+    path = Path(path)
+    texts, types = metadata.get("tokenizer.ggml.tokens"), metadata.get("tokenizer.ggml.token_type")
+    merges, model = metadata.get("tokenizer.ggml.merges"), metadata.get("tokenizer.ggml.model")
+    if not texts or not isinstance(texts, list):
         raise TokenizerFileError(path, "GGUF metadata has no tokenizer.ggml.tokens array")
     if types is not None and len(types) != len(texts):
         raise TokenizerFileError(path, f"tokenizer.ggml.token_type has {len(types)} entries for {len(texts)} tokens")

@@ -24,6 +24,7 @@ from typing import Any
 from ..atomic import atomic_write
 from ..errors import ReferenceIndexError
 from ..findings import Reference
+from ..refindex import sha256_file
 from .model import Tokenizer
 from .readers import read_tokenizer
 from .sketch import SCHEME as SKETCH_SCHEME
@@ -150,10 +151,6 @@ def _tokenizer_from_dict(d: dict[str, Any], name: str) -> Tokenizer:
                      collisions=int(d.get("collisions", 0)), name=name)
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 @dataclass
 class ReferenceTokenizerEntry:
     """A manifest entry: the reference, where its tokenizer came from, and its fingerprint."""
@@ -226,7 +223,7 @@ def write_reference_tokenizers(tokenizers: list[tuple[ReferenceSource, Tokenizer
             handle.write(blob)
         origin = source.path()
         info = {"package": source.package, "version": _package_version(source.package),
-                "file": source.relative_path, "file_sha256": _sha256(origin)}
+                "file": source.relative_path, "file_sha256": sha256_file(origin)}
         fp = tok.fingerprint().to_dict()
         fp["source"] = f"{source.package}:{source.relative_path}"
         entries.append(ReferenceTokenizerEntry(source.reference, rel, hashlib.sha256(blob).hexdigest(), info, fp,

@@ -10,7 +10,7 @@ from ..errors import ReferenceIndexError
 from ..findings import Finding, Reference
 from .compare import TokenizerComparison, compare_tokenizers
 from .model import Tokenizer
-from .readers import TOKENIZER_FILE_PATTERNS, find_tokenizer_file, read_tokenizer
+from .readers import TOKENIZER_FILE_PATTERNS, find_tokenizer_file, read_tokenizer, tokenizer_from_gguf_metadata
 from .reference import ReferenceTokenizerEntry, load_reference_entries
 
 # Strength of a relation, to keep one finding per reference family (Qwen3's tokenizer is also "modified"
@@ -83,15 +83,22 @@ def comparison_finding(subject: str, reference: Reference, c: TokenizerCompariso
                    statistics=stats, transformations=_transformations(c))
 
 
-def scan_tokenizers(checkpoint_path: str | os.PathLike[str], index_dir: str | os.PathLike[str] | None = None
-                    ) -> tuple[list[Finding], dict[str, Any]]:
-    """Find the checkpoint's tokenizer, compare it with the index; findings for related references, details for all."""
+def scan_tokenizers(checkpoint_path: str | os.PathLike[str], index_dir: str | os.PathLike[str] | None = None, *,
+                    gguf_metadata: dict[str, Any] | None = None) -> tuple[list[Finding], dict[str, Any]]:
+    """Find the checkpoint's tokenizer, compare it with the index; findings for related references, details for all.
+
+    `gguf_metadata`: the metadata of an already opened GGUF checkpoint (`GgufCheckpoint.metadata`), so the
+    file is not parsed a second time.
+    """
     if str(checkpoint_path).startswith("hf://"):
         return [], {"tokenizer": None, "reason": "tokenizers of Hub checkpoints are not fetched"}
     located = locate_tokenizer(checkpoint_path)
     if located is None:
         return [], {"tokenizer": None, "reason": "no tokenizer file found"}
-    tokenizer = read_tokenizer(located)
+    if located.suffix.lower() == ".gguf" and gguf_metadata and "tokenizer.ggml.tokens" in gguf_metadata:
+        tokenizer = tokenizer_from_gguf_metadata(gguf_metadata, located)
+    else:
+        tokenizer = read_tokenizer(located)
     base = Path(checkpoint_path)
     base = base if base.is_dir() else base.parent
     try:

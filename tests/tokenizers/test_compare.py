@@ -151,7 +151,12 @@ def test_tiny_shared_alphabet_is_not_a_relation(qwen_tok):
 
 
 def test_scan_of_a_gguf_checkpoint_reads_its_embedded_tokenizer(smollm2_gguf):
-    findings, details = scan_tokenizers(smollm2_gguf)
+    """Through the checkpoint reader's metadata, as `provenance scan` passes it (one parse of the file)."""
+    from provenance.reader import open_checkpoint
+
+    with open_checkpoint(smollm2_gguf) as checkpoint:
+        metadata = checkpoint.metadata
+    findings, details = scan_tokenizers(smollm2_gguf, gguf_metadata=metadata)
     assert [(f.verdict, f.reference.name) for f in findings] == [("identical", "smollm2")]
     assert findings[0].subject == smollm2_gguf.name
     assert details["fingerprint"]["format"] == "gguf"
