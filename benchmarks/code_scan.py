@@ -97,7 +97,7 @@ def _subject(positives, negatives) -> tuple[str, dict[str, tuple[str, bool]]]:
     return "\n\n\n".join(parts) + "\n", truth
 
 
-def run(out: Path | None, positives_count: int = 60) -> dict:
+def run(out: Path | None, positives_count: int = 35) -> dict:
     rng = random.Random(20260101)
     with tempfile.TemporaryDirectory() as tmp:
         index = CodeIndex(Path(tmp) / "index")
@@ -122,6 +122,7 @@ def run(out: Path | None, positives_count: int = 60) -> dict:
             found[match.subject_qualname] = match
         tp = fp = fn = 0
         misses, false_alarms = [], []
+        by_size = {"40-79 tokens": [0, 0], ">=80 tokens": [0, 0]}  # [found, total]
         for sample, (origin, is_copy) in truth.items():
             match = found.get(mapping.get(sample, sample))
             if is_copy:
@@ -134,6 +135,9 @@ def run(out: Path | None, positives_count: int = 60) -> dict:
                         ok = sum(t.length for t in tiles) >= 0.9 * source_ids[origin].shape[0]
                 tp += ok
                 fn += not ok
+                bucket = by_size["40-79 tokens" if source_ids[origin].shape[0] < 80 else ">=80 tokens"]
+                bucket[0] += ok
+                bucket[1] += 1
                 if not ok:
                     misses.append(origin)
             elif match is not None:
@@ -163,6 +167,7 @@ def run(out: Path | None, positives_count: int = 60) -> dict:
             "true_positives": tp,
             "false_positives": fp,
             "false_negatives": fn,
+            "recall_by_size": {k: f"{found}/{total}" for k, (found, total) in by_size.items()},
             "misses": misses,
             "false_alarms": false_alarms,
         },
@@ -184,7 +189,7 @@ def run(out: Path | None, positives_count: int = 60) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--positives", type=int, default=60)
+    parser.add_argument("--positives", type=int, default=35, help="copied functions (and as many independent ones)")
     args = parser.parse_args()
     print(json.dumps(run(args.out, args.positives), indent=2))
 

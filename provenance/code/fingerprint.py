@@ -25,7 +25,7 @@ class FingerprintParams:
     k: int = 17
     window: int = 10
     min_match: int = 12  # minimum tile length for greedy string tiling (JPlag's choice for Python/C++)
-    scheme: str = "ts-abstract-v1"  # bump when tokenisation changes: old indexes then refuse to load
+    scheme: str = "ts-abstract-v2"  # bump when tokenisation changes: old indexes then refuse to load
 
     @property
     def guarantee(self) -> int:

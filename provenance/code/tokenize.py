@@ -1,7 +1,8 @@
 """Source code to token streams with tree-sitter: an abstracted stream for matching and spans for evidence.
 
-The abstracted stream replaces identifiers, numbers and strings by placeholders and drops comments and
-docstrings, so renaming and reformatting do not change it. Byte spans and lines keep the lexical (verbatim)
+The abstracted stream replaces identifiers, numbers and strings by placeholders and drops comments,
+docstrings and imports (shared by all code of a framework, not evidence of copying), so renaming and
+reformatting do not change it. Byte spans and lines keep the lexical (verbatim)
 stream recoverable for side-by-side views and the identifier rename map. Functions and classes become
 *units* with qualified names (`Class.method`), the granularity findings are reported at.
 """
@@ -46,7 +47,7 @@ class _Grammar:
     identifiers: frozenset[str]
     numbers: frozenset[str]
     strings: frozenset[str]  # atomic: not descended into
-    comments: frozenset[str]
+    comments: frozenset[str]  # with imports and includes: left out of both streams
     functions: frozenset[str]
     classes: frozenset[str]
 
@@ -55,7 +56,7 @@ _PYTHON = _Grammar(
     identifiers=frozenset({"identifier"}),
     numbers=frozenset({"integer", "float"}),
     strings=frozenset({"string"}),
-    comments=frozenset({"comment"}),
+    comments=frozenset({"comment", "import_statement", "import_from_statement", "future_import_statement"}),
     functions=frozenset({"function_definition"}),
     classes=frozenset({"class_definition"}),
 )
@@ -65,7 +66,7 @@ _CPP = _Grammar(
     ),
     numbers=frozenset({"number_literal"}),
     strings=frozenset({"string_literal", "char_literal", "raw_string_literal", "system_lib_string"}),
-    comments=frozenset({"comment"}),
+    comments=frozenset({"comment", "preproc_include"}),
     functions=frozenset({"function_definition"}),
     classes=frozenset({"class_specifier", "struct_specifier", "namespace_definition", "union_specifier"}),
 )
