@@ -167,3 +167,44 @@ def test_token_mapping_pairs_shared_strings(deepseek_tok, qwen_tok):
         if not special:
             assert deepseek_tok.tokens[t] == s and qwen_tok.tokens[t] == r
     assert list(mapping.suspect_ids) == sorted(mapping.suspect_ids)
+
+
+_CORPUS = ["Provenance audits where a model's weights, tokenizer and code came from.",
+           "The quick brown fox jumps over the lazy dog; tokenizers split text into pieces.",
+           "模型来源审计 checks reuse of Qwen, DeepSeek and Llama tokenizers.", "  indented   code\n\tline"] * 50
+
+
+def _bytes_of_encoding(tok, ids) -> bytes:
+    by_id = tok.by_id()
+    return b"".join(by_id[i] for i in ids)
+
+
+def test_byte_level_bpe_trained_by_tokenizers_in_both_file_layouts(tmp_path):
+    """vocab.json + merges.txt and tokenizer.json of one trained GPT-2-style BPE read as one tokenizer,
+    and the bytes of the ids the library encodes reproduce the text exactly."""
+    from tokenizers import ByteLevelBPETokenizer
+
+    trained = ByteLevelBPETokenizer()
+    trained.train_from_iterator(_CORPUS, vocab_size=400, min_frequency=1, show_progress=False)
+    (tmp_path / "split").mkdir()
+    trained.save_model(str(tmp_path / "split"))
+    trained.save(str(tmp_path / "tokenizer.json"))
+    from_json = read_tokenizer(tmp_path / "tokenizer.json")
+    from_split = read_tokenizer(tmp_path / "split")
+    assert from_split.format == "vocab.json+merges.txt"
+    assert from_json.vocabulary_digest() == from_split.vocabulary_digest()
+    text = "Provenance of the lazy 模型 tokenizer"
+    assert _bytes_of_encoding(from_json, trained.encode(text).ids) == text.encode("utf-8")
+
+
+@pytest.mark.parametrize("kind", ["bpe", "unigram"])
+def test_metaspace_tokenizer_json_trained_by_tokenizers(tmp_path, kind):
+    from tokenizers import SentencePieceBPETokenizer, SentencePieceUnigramTokenizer
+
+    trained = SentencePieceBPETokenizer() if kind == "bpe" else SentencePieceUnigramTokenizer()
+    trained.train_from_iterator(_CORPUS, vocab_size=300, show_progress=False)
+    trained.save(str(tmp_path / "tokenizer.json"))
+    tok = read_tokenizer(tmp_path)
+    assert tok.encoding == "metaspace" and tok.model == kind
+    text = "The lazy fox audits tokenizers"
+    assert _bytes_of_encoding(tok, trained.encode(text).ids) == (" " + text).encode("utf-8")
