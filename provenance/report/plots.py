@@ -37,7 +37,7 @@ def heatmap_svg(matrix: Sequence[Sequence[float | None]], *, title: str, xlabel:
     ax.set_ylabel(ylabel, fontsize=8)
     ax.tick_params(labelsize=7)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04).ax.tick_params(labelsize=7)
-    fig.subplots_adjust(left=0.13, right=0.97, bottom=0.13, top=0.92)
+    fig.subplots_adjust(left=0.13, right=0.9, bottom=0.13, top=0.92)
     return _svg(fig)
 
 
