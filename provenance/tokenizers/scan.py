@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ReferenceIndexError
-from ..findings import Finding, Reference
+from ..findings import Finding, LicenseObligation, Reference
 from .compare import TokenizerComparison, compare_tokenizers
+from .licenses import tokenizer_obligations
 from .model import Tokenizer
 from .readers import TOKENIZER_FILE_PATTERNS, find_tokenizer_file, read_tokenizer, tokenizer_from_gguf_metadata
 from .reference import ReferenceTokenizerEntry, load_reference_entries
@@ -73,14 +74,15 @@ def _transformations(c: TokenizerComparison) -> list[str]:
     return []
 
 
-def comparison_finding(subject: str, reference: Reference, c: TokenizerComparison, note: str = "") -> Finding:
+def comparison_finding(subject: str, reference: Reference, c: TokenizerComparison, note: str = "",
+                       obligations: list[LicenseObligation] | None = None) -> Finding:
     """A `Finding` (kind "tokenizer") stating the relation of the subject's tokenizer to a reference."""
     summary = f"Tokenizer {subject} is {_RELATION[c.verdict]} {reference.name}'s: {c.summary().split(': ', 1)[1]}."
     stats = _statistics(c)
     if note:
         stats["reference_note"] = note
     return Finding(kind="tokenizer", verdict=c.verdict, reference=reference, subject=subject, summary=summary,
-                   statistics=stats, transformations=_transformations(c))
+                   statistics=stats, transformations=_transformations(c), license_obligations=obligations or [])
 
 
 def scan_tokenizers(checkpoint_path: str | os.PathLike[str], index_dir: str | os.PathLike[str] | None = None, *,
@@ -117,7 +119,8 @@ def scan_tokenizers(checkpoint_path: str | os.PathLike[str], index_dir: str | os
         if c.verdict == "unrelated" or family in best_by_family:
             continue
         best_by_family[family] = VERDICT_STRENGTH[c.verdict]
-        findings.append(comparison_finding(subject, entry.reference, c, entry.note))
+        obligations = tokenizer_obligations(entry.reference, c.verdict, located, base)
+        findings.append(comparison_finding(subject, entry.reference, c, entry.note, obligations))
     fp = tokenizer.fingerprint().to_dict(with_sketch=False)
     fp["special_tokens"] = len(fp["special_tokens"])
     details = {

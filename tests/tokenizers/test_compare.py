@@ -61,6 +61,8 @@ def test_scan_finds_extended_qwen_in_the_shipped_index(extended_qwen_dir):
     assert finding.subject == "extended.tiktoken"
     assert "20,000 tokens added" in finding.transformations[0]
     assert finding.statistics["shared_tokens"] == 151_643
+    # Qwen3 is Apache-2.0: no license file beside the extended tokenizer, so §4(a) is not met
+    assert [(o.license, o.met) for o in finding.license_obligations] == [("Apache-2.0", False), ("Apache-2.0", None)]
     by_ref = {c["reference"]: c for c in details["comparisons"]}
     assert set(by_ref) == {"qwen3", "qwen3.5", "deepseek-v3", "smollm2", "bert-base-uncased"}
     assert by_ref["deepseek-v3"]["verdict"] == "unrelated" and by_ref["bert-base-uncased"]["verdict"] == "unrelated"
@@ -160,6 +162,17 @@ def test_scan_of_a_gguf_checkpoint_reads_its_embedded_tokenizer(smollm2_gguf):
     assert [(f.verdict, f.reference.name) for f in findings] == [("identical", "smollm2")]
     assert findings[0].subject == smollm2_gguf.name
     assert details["fingerprint"]["format"] == "gguf"
+
+
+def test_scan_sees_the_license_file_beside_the_tokenizer(tmp_path, minilm_dir):
+    import shutil
+
+    shutil.copy(minilm_dir / "tokenizer.json", tmp_path / "tokenizer.json")
+    (tmp_path / "LICENSE").write_text("Apache License\nVersion 2.0, January 2004\nhttp://www.apache.org/licenses/\n"
+                                      "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION\n")
+    findings, _ = scan_tokenizers(tmp_path)
+    assert [(f.verdict, f.reference.name) for f in findings] == [("identical", "bert-base-uncased")]
+    assert [(o.obligation.split(":")[0], o.met) for o in findings[0].license_obligations] == [("Apache-2.0 §4(a)", True)]
 
 
 def test_scan_without_tokenizer_files(tmp_path):
