@@ -8,7 +8,7 @@ relation needs a near-identical token set, kept ids, or a merge order that agree
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -75,7 +75,6 @@ class TokenizerComparison:
     id_offset_share: float
     merges: MergeAgreement | None
     special_tokens: SpecialTokenAgreement
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def related(self) -> bool:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 
+import jsonschema
 import numpy as np
 import pytest
 import tiktoken.load
@@ -63,6 +66,9 @@ def test_scan_finds_extended_qwen_in_the_shipped_index(extended_qwen_dir):
     assert finding.statistics["shared_tokens"] == 151_643
     # Qwen3 is Apache-2.0: no license file beside the extended tokenizer, so §4(a) is not met
     assert [(o.license, o.met) for o in finding.license_obligations] == [("Apache-2.0", False), ("Apache-2.0", None)]
+    schema = json.loads((Path(__file__).resolve().parents[2] / "docs/schema/report.schema.json").read_text())
+    jsonschema.validate(json.loads(json.dumps(finding.to_dict())), {"$ref": "#/$defs/finding", "$defs": schema["$defs"]})
+    json.dumps(details)  # plain JSON types only
     by_ref = {c["reference"]: c for c in details["comparisons"]}
     assert set(by_ref) == {"qwen3", "qwen3.5", "deepseek-v3", "smollm2", "bert-base-uncased"}
     assert by_ref["deepseek-v3"]["verdict"] == "unrelated" and by_ref["bert-base-uncased"]["verdict"] == "unrelated"
