@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import reprlib
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,11 +71,11 @@ def read_document(path: str | Path) -> SourceDocument:
     except (OSError, UnicodeDecodeError) as err:
         raise PolicyError(path, f"cannot read file: {err}") from None
     suffix = path.suffix.lower()
-    if suffix in (".yaml", ".yml"):
-        return _read_yaml(path, text)
-    if suffix == ".json":
-        return _read_json(path, text)
-    return _read_toml(path, text)
+    reader = _read_yaml if suffix in (".yaml", ".yml") else _read_json if suffix == ".json" else _read_toml
+    try:
+        return reader(path, text)
+    except RecursionError:
+        raise PolicyError(path, "nested too deeply to be a policy, declaration or report") from None
 
 
 def _read_toml(path: Path, text: str) -> SourceDocument:
@@ -208,6 +209,15 @@ def _read_json(path: Path, text: str) -> SourceDocument:
     return SourceDocument(path, data)
 
 
+_REPR = reprlib.Repr()
+_REPR.maxstring, _REPR.maxother, _REPR.maxlevel, _REPR.maxlist, _REPR.maxdict = 60, 60, 2, 4, 4
+
+
+def _short(value: Any) -> str:
+    """A repr short enough for a one-line error."""
+    return _REPR.repr(value)
+
+
 def check_schema(document: SourceDocument, schema: dict[str, Any]) -> None:
     """Validate `document.data` against a JSON Schema; raise the first problem (by line) as a PolicyError."""
     validator = jsonschema.Draft202012Validator(schema)
@@ -226,9 +236,12 @@ def check_schema(document: SourceDocument, schema: dict[str, Any]) -> None:
             continue
         if error.validator == "enum":
             allowed = ", ".join(repr(v) for v in error.validator_value)
-            problems.append((key_path, f"{error.instance!r} is not one of {allowed}"))
+            problems.append((key_path, f"{_short(error.instance)} is not one of {allowed}"))
             continue
-        problems.append((key_path, error.message))
+        if error.validator == "type":
+            problems.append((key_path, f"{_short(error.instance)} is not of type {error.validator_value!r}"))
+            continue
+        problems.append((key_path, error.message if len(error.message) <= 200 else error.message[:197] + "..."))
     if problems:
         key_path, problem = min(problems, key=lambda p: (document.line_of(p[0]) or 10**9, format_key_path(p[0])))
         raise document.error(key_path, problem)

@@ -92,6 +92,8 @@ MALFORMED_DECLARATIONS = [
     ("syntax.yaml", "bidder:\n  name: [x\n", "invalid YAML"),
     ("list.yaml", "- just\n- a list\n", "line 1: the document must be a mapping"),
     ("tokens.yaml", "training:\n  tokens: -5\n", "line 2: training.tokens"),
+("deep.yaml", "components: " + "[" * 300 + "]" * 300 + "\n", "line 1: components[0]: [[[...]]] is not of type 'object'"),
+("deeper.yaml", "components: " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
 ("intkey.yaml", "bidder:\n  name: x\n1: y\n", "line 3: keys must be strings, got 1"),
 ("alias.yaml", "bidder:\n  name: x\nloop: &x [*x]\n", "line 3: loop[0]: an alias refers to itself"),
 ("bomb.yaml", "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
