@@ -287,3 +287,172 @@ def hub_errors(where: str, error: type[ProvenanceError] = CheckpointError) -> It
         raise error(where, f"Hub request failed with HTTP {status} after retries") from None
     except httpx2.HTTPError as exc:
         raise error(where, f"network error after retries: {exc.__class__.__name__}: {exc}") from None
+
+
+# ==== Reference-index operations: pull from model repos, fetch/export/import published indexes ==========
+
+PULL_WORK_DIR = ".pull"  # inside the index folder; hidden, so the index digest ignores it
+ARCHIVE_NAME = "reference-index.tar"
+
+
+@dataclass
+class PullResult:
+    """One reference pulled from the Hub: where from (pinned commit), what was stored, bytes read."""
+
+    name: str
+    repo_id: str
+    commit: str
+    uri: str
+    mode: str  # "sampled" (sketch rows only) | "full" (every byte, digests of every tensor)
+    tensors: int
+    parameters: int
+    checkpoint_bytes: int
+    bytes_transferred: int
+    requests: int
+    skipped: bool = False  # already in the index at this commit
+
+    @property
+    def fraction(self) -> float:
+        return self.bytes_transferred / self.checkpoint_bytes if self.checkpoint_bytes else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**{k: v for k, v in self.__dict__.items()}, "fraction": round(self.fraction, 6)}
+
+
+def sampled_fingerprint(ckpt: Any, spec: Any = None, progress: Callable[[int, int, str], None] | None = None) -> Any:
+    """A fingerprint from each tensor's sketch rows only (a small fraction of the bytes).
+
+    Sketches and tensor descriptions equal those of a full local read. A tensor whose sketch rows are all
+    its rows is read whole, so its statistics and digests are exact too; for larger tensors statistics are
+    estimated from the sampled rows and digests are left empty (exact-copy checks need the full read).
+    """
+    import numpy as np
+
+    from .fingerprint import (ModelFingerprint, RunningStats, SketchSpec, ValueDigests, _heads_from_config,
+                              describe_tensor, is_fingerprintable, sketch_indices)
+
+    spec = spec or SketchSpec()
+    n_heads, n_kv = _heads_from_config(ckpt.config)
+    infos = [i for i in ckpt.tensors() if is_fingerprintable(i)]
+    total, done = sum(i.numel for i in infos), 0
+    tensors, sketches, estimated = [], {}, 0
+    for info in infos:
+        fp = describe_tensor(info)
+        fp.heads = n_heads if fp.role == "attn_q" else n_kv if fp.role == "attn_k" else None
+        rows, cols = sketch_indices(fp.shape2d, spec)
+        whole = len(rows) == fp.shape2d[0]
+        block = (ckpt.read_rows(info.name) if whole else ckpt.read_rows(info.name, rows)).reshape(len(rows), -1)
+        stats = RunningStats()
+        stats.update(block)
+        fp.statistics = stats.to_dict()
+        if whole:
+            digests = ValueDigests()
+            digests.update(block)
+            fp.digests = digests.hexdigests()
+        else:
+            estimated += 1
+        sketches[info.name] = np.ascontiguousarray(block[:, cols])
+        fp.sketch_shape = (len(rows), len(cols))
+        tensors.append(fp)
+        done += info.numel
+        if progress:
+            progress(done, total, info.name)
+    source = {"format": ckpt.format, "quantisation": ckpt.quantisation, "gguf_qk_permutation_undone": False,
+              "attention_heads": n_heads, "kv_heads": n_kv, "read": "sampled-rows",
+              "statistics_estimated_tensors": estimated}
+    return ModelFingerprint(tensors, sketches, spec, source)
+
+
+def _catalog_entry(index: Any, repo_id: str) -> dict[str, Any]:
+    for model in index.catalog().get("model", []):
+        if model.get("repo_id") == repo_id:
+            return model
+    return {}
+
+
+def pull_reference(index: Any, source: str, *, name: str | None = None, reference: Any = None,
+                   full: bool = False, spec: Any = None, client: HubClient | None = None,
+                   progress: Callable[[int, int, str], None] | None = None, keep_work: bool = False) -> PullResult:
+    """Fingerprint the Hub model `source` (`REPO_ID[@REV][/subfolder]`) into `index` without downloading it.
+
+    The revision is pinned to its commit and recorded. Fetched byte ranges are kept in
+    `<index>/.pull/<name>/` until the reference is stored, so an interrupted pull resumes where it stopped.
+    """
+    from .findings import Reference
+    from .reader.hub import HubCheckpoint
+    from .refindex import check_name
+
+    ref = parse_hub_ref(source)
+    client = client or HubClient()
+    catalogued = _catalog_entry(index, ref.repo_id)
+    name = check_name(name or (reference.name if reference else None) or catalogued.get("name")
+                      or ref.repo_id.split("/")[-1])
+    snap = client.snapshot(ref)
+    mode = "full" if full else "sampled"
+    done = _pulled_entry(index, name, ref.repo_id, snap.commit, mode)
+    if done is not None:
+        return PullResult(name, ref.repo_id, snap.commit, ref.uri(snap.commit), mode, done.summary.get("tensors", 0),
+                          done.summary.get("parameters", 0), 0, 0, 0, skipped=True)
+    work = Path(index.root) / PULL_WORK_DIR / name
+    start_bytes, start_requests = client.stats.bytes, client.stats.requests
+    ckpt = HubCheckpoint(HubRef(ref.repo_id, snap.commit, ref.subfolder), client=client, cache_dir=work)
+    try:
+        if full:
+            from .fingerprint import fingerprint_checkpoint
+
+            fp = fingerprint_checkpoint(ckpt, spec, progress=progress)
+            fp.source["read"] = "full-read"
+        else:
+            fp = sampled_fingerprint(ckpt, spec, progress=progress)
+        if not fp.tensors:
+            raise CheckpointError(ckpt.uri, "checkpoint holds no floating-point tensors to fingerprint")
+        fp.source["hub"] = {"repo_id": ref.repo_id, "commit": snap.commit, "requested_revision": ref.revision,
+                            "subfolder": ref.subfolder}
+        files = [{"name": f.path.as_posix(), "role": f.role, "size": f.size,
+                  "sha256": snap.files[f.path.as_posix()].sha256}
+                 for f in ckpt.files() if f.role == "weights"]
+        base = reference or Reference(name=name)
+        fields = {k: catalogued.get(k) for k in ("family", "org", "country", "license")}
+        merged = Reference(name=name, family=base.family or fields["family"], org=base.org or fields["org"],
+                           country=base.country or fields["country"], license=base.license or fields["license"],
+                           repo_id=ref.repo_id, revision=snap.commit)
+        index.add_weights(merged, fp, files=files)
+        weights_bytes = sum(f.size for f in ckpt.files() if f.role == "weights")
+    finally:
+        ckpt.close()
+    if not keep_work:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+    return PullResult(name, ref.repo_id, snap.commit, ckpt.uri, mode, len(fp.tensors),
+                      fp.parameter_count, weights_bytes, client.stats.bytes - start_bytes,
+                      client.stats.requests - start_requests)
+
+
+def _pulled_entry(index: Any, name: str, repo_id: str, commit: str, mode: str) -> Any:
+    """The index entry `name` if it was already pulled from this repo at this commit in this mode."""
+    import json
+
+    for entry in index.entries:
+        if entry.name == name and entry.kind == "weights" and entry.reference.repo_id == repo_id \
+                and entry.reference.revision == commit:
+            try:
+                manifest = json.loads((Path(index.root) / f"weights/{name}.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                return None
+            read = manifest.get("source", {}).get("read")
+            return entry if read == ("full-read" if mode == "full" else "sampled-rows") else None
+    return None
+
+
+def family_sources(index: Any, family: str) -> list[dict[str, Any]]:
+    """Catalogue models of `family` (case-insensitive) that name a Hub repo: `name`, `repo_id`, `revision`."""
+    models = [m for m in index.catalog().get("model", [])
+              if str(m.get("family", "")).lower() == family.lower() and m.get("repo_id")]
+    if not models:
+        known = sorted({str(m.get("family")) for m in index.catalog().get("model", []) if m.get("family")})
+        from .errors import ReferenceIndexError
+
+        raise ReferenceIndexError(Path(index.root) / "catalog.toml",
+                                  f"no catalogued family {family!r} with a repo_id (known: {', '.join(known) or 'none'})")
+    return models
