@@ -28,12 +28,24 @@ def finding_from_dict(data: dict[str, Any], *, where: str = "finding") -> Findin
     reference = data["reference"]
     if not isinstance(reference, dict) or not reference.get("name"):
         raise ValueError(f"{where}.reference: expected an object with a 'name'")
+    for key in _REFERENCE_FIELDS & set(reference):
+        if reference[key] is not None and not isinstance(reference[key], str):
+            raise ValueError(f"{where}.reference.{key}: expected a string")
     obligations = data.get("license_obligations") or []
-    if not isinstance(obligations, list):
-        raise ValueError(f"{where}.license_obligations: expected a list")
+    if not isinstance(obligations, list) or not all(isinstance(o, dict) for o in obligations):
+        raise ValueError(f"{where}.license_obligations: expected a list of objects")
+    for i, o in enumerate(obligations):
+        if not isinstance(o.get("license"), str) or not isinstance(o.get("obligation"), str):
+            raise ValueError(f"{where}.license_obligations[{i}]: expected 'license' and 'obligation' strings")
+        if o.get("met") not in (True, False, None):
+            raise ValueError(f"{where}.license_obligations[{i}].met: expected true, false or null")
     statistics = data.get("statistics") or {}
     if not isinstance(statistics, dict):
         raise ValueError(f"{where}.statistics: expected an object")
+    for key, kinds in (("parameter_share", (int, float)), ("parameter_count", (int,))):
+        value = data.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, kinds)):
+            raise ValueError(f"{where}.{key}: expected a number or null")
     return Finding(
         kind=data["kind"],
         verdict=str(data["verdict"]),

@@ -155,6 +155,15 @@ def test_saved_report_findings_round_trip(tmp_path):
         ('{"findings": [{"kind": "weights", "verdict": "copied", "subject": "x"}]}', "findings[0]: missing field 'reference'"),
         ('{"findings": [{"kind": "vibes", "verdict": "copied", "subject": "x", "reference": {"name": "r"}}]}',
          "findings[0].kind"),
+        ('{"findings": [{"kind": "weights", "verdict": "copied", "subject": "x", "reference": {"name": "r"}, '
+         '"parameter_share": "12%"}]}', "findings[0].parameter_share: expected a number or null"),
+        ('{"findings": [{"kind": "code", "verdict": "copied", "subject": "x", "reference": {"name": "r", "country": 82}}]}',
+         "findings[0].reference.country: expected a string"),
+        ('{"findings": [{"kind": "code", "verdict": "copied", "subject": "x", "reference": {"name": "r"}, '
+         '"license_obligations": ["MIT"]}]}', "findings[0].license_obligations: expected a list of objects"),
+        ('{"findings": [{"kind": "code", "verdict": "copied", "subject": "x", "reference": {"name": "r"}, '
+         '"license_obligations": [{"license": "MIT", "obligation": "keep notice", "met": "yes"}]}]}',
+         "findings[0].license_obligations[0].met: expected true, false or null"),
     ],
 )
 def test_malformed_report_is_a_policy_error(tmp_path, text, expected):
