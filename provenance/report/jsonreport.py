@@ -99,4 +99,6 @@ def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise ProvenanceError(path, f"not JSON: {err.msg} at line {err.lineno} column {err.colno}") from err
+    if not isinstance(data, dict):
+        raise ProvenanceError(path, f"not a scan report: the JSON is a {type(data).__name__}, not an object")
     return validate_report(data, path)
