@@ -39,7 +39,7 @@ from .licenses import (
     read_license_files,
 )
 from .origin import declared_parents
-from .tokenize import language_of, tokenize_source
+from .tokenize import LANGUAGE_BY_SUFFIX, language_of, tokenize_source
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -77,13 +77,25 @@ class SourceTree:
 
 
 def _walk_sources(root: Path) -> list[str]:
+    """Relative POSIX paths of the source files under `root` (hidden, cache and build folders skipped)."""
     out = []
+    base = len(str(root)) + 1
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not d.startswith("."))
+        prefix = folder[base:].replace(os.sep, "/")
         for name in sorted(files):
-            if language_of(name):
-                out.append(Path(folder, name).relative_to(root).as_posix())
+            if os.path.splitext(name)[1].lower() in LANGUAGE_BY_SUFFIX:
+                out.append(f"{prefix}/{name}" if prefix else name)
     return out
+
+
+def _distribution(import_name: str) -> importlib.metadata.Distribution | None:
+    """The installed distribution providing an import name (the cheap exact-name lookup first)."""
+    try:
+        return importlib.metadata.distribution(import_name)
+    except importlib.metadata.PackageNotFoundError:
+        names = importlib.metadata.packages_distributions().get(import_name, [])
+        return importlib.metadata.distribution(names[0]) if names else None
 
 
 def _pip_tree(spec: str) -> SourceTree:
@@ -95,10 +107,9 @@ def _pip_tree(spec: str) -> SourceTree:
     root = package_dir / sub if sub else package_dir
     if not root.exists():
         raise ProvenanceError(spec, f"{sub!r} is not inside the installed package {name!r}")
-    distributions = importlib.metadata.packages_distributions().get(name, [])
+    dist = _distribution(name)
     revision, license_files = None, []
-    if distributions:
-        dist = importlib.metadata.distribution(distributions[0])
+    if dist is not None:
         revision = dist.version
         for file in dist.files or []:
             if "dist-info" in str(file) and Path(str(file)).name.lower().startswith(("license", "licence", "notice", "copying")):
