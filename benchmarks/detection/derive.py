@@ -245,34 +245,41 @@ def _hf_config(config: dict[str, Any]):
     raise ValueError(f"no test-model builder for model_type {kind!r}")
 
 
+def _instantiate(config: dict[str, Any], hf, sd: StateDict | None, masked_lm: bool) -> torch.nn.Module:
+    from transformers import BertForMaskedLM, BertModel, LlamaForCausalLM
+    from transformers.models.bert.modeling_bert import BertPooler
+
+    if not _is_bert(config):
+        return LlamaForCausalLM(hf)
+    with_pooler = sd is None or "pooler.dense.weight" in sd
+    if not masked_lm:
+        return BertModel(hf, add_pooling_layer=with_pooler)
+    model = BertForMaskedLM(hf)
+    if with_pooler:  # kept so the saved checkpoint has the source's full tensor set (MLM leaves it alone)
+        model.bert.pooler = BertPooler(hf)
+        model._init_weights(model.bert.pooler.dense)
+    return model
+
+
 def build_model(config: dict[str, Any], sd: StateDict | None = None, *, masked_lm: bool = False,
                 seed: int = 0) -> torch.nn.Module:
     """A transformers model for `config` (BertModel / BertForMaskedLM / LlamaForCausalLM) in eval mode,
     freshly initialised from `seed`, then loaded with `sd` if given (strictly for the encoder)."""
-    from transformers import BertForMaskedLM, BertModel, LlamaForCausalLM
+    from contextlib import nullcontext
+
+    from transformers.initialization import no_init_weights
 
     hf = _hf_config(config)
     hf._attn_implementation = "eager"
     torch.manual_seed(seed)
-    if _is_bert(config):
-        with_pooler = sd is None or "pooler.dense.weight" in sd
-        if masked_lm:
-            from transformers.models.bert.modeling_bert import BertPooler
-
-            model = BertForMaskedLM(hf)
-            if with_pooler:  # kept so the saved checkpoint has the source's full tensor set (MLM leaves it alone)
-                model.bert.pooler = BertPooler(hf)
-                model._init_weights(model.bert.pooler.dense)
-        else:
-            model = BertModel(hf, add_pooling_layer=with_pooler)
-    else:
-        model = LlamaForCausalLM(hf)
+    # Random initialisation of a model about to be overwritten is wasted time (seconds for SmolLM2).
+    with no_init_weights() if sd is not None and not masked_lm else nullcontext():
+        model = _instantiate(config, hf, sd, masked_lm)
     if sd is not None:
         target = model.bert if masked_lm and _is_bert(config) else model
         head = {k: v for k, v in sd.items() if k.startswith("cls.")} if masked_lm else {}
         body = {k.removeprefix("bert."): v for k, v in sd.items() if not k.startswith("cls.")}
-        if _is_bert(config):
-            body.pop("embeddings.position_ids", None)
+        body.pop("embeddings.position_ids", None)
         missing, unexpected = target.load_state_dict(body, strict=False)
         missing = [m for m in missing if m != "embeddings.position_ids"
                    and not (m == "lm_head.weight" and hf.tie_word_embeddings)]
@@ -765,3 +772,385 @@ def composite(vision_src_dir: PathLike, language_src_dir: PathLike, out_dir: Pat
         _write_config(config, dst)
         _copy_tokenizer(language_src_dir, dst)
     return Path(out_dir)
+
+
+# ------------------------------------------------------------------------- architecture-aware roles
+
+_LAYER_RE = re.compile(r"^(model\.layers|encoder\.layer)\.(\d+)\.(.+)$")
+
+
+def family(sd: StateDict) -> str:
+    """'bert' or 'llama', from the tensor names (HF conventions)."""
+    if any(k.startswith("encoder.layer.") for k in sd):
+        return "bert"
+    if any(k.startswith("model.layers.") for k in sd):
+        return "llama"
+    raise ValueError("state dict has neither BERT (encoder.layer.N) nor HF-Llama (model.layers.N) names")
+
+
+def layer_count(sd: StateDict) -> int:
+    return 1 + max(int(m.group(2)) for k in sd if (m := _LAYER_RE.match(k)))
+
+
+def _layer_prefix(sd: StateDict, i: int) -> str:
+    return f"encoder.layer.{i}." if family(sd) == "bert" else f"model.layers.{i}."
+
+
+# MLP parameter roles: rows of "in" tensors (and their biases) and columns of "out" tensors are neurons.
+_MLP_IN = {"bert": ("intermediate.dense",), "llama": ("mlp.gate_proj", "mlp.up_proj")}
+_MLP_OUT = {"bert": ("output.dense",), "llama": ("mlp.down_proj",)}
+_ATTN_IN = {"bert": ("attention.self.query", "attention.self.key", "attention.self.value"),
+            "llama": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")}
+_ATTN_OUT = {"bert": "attention.output.dense", "llama": "self_attn.o_proj"}
+
+
+def _rng(seed: int, *salt: int) -> np.random.Generator:
+    return np.random.default_rng([seed, *salt])
+
+
+def _select_neurons(sd: StateDict, out: StateDict, layer: str, fam: str, index: torch.Tensor) -> None:
+    """Keep/reorder MLP neurons `index` (rows of up/gate + biases, columns of down) of one layer."""
+    for part in _MLP_IN[fam]:
+        for leaf in ("weight", "bias"):
+            name = f"{layer}{part}.{leaf}"
+            if name in sd:
+                out[name] = sd[name][index].contiguous()
+    for part in _MLP_OUT[fam]:
+        name = f"{layer}{part}.weight"
+        out[name] = sd[name][:, index].contiguous()
+
+
+def permute_mlp_neurons(sd: StateDict, seed: int) -> StateDict:
+    """Reorder every layer's MLP neurons (a different seeded permutation per layer): function-preserving."""
+    fam, out = family(sd), dict(sd)
+    for i in range(layer_count(sd)):
+        layer = _layer_prefix(sd, i)
+        width = sd[f"{layer}{_MLP_IN[fam][0]}.weight"].shape[0]
+        _select_neurons(sd, out, layer, fam, torch.from_numpy(_rng(seed, i).permutation(width)))
+    return out
+
+
+def _head_dims(config: dict[str, Any]) -> tuple[int, int, int]:
+    n = int(config["num_attention_heads"])
+    n_kv = int(config.get("num_key_value_heads") or n)
+    hd = int(config.get("head_dim") or config["hidden_size"] // n)
+    return n, n_kv, hd
+
+
+def _select_heads(sd: StateDict, out: StateDict, layer: str, fam: str, q_heads: np.ndarray,
+                  kv_heads: np.ndarray, hd: int) -> None:
+    """Keep/reorder attention heads: q rows (and o columns) by `q_heads`, k/v rows by `kv_heads`."""
+    q_rows = torch.from_numpy((q_heads[:, None] * hd + np.arange(hd)).reshape(-1))
+    kv_rows = torch.from_numpy((kv_heads[:, None] * hd + np.arange(hd)).reshape(-1))
+    for part, rows in zip(_ATTN_IN[fam], (q_rows, kv_rows, kv_rows)):
+        for leaf in ("weight", "bias"):
+            name = f"{layer}{part}.{leaf}"
+            if name in sd:
+                out[name] = sd[name][rows].contiguous()
+    name = f"{layer}{_ATTN_OUT[fam]}.weight"
+    out[name] = sd[name][:, q_rows].contiguous()
+
+
+def _gqa_heads(kv_order: np.ndarray, group: int, rng: np.random.Generator) -> np.ndarray:
+    """Query heads that follow a kv-head order: each kv head's own group of queries, shuffled within."""
+    return np.concatenate([kv * group + rng.permutation(group) for kv in kv_order])
+
+
+def permute_heads(sd: StateDict, seed: int, config: dict[str, Any]) -> StateDict:
+    """Reorder attention heads per layer: function-preserving. With grouped-query attention the kv heads
+    are permuted and each keeps its own group of query heads (themselves shuffled within the group)."""
+    fam, out = family(sd), dict(sd)
+    n, n_kv, hd = _head_dims(config)
+    for i in range(layer_count(sd)):
+        rng = _rng(seed, i)
+        kv = rng.permutation(n_kv)
+        _select_heads(sd, out, _layer_prefix(sd, i), fam, _gqa_heads(kv, n // n_kv, rng), kv, hd)
+    return out
+
+
+# Residual-stream roles (HF names). "read" matrices take the residual as input (its columns are hidden
+# dims), "write" matrices produce it (rows), "vector" tensors live in it (norm gains/biases, output biases).
+_RESIDUAL_ROLES = {
+    "bert": [
+        (re.compile(r"^embeddings\.(word|position|token_type)_embeddings\.weight$"), "read"),
+        (re.compile(r"^embeddings\.LayerNorm\.(weight|bias)$"), "vector"),
+        (re.compile(r"\.attention\.self\.(query|key|value)\.weight$"), "read"),
+        (re.compile(r"\.attention\.output\.dense\.weight$"), "write"),
+        (re.compile(r"\.attention\.output\.dense\.bias$"), "vector"),
+        (re.compile(r"\.attention\.output\.LayerNorm\.(weight|bias)$"), "vector"),
+        (re.compile(r"\.intermediate\.dense\.weight$"), "read"),
+        (re.compile(r"\.layer\.\d+\.output\.dense\.weight$"), "write"),
+        (re.compile(r"\.layer\.\d+\.output\.dense\.bias$"), "vector"),
+        (re.compile(r"\.layer\.\d+\.output\.LayerNorm\.(weight|bias)$"), "vector"),
+        (re.compile(r"^pooler\.dense\.weight$"), "read"),
+    ],
+    "llama": [
+        (re.compile(r"^model\.embed_tokens\.weight$"), "read"),
+        (re.compile(r"(layernorm|^model\.norm)\.weight$"), "vector"),
+        (re.compile(r"\.(q_proj|k_proj|v_proj|gate_proj|up_proj)\.weight$"), "read"),
+        (re.compile(r"\.(o_proj|down_proj)\.weight$"), "write"),
+        (re.compile(r"^lm_head\.weight$"), "read"),
+    ],
+}
+
+
+def _residual_role(fam: str, name: str) -> str | None:
+    for pattern, role in _RESIDUAL_ROLES[fam]:
+        if pattern.search(name):
+            return role
+    return None
+
+
+def _map_residual(sd: StateDict, read: Callable[[torch.Tensor], torch.Tensor],
+                  write: Callable[[torch.Tensor], torch.Tensor],
+                  vector: Callable[[torch.Tensor], torch.Tensor]) -> StateDict:
+    """Change the residual basis h → h·M: `read` maps W → W·M, `write` maps W → Mᵀ·W, `vector` maps
+    tensors that live in the stream."""
+    fam = family(sd)
+    fns = {"read": read, "write": write, "vector": vector}
+    return {name: (fns[role](t) if (role := _residual_role(fam, name)) else t) for name, t in sd.items()}
+
+
+def permute_residual(sd: StateDict, seed: int) -> StateDict:
+    """Permute the hidden dimensions of the whole residual stream: function-preserving for BERT and Llama
+    (a permutation commutes with LayerNorm/RMSNorm, so norm gains are simply permuted too). BERT's
+    `last_hidden_state` comes out permuted; its pooled output and Llama's logits are unchanged."""
+    perm = torch.from_numpy(residual_permutation(_hidden_size(sd), seed))
+    return _map_residual(sd, read=lambda w: w[:, perm].contiguous(), write=lambda w: w[perm].contiguous(),
+                         vector=lambda v: v[perm].contiguous())
+
+
+def residual_permutation(hidden: int, seed: int) -> np.ndarray:
+    """The hidden-dimension order `permute_residual(sd, seed)` applies (new dim j = old dim perm[j])."""
+    return _rng(seed, 10_000).permutation(hidden)
+
+
+def _hidden_size(sd: StateDict) -> int:
+    key = "embeddings.word_embeddings.weight" if family(sd) == "bert" else "model.embed_tokens.weight"
+    return sd[key].shape[1]
+
+
+def untie_embeddings(sd: StateDict) -> StateDict:
+    """Give a tied Llama model its own `lm_head.weight` (a copy of the embeddings)."""
+    if "lm_head.weight" in sd or family(sd) != "llama":
+        return dict(sd)
+    return {**sd, "lm_head.weight": sd["model.embed_tokens.weight"].clone()}
+
+
+def fold_norm_gains(sd: StateDict) -> StateDict:
+    """Multiply every RMSNorm gain into the linear layers that read its output and set the gain to 1
+    (Llama only; unties the LM head, since the final norm's gain goes into it)."""
+    if family(sd) != "llama":
+        raise ValueError("norm folding is defined for RMSNorm (Llama) models only")
+    out = untie_embeddings(sd)
+    readers = {"input_layernorm": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
+               "post_attention_layernorm": ("mlp.gate_proj", "mlp.up_proj")}
+    for i in range(layer_count(sd)):
+        layer = f"model.layers.{i}."
+        for norm, parts in readers.items():
+            gain = out[f"{layer}{norm}.weight"]
+            for part in parts:
+                name = f"{layer}{part}.weight"
+                out[name] = (out[name].to(torch.float64) * gain.to(torch.float64)).to(out[name].dtype)
+            out[f"{layer}{norm}.weight"] = torch.ones_like(gain)
+    gain = out["model.norm.weight"]
+    out["lm_head.weight"] = (out["lm_head.weight"].to(torch.float64) * gain.to(torch.float64)).to(gain.dtype)
+    out["model.norm.weight"] = torch.ones_like(gain)
+    return out
+
+
+def random_orthogonal(n: int, seed: int) -> torch.Tensor:
+    """A Haar-random n×n orthogonal matrix (float64), from the QR of a seeded Gaussian matrix."""
+    gen = torch.Generator().manual_seed(seed)
+    q, r = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))
+    return q * torch.sign(torch.diagonal(r))
+
+
+def rotate_residual(sd: StateDict, seed: int) -> StateDict:
+    """Rotate a Llama model's residual stream by a random orthogonal Q (SliceGPT / QuaRot style):
+    function-preserving, yet no weight matrix keeps its values or even its row/column directions.
+
+    Caveat: RMSNorm(x·Q) = RMSNorm(x)·Q only for a *uniform* gain, so every norm gain is first folded
+    into the linears that read it (`fold_norm_gains`), which unties the LM head; save with
+    `fit_config` so `tie_word_embeddings` is false. Not defined for BERT: LayerNorm's mean subtraction
+    does not commute with a rotation.
+    """
+    folded = fold_norm_gains(sd)
+    q = random_orthogonal(_hidden_size(sd), seed)
+
+    def rotate(w: torch.Tensor, left: bool) -> torch.Tensor:
+        m = q.to(torch.float32)
+        return ((m.T @ w.float()) if left else (w.float() @ m)).to(w.dtype)
+
+    return _map_residual(folded, read=lambda w: rotate(w, False), write=lambda w: rotate(w, True),
+                         vector=lambda v: v)
+
+
+def fit_config(sd: StateDict, config: dict[str, Any]) -> dict[str, Any]:
+    """`config` updated to the shapes in `sd` (layers, widths, vocabulary, heads, tying) after a transform."""
+    out = dict(config)
+    fam = family(sd)
+    out["num_hidden_layers"] = layer_count(sd)
+    first = _layer_prefix(sd, 0)
+    n, n_kv, hd = _head_dims(config)
+    out["intermediate_size"] = sd[f"{first}{_MLP_IN[fam][0]}.weight"].shape[0]
+    if fam == "llama":
+        out["num_attention_heads"] = sd[f"{first}{_ATTN_IN[fam][0]}.weight"].shape[0] // hd
+        out["num_key_value_heads"] = sd[f"{first}{_ATTN_IN[fam][1]}.weight"].shape[0] // hd
+        out["head_dim"] = hd
+        out["vocab_size"] = sd["model.embed_tokens.weight"].shape[0]
+        out["tie_word_embeddings"] = "lm_head.weight" not in sd
+    else:
+        # BERT keeps num_attention_heads (transformers derives the head size from it); head pruning is
+        # recorded the way BERT configs did it, as `pruned_heads`.
+        out["vocab_size"] = sd["embeddings.word_embeddings.weight"].shape[0]
+    return out
+
+
+# ---------------------------------------------------------------------------------- structural
+
+
+def _renumber(sd: StateDict, old_layers: Sequence[int]) -> StateDict:
+    """A model whose layer j is a copy of the source's layer `old_layers[j]`; non-layer tensors kept."""
+    by_layer: dict[int, list[tuple[str, str]]] = {}
+    out: StateDict = {}
+    for name, t in sd.items():
+        m = _LAYER_RE.match(name)
+        if m:
+            by_layer.setdefault(int(m.group(2)), []).append((m.group(1), m.group(3)))
+        else:
+            out[name] = t
+    for j, old in enumerate(old_layers):
+        if old not in by_layer:
+            raise ValueError(f"layer {old} does not exist (model has {len(by_layer)})")
+        for stack, rest in by_layer[old]:
+            out[f"{stack}.{j}.{rest}"] = sd[f"{stack}.{old}.{rest}"].clone()
+    return out
+
+
+def upscale_depth(sd: StateDict, layer_ranges: Sequence[tuple[int, int]]) -> StateDict:
+    """SOLAR-style depth up-scaling: stack copies of layer ranges, e.g. [(0, 24), (8, 32)] (end exclusive)."""
+    return _renumber(sd, [i for start, end in layer_ranges for i in range(start, end)])
+
+
+def drop_layers(sd: StateDict, layers: Sequence[int]) -> StateDict:
+    """Remove the given layers and renumber the rest."""
+    drop = set(layers)
+    return _renumber(sd, [i for i in range(layer_count(sd)) if i not in drop])
+
+
+def prune_mlp_width(sd: StateDict, keep_fraction: float, seed: int) -> StateDict:
+    """Keep a seeded random `keep_fraction` of every layer's MLP neurons (in their original order)."""
+    fam, out = family(sd), dict(sd)
+    for i in range(layer_count(sd)):
+        layer = _layer_prefix(sd, i)
+        width = sd[f"{layer}{_MLP_IN[fam][0]}.weight"].shape[0]
+        keep = np.sort(_rng(seed, i).choice(width, size=max(1, round(width * keep_fraction)), replace=False))
+        _select_neurons(sd, out, layer, fam, torch.from_numpy(keep))
+    return out
+
+
+def prune_heads(sd: StateDict, keep_fraction: float, seed: int, config: dict[str, Any]) -> StateDict:
+    """Keep a seeded random `keep_fraction` of every layer's attention heads (whole kv groups under GQA)."""
+    fam, out = family(sd), dict(sd)
+    n, n_kv, hd = _head_dims(config)
+    group = n // n_kv
+    for i in range(layer_count(sd)):
+        rng = _rng(seed, i)
+        kv = np.sort(rng.choice(n_kv, size=max(1, round(n_kv * keep_fraction)), replace=False))
+        q = np.concatenate([k * group + np.arange(group) for k in kv])
+        _select_heads(sd, out, _layer_prefix(sd, i), fam, q, kv, hd)
+    return out
+
+
+def _vocab_tensors(sd: StateDict) -> list[str]:
+    names = ["embeddings.word_embeddings.weight", "model.embed_tokens.weight", "lm_head.weight",
+             "cls.predictions.bias"]
+    return [n for n in names if n in sd]
+
+
+def extend_vocab(sd: StateDict, n_new: int, seed: int) -> StateDict:
+    """Append `n_new` token rows to the embeddings (and LM head): each the mean row plus seeded noise of
+    the rows' standard deviation, as vocabulary-extension recipes initialise new tokens."""
+    gen = torch.Generator().manual_seed(seed)
+    out = dict(sd)
+    for name in _vocab_tensors(sd):
+        t = sd[name].to(torch.float32)
+        mean, std = t.mean(dim=0, keepdim=True), t.std(dim=0, keepdim=True)
+        new = mean + std * torch.randn((n_new, *t.shape[1:]), generator=gen)
+        out[name] = torch.cat([t, new]).to(sd[name].dtype)
+    return out
+
+
+def reduce_vocab(sd: StateDict, keep_ids: Sequence[int]) -> StateDict:
+    """Keep only the token rows `keep_ids` (in that order) of the embeddings and LM head."""
+    index = torch.as_tensor(list(keep_ids), dtype=torch.long)
+    return {k: (v[index].contiguous() if k in _vocab_tensors(sd) else v) for k, v in sd.items()}
+
+
+def extend_tokenizer(src_dir: PathLike, out_dir: PathLike, n_new: int) -> Path:
+    """Write `src_dir`'s tokenizer.json with `n_new` added tokens `<|extra_i|>` (ids follow the vocabulary)."""
+    from tokenizers import AddedToken, Tokenizer
+
+    tok = Tokenizer.from_file(str(Path(src_dir) / "tokenizer.json"))
+    tok.add_tokens([AddedToken(f"<|extra_{i}|>", special=False) for i in range(n_new)])
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    tok.save(str(Path(out_dir) / "tokenizer.json"))
+    return Path(out_dir) / "tokenizer.json"
+
+
+MOE_NAMINGS = ("mixtral", "qwen_moe", "deepseek")
+
+
+def upcycle_moe(sd: StateDict, n_experts: int, noise: float, naming: str = "mixtral", seed: int = 0) -> StateDict:
+    """Sparse upcycling of a Llama model: every layer's dense MLP becomes `n_experts` experts, each the
+    dense MLP plus Gaussian noise of `noise` × the tensor's std, with a seeded router (std 0.02).
+
+    naming "mixtral": block_sparse_moe.experts.j.w1/w2/w3 + block_sparse_moe.gate; "qwen_moe":
+    mlp.experts.j.{gate,up,down}_proj + mlp.gate; "deepseek": like qwen_moe plus the exact dense MLP as
+    mlp.shared_experts.
+    """
+    if naming not in MOE_NAMINGS:
+        raise ValueError(f"unknown MoE naming {naming!r}; choose from {MOE_NAMINGS}")
+    if family(sd) != "llama":
+        raise ValueError("upcycling is defined for Llama-style (gate/up/down) MLPs")
+    gen = torch.Generator().manual_seed(seed)
+    out: StateDict = {}
+    mixtral = {"gate_proj": "w1", "down_proj": "w2", "up_proj": "w3"}
+    for name, t in sd.items():
+        m = re.match(r"^(model\.layers\.\d+\.)mlp\.(gate_proj|up_proj|down_proj)\.weight$", name)
+        if not m:
+            out[name] = t
+            continue
+        layer, part = m.groups()
+        std = float(t.float().std())
+        for j in range(n_experts):
+            expert = (t.float() + noise * std * torch.randn(t.shape, generator=gen)).to(t.dtype)
+            if naming == "mixtral":
+                out[f"{layer}block_sparse_moe.experts.{j}.{mixtral[part]}.weight"] = expert
+            else:
+                out[f"{layer}mlp.experts.{j}.{part}.weight"] = expert
+        if naming == "deepseek":
+            out[f"{layer}mlp.shared_experts.{part}.weight"] = t.clone()
+        if part == "gate_proj":
+            router = 0.02 * torch.randn((n_experts, t.shape[1]), generator=gen)
+            key = "block_sparse_moe.gate" if naming == "mixtral" else "mlp.gate"
+            out[f"{layer}{key}.weight"] = router.to(t.dtype)
+    return out
+
+
+# ---------------------------------------------------------------------------------- quantisation
+
+
+def fake_int8(sd: StateDict) -> StateDict:
+    """Per-row absmax int8 quantisation and back (W ≈ round(W / s) · s, s = max|row| / 127) for every
+    2-D floating tensor; vectors are kept. The values a W8A16 checkpoint would dequantise to."""
+    out: StateDict = {}
+    for name, t in sd.items():
+        if t.ndim != 2 or not t.is_floating_point():
+            out[name] = t
+            continue
+        w = t.to(torch.float32)
+        scale = w.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / 127.0
+        out[name] = (torch.round(w / scale).clamp(-127, 127) * scale).to(t.dtype)
+    return out
