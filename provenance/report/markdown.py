@@ -30,6 +30,12 @@ def md_code(value: Any) -> str:
     return f"{fence}{pad}{text}{pad}{fence}"
 
 
+def md_fence(lines: list[str]) -> str:
+    """A code fence longer than any backtick run in `lines`, so their text cannot end the block early."""
+    longest = max((len(m) for line in lines for m in re.findall(r"`+", line)), default=0)
+    return "`" * max(3, longest + 1)
+
+
 @lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
@@ -40,7 +46,8 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.globals.update(fmt=fmt, share=fmt_share, size=fmt_bytes, lines=fmt_lines, md=md_text, code=md_code)
+    env.globals.update(fmt=fmt, share=fmt_share, size=fmt_bytes, lines=fmt_lines, md=md_text, code=md_code,
+                       fence=md_fence)
     return env
 
 
