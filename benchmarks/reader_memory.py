@@ -187,7 +187,8 @@ def main(argv: list[str] | None = None) -> None:
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)
     report = {"checkpoint": made, "page_cache": "dropped before each stage" if cold else "warm (not root)",
-              "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}, "stages": results}
+              "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                          "load_average_after": os.getloadavg()}, "stages": results}
     from provenance.atomic import atomic_write
 
     with atomic_write(WORK / "reader_memory.json") as out:

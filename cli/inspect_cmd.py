@@ -19,16 +19,19 @@ from provenance.reader import open_checkpoint
 @click.argument("path")
 @click.option("--json", "as_json", is_flag=True, help="Print the same facts as JSON.")
 @click.option("--no-hash", is_flag=True, help="Skip the sha256 of every file (faster on large checkpoints).")
-def command(path: str, as_json: bool, no_hash: bool) -> None:
+@click.option("--tensors", "list_tensors", is_flag=True, help="Also list every tensor (name, dtype, shape).")
+@click.option("--tensor-hashes", is_flag=True, help="Also the sha256 of every tensor's stored bytes (implies --tensors).")
+def command(path: str, as_json: bool, no_hash: bool, list_tensors: bool, tensor_hashes: bool) -> None:
     """Show what the checkpoint at PATH holds (file, folder, sharded or GGUF) without loading its weights."""
     with open_checkpoint(path) as ckpt:
         total = sum(f.size for f in ckpt.files())
+        options = {"list_tensors": list_tensors, "tensor_hashes": tensor_hashes}
         if no_hash:
-            result = inspect_checkpoint(ckpt, hash_files=False)
+            result = inspect_checkpoint(ckpt, hash_files=False, **options)
         else:
             with _progress() as progress:
                 task = progress.add_task("sha256", total=total)
-                result = inspect_checkpoint(ckpt, progress=lambda n: progress.advance(task, n))
+                result = inspect_checkpoint(ckpt, progress=lambda n: progress.advance(task, n), **options)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:
@@ -69,5 +72,10 @@ def _print(result: Inspection) -> None:
         for key, value in result.config.items():
             cfg.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
         out.print(cfg)
+    if result.tensors is not None:
+        out.print("tensors (name, dtype, shape[, sha256]):")
+        for t in result.tensors:
+            digest = f"  {t.sha256}" if t.sha256 else ""
+            out.print(f"  {t.name}  {t.dtype}  {tuple(t.shape)}{digest}", highlight=False)
     for ignored in result.ignored_files:
         out.print(f"ignored (another format is preferred): {ignored}")

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from .findings import Subject, SubjectFile
-from .hashing import FileHasher
+from .hashing import FileHasher, hash_tensors
 from .naming import top_level_component
 from .reader import Checkpoint, open_checkpoint
 
@@ -32,6 +32,17 @@ class DtypeCount:
 
 
 @dataclass
+class InspectedTensor:
+    """One tensor as listed by `inspect --tensors`: stored dtype, PyTorch-order shape, and optional sha256."""
+
+    name: str
+    dtype: str
+    shape: list[int]
+    file: str
+    sha256: str | None = None
+
+
+@dataclass
 class Inspection:
     """The facts `provenance inspect` prints, and the `Subject` of a scan report."""
 
@@ -45,6 +56,7 @@ class Inspection:
     dtypes: dict[str, DtypeCount]
     config: dict[str, Any] = field(default_factory=dict)  # architecture, layers, hidden size, vocab size
     ignored_files: list[str] = field(default_factory=list)
+    tensors: list[InspectedTensor] | None = None  # only when asked for (`list_tensors` / `tensor_hashes`)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,11 +75,13 @@ class Inspection:
         )
 
 
-def inspect_checkpoint(path: str | os.PathLike[str] | Checkpoint, hash_files: bool = True,
+def inspect_checkpoint(path: str | os.PathLike[str] | Checkpoint, hash_files: bool = True, *,
+                       list_tensors: bool = False, tensor_hashes: bool = False,
                        progress: Callable[[int], None] | None = None) -> Inspection:
     """Inspect a checkpoint path (or an open `Checkpoint`); hash its files concurrently when `hash_files`.
 
     Parameter counts are logical (the product of each shape), also for quantised GGUF tensors.
+    `list_tensors` adds every tensor; `tensor_hashes` also the sha256 of each tensor's stored bytes.
     """
     owned = not isinstance(path, Checkpoint)
     ckpt = open_checkpoint(path) if owned else path
@@ -84,6 +98,11 @@ def inspect_checkpoint(path: str | os.PathLike[str] | Checkpoint, hash_files: bo
             counts = dtypes.setdefault(info.dtype, DtypeCount())
             counts.tensors += 1
             counts.parameters += info.numel
+        tensors = None
+        if list_tensors or tensor_hashes:
+            sums = {d.name: d.sha256 for d in hash_tensors(ckpt)} if tensor_hashes else {}
+            tensors = [InspectedTensor(t.name, t.dtype, list(t.shape), str(t.file), sums.get(t.name))
+                       for t in ckpt.tensors()]
         digests = hasher.result() if hasher is not None else [None] * len(files)
         return Inspection(
             path=str(ckpt.path),
@@ -96,6 +115,7 @@ def inspect_checkpoint(path: str | os.PathLike[str] | Checkpoint, hash_files: bo
             dtypes=dict(sorted(dtypes.items(), key=lambda kv: (-kv[1].parameters, kv[0]))),
             config=config_facts(ckpt.config or {}),
             ignored_files=list(ckpt.metadata.get("ignored_files", [])),
+            tensors=tensors,
         )
     finally:
         if owned:

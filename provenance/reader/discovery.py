@@ -94,7 +94,7 @@ def _open_folder(root: Path) -> Checkpoint:
         ckpt = GgufCheckpoint(ggufs[0], side)
         ignored = []
     else:
-        raise CheckpointError(root, "folder holds no checkpoint (no *.safetensors, *.gguf or pytorch_model*.bin)")
+        raise CheckpointError(root, "folder holds no checkpoint (no *.safetensors, *.gguf or *pytorch_model*.bin)")
     ckpt.metadata["ignored_files"] = [str(f) for f in ignored]
     return ckpt
 
@@ -151,7 +151,7 @@ def _read_weight_map(index: Path) -> dict[str, str]:
 
 
 def _folder_pytorch(folder: Path) -> list[Path]:
-    indexes = sorted(folder.glob("pytorch_model*.bin.index.json"))
+    indexes = sorted(folder.glob("*pytorch_model*.bin.index.json"))
     if indexes:
         names: set[Path] = set()
         for index in indexes:
@@ -161,7 +161,7 @@ def _folder_pytorch(folder: Path) -> list[Path]:
                     raise CheckpointError(index, f"weight map names missing shard {shard_name!r}")
                 names.add(shard)
         return sorted(names)
-    return sorted(folder.glob("pytorch_model*.bin"))
+    return sorted(folder.glob("*pytorch_model*.bin"))  # also diffusers' diffusion_pytorch_model.bin
 
 
 def _side_files(folder: Path) -> list[CheckpointFile]:
@@ -170,7 +170,7 @@ def _side_files(folder: Path) -> list[CheckpointFile]:
         f = folder / name
         if f.is_file():
             out.append(CheckpointFile(f, f.stat().st_size, "config" if name in CONFIG_NAMES else "tokenizer"))
-    for f in sorted([*folder.glob("*.safetensors.index.json"), *folder.glob("pytorch_model*.bin.index.json")]):
+    for f in sorted([*folder.glob("*.safetensors.index.json"), *folder.glob("*pytorch_model*.bin.index.json")]):
         out.append(CheckpointFile(f, f.stat().st_size, "index"))
     return out
 

@@ -102,3 +102,13 @@ def test_config_facts_of_nested_multimodal_config() -> None:
     assert facts["architecture"] == "Qwen2_5_VLForConditionalGeneration" and facts["vocab_size"] == 152064
     assert facts["text_config"] == {"layers": 28, "hidden_size": 3584}
     assert facts["vision_config"] == {"layers": 32, "hidden_size": 1280}
+
+
+def test_tensor_listing_with_hashes(minilm_dir: Path, minilm_tensors: dict[str, np.ndarray], cli) -> None:
+    result = cli.invoke(app, ["inspect", "--json", "--no-hash", "--tensor-hashes", str(minilm_dir)])
+    assert result.exit_code == 0, result.stderr
+    listed = {t["name"]: t for t in json.loads(result.stdout)["tensors"]}
+    assert set(listed) == set(minilm_tensors)
+    for name, array in minilm_tensors.items():
+        assert listed[name]["shape"] == list(array.shape)
+        assert listed[name]["sha256"] == hashlib.sha256(array.tobytes()).hexdigest()

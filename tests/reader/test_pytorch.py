@@ -69,3 +69,24 @@ def test_non_tensor_objects_are_refused(tmp_path: Path, content: object) -> None
     with pytest.raises(CheckpointError) as err:
         open_checkpoint(tmp_path)
     assert err.value.path == str(tmp_path / "pytorch_model.bin")
+
+
+def test_sharded_bin_with_index_in_a_diffusers_style_subfolder(tmp_path: Path,
+                                                               minilm_tensors: dict[str, np.ndarray]) -> None:
+    import json
+
+    folder = tmp_path / "pipe" / "unet"
+    folder.mkdir(parents=True)
+    names = sorted(minilm_tensors)
+    weight_map = {}
+    for i, part in enumerate((names[::2], names[1::2])):
+        shard = f"diffusion_pytorch_model-0000{i + 1}-of-00002.bin"
+        torch.save({n: torch.from_numpy(minilm_tensors[n].copy()) for n in part}, folder / shard)
+        weight_map.update({n: shard for n in part})
+    (folder / "diffusion_pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    with open_checkpoint(tmp_path / "pipe") as ckpt:
+        assert ckpt.format == "pytorch"
+        assert {t.name for t in ckpt.tensors()} == {f"unet.{n}" for n in names}
+        name = "encoder.layer.2.attention.output.dense.weight"
+        np.testing.assert_array_equal(ckpt.read_rows(f"unet.{name}", [3]), minilm_tensors[name][[3]])
+        assert [f.role for f in ckpt.files()].count("index") == 1
