@@ -152,7 +152,10 @@ def describe_evidence(finding: Finding) -> str:
     if similarity is not None:
         parts.append(f"centred similarity {similarity:.3f}")
     if log_p is not None:
-        parts.append(f"p={10.0 ** log_p:.2g}" if log_p > -300 else f"log10 p={log_p:.0f}")
+        if -300 < log_p <= 0:
+            parts.append(f"p={10.0 ** log_p:.2g}")
+        else:  # beyond float range (or not a p-value): print the logarithm
+            parts.append(f"log10 p={log_p:.0f}" if abs(log_p) < 1e9 else f"log10 p={log_p:.3g}")
     if finding.parameter_share is not None:
         parts.append(f"{finding.parameter_share:.1%} of parameters")
     return ", ".join(parts)

@@ -365,3 +365,12 @@ def test_apply_policy_stores_the_verdicts_in_the_scan_report(tmp_path):
     assert report.policy == result.to_dict() and report.policy["declaration"] == str(decl)
     # 22M of 30M parameters: the share computed from the subject makes it the backbone, whatever its name
     assert result.rule("foreign-base-model").status is Status.FAIL
+
+
+@pytest.mark.parametrize("log10_p", [-72472654.0, -1e308, float("-inf"), 0.0, 3.0, 1e308, float("inf")])
+def test_extreme_p_values_are_judged_and_printed(log10_p):
+    finding = weights("model.visual", QWEN_VL, "derived", similarity=0.5, log10_p=None, share=0.12)
+    finding.statistics["log10_p"] = log10_p
+    rule = judge([finding]).rule("reused-weights-retrained")
+    assert rule.status is Status.REVIEW  # derived verdict, similarity below copy level
+    assert "centred similarity 0.500" in rule.reasons[0]
