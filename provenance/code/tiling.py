@@ -13,6 +13,8 @@ import numpy as np
 
 from .fingerprint import kgram_hashes
 
+MAX_SEED_REPEATS = 64  # bounds the seed pairs of pathological, highly repetitive token streams
+
 
 @dataclass(frozen=True)
 class Tile:
@@ -31,6 +33,7 @@ def _seed_runs(a: np.ndarray, b: np.ndarray, m: int) -> list[tuple[int, int, int
     sorted_hb = hb[order]
     lo = np.searchsorted(sorted_hb, ha, "left")
     counts = np.searchsorted(sorted_hb, ha, "right") - lo
+    counts[counts > MAX_SEED_REPEATS] = 0  # filler repeated many times (tables, padding) seeds nothing
     total = int(counts.sum())
     if total == 0:
         return []

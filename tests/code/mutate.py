@@ -6,39 +6,40 @@ Each works on the tree-sitter parse of real source and checks that the result st
 from __future__ import annotations
 
 import tree_sitter
-import tree_sitter_python
 
-_PARSER = tree_sitter.Parser(tree_sitter.Language(tree_sitter_python.language()))
-
-
-def _parse(source: str) -> tree_sitter.Tree:
-    return _PARSER.parse(source.encode("utf-8"))
+from provenance.code.tokenize import _GRAMMARS, _parser
 
 
-def _checked(source: str) -> str:
-    assert not _parse(source).root_node.has_error, "transformation broke the syntax"
+def _parse(source: str, language: str = "python") -> tree_sitter.Tree:
+    return _parser(language).parse(source.encode("utf-8"))
+
+
+def _checked(source: str, language: str = "python") -> str:
+    if language == "python":  # C++ headers with macros already parse with errors; their tokens still count
+        assert not _parse(source).root_node.has_error, "transformation broke the syntax"
     return source
 
 
-def _identifiers(node: tree_sitter.Node):
-    if node.type == "string":
+def _identifiers(node: tree_sitter.Node, language: str):
+    grammar = _GRAMMARS[language]
+    if node.type in grammar.strings or node.type in grammar.comments:
         return
-    if node.type == "identifier":
+    if node.type in grammar.identifiers:
         yield node
     for child in node.children:
-        yield from _identifiers(child)
+        yield from _identifiers(child, language)
 
 
-def rename_all(source: str) -> tuple[str, dict[str, str]]:
+def rename_all(source: str, language: str = "python") -> tuple[str, dict[str, str]]:
     """Rename every identifier with one consistent one-to-one map (`name` -> `v<n>_`)."""
     data = source.encode("utf-8")
-    nodes = list(_identifiers(_parse(source).root_node))
+    nodes = list(_identifiers(_parse(source, language).root_node, language))
     names = sorted({n.text.decode() for n in nodes})
     mapping = {name: f"v{i}_" for i, name in enumerate(names)}
     out = bytearray(data)
     for node in sorted(nodes, key=lambda n: n.start_byte, reverse=True):
         out[node.start_byte : node.end_byte] = mapping[node.text.decode()].encode()
-    return _checked(out.decode("utf-8")), mapping
+    return _checked(out.decode("utf-8"), language), mapping
 
 
 def reorder_definitions(source: str) -> str:

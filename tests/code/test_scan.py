@@ -153,3 +153,44 @@ def test_base_code_suppresses_boilerplate(code_index, tmp_path, qwen2_source, tr
     path.write_text(qwen2_source, encoding="utf-8")
     suppressed = scan_code(path, code_index, base_code=[transformers_models_dir / "llama" / "modeling_llama.py"])
     assert len(suppressed.findings) < len(scan_code(path, code_index).findings)
+
+
+def test_cuda_kernels_match_after_renaming(tmp_path):
+    import torch
+
+    from provenance.code import CodeIndex
+
+    headers = sorted((Path(torch.__file__).parent / "include/ATen/native/cuda").glob("*.cuh"))[:8]
+    reference = tmp_path / "kernels"
+    reference.mkdir()
+    for header in headers:
+        shutil.copy(header, reference)
+    index = tmp_path / "index"
+    CodeIndex(index).add(reference, name="aten-cuda", version="1", license="BSD-3-Clause")
+    chosen = max(headers, key=lambda p: p.stat().st_size)
+    renamed, _ = rename_all(chosen.read_text(encoding="utf-8"), "cuda")
+    subject = tmp_path / "suspect" / "my_kernels.cuh"
+    subject.parent.mkdir()
+    subject.write_text(renamed, encoding="utf-8")
+    result = scan_code(subject, index)
+    assert result.files[0].language == "cuda" and result.files[0].coverage > 0.8
+    assert all(m.reference_path == chosen.name for m in result.files[0].matches)
+    assert {m.verdict for m in result.files[0].matches} == {"copied"}
+
+
+def test_git_checkout_records_revision(tmp_path, transformers_models_dir):
+    import subprocess
+
+    from provenance.code import CodeIndex
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copy(transformers_models_dir / "qwen3" / "modeling_qwen3.py", repo)
+    (repo / "untracked.py").write_text("def f():\n    return 1\n")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run(git + ["add", "modeling_qwen3.py"], check=True)
+    subprocess.run(git + ["commit", "-q", "-m", "x"], check=True)
+    head = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    reference = CodeIndex(tmp_path / "index").add(repo, name="qwen3-code", license="Apache-2.0")
+    assert reference.version == head and reference.files == 1  # tracked files only
