@@ -90,7 +90,8 @@ class DeclaredReuse:
         """True when this item declares the reuse `finding` reports."""
         if self.section not in _SECTIONS_FOR_KIND.get(finding.kind, ()):
             return False
-        if not names_reference(self.reference, finding.reference):
+        # tokenizers are shared across a family (Qwen1.5–Qwen3 use the same ranks): a family-level claim covers them
+        if not names_reference(self.reference, finding.reference, family_prefix=finding.kind == "tokenizer"):
             return False
         if self.component is not None and not self.covers_parts(subject_parts(finding)):
             return False
@@ -121,13 +122,17 @@ def path_matches(path: str, pattern: str) -> bool:
     return any(fnmatch.fnmatchcase("/".join(parts[i:]), pattern) for i in range(len(parts)))
 
 
-def names_reference(declared: str, reference: Reference) -> bool:
-    """A declared name matches a reference's name, family, repo id, or repo id without its owner."""
+def names_reference(declared: str, reference: Reference, *, family_prefix: bool = False) -> bool:
+    """A declared name matches a reference's name, family, repo id, or repo id without its owner; with
+    `family_prefix`, also any name that starts with the family (`qwen2.5` for family `qwen`)."""
     wanted = declared.strip().casefold()
     candidates = {reference.name, reference.family, reference.repo_id}
     if reference.repo_id and "/" in reference.repo_id:
         candidates.add(reference.repo_id.rsplit("/", 1)[1])
-    return wanted in {c.casefold() for c in candidates if c}
+    if wanted in {c.casefold() for c in candidates if c}:
+        return True
+    family = (reference.family or "").casefold()
+    return family_prefix and bool(family) and wanted.rsplit("/", 1)[-1].startswith(family)
 
 
 @dataclass

@@ -374,3 +374,13 @@ def test_extreme_p_values_are_judged_and_printed(log10_p):
     rule = judge([finding]).rule("reused-weights-retrained")
     assert rule.status is Status.REVIEW  # derived verdict, similarity below copy level
     assert "centred similarity 0.500" in rule.reasons[0]
+
+
+def test_tokenizer_declared_by_family_member_covers_the_family_reference(tmp_path):
+    # the tokenizer index holds one "qwen3" reference for ranks shared by Qwen1.5 to Qwen3
+    shared = replace(QWEN_BASE, name="qwen3", family="qwen", repo_id="Qwen/Qwen3-8B")
+    declared = DECLARED_NOTHING.replace('origin = "own"', 'origin = "Qwen/Qwen2.5-7B"')
+    assert judge([tokenizer(shared)], "disclosure", declared, tmp_path).overall is Status.PASS
+    # weights are not shared across a family: a declared Qwen2.5 encoder does not cover a Qwen3 one
+    other = DECLARED_FROZEN_ENCODER.replace('reference = "Qwen/Qwen2.5-VL-7B-Instruct"', 'reference = "qwen2.5-vl-72b"')
+    assert judge([copied_encoder()], "disclosure", other, tmp_path).rule("undeclared-reuse").status is Status.FAIL
