@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import tiktoken.load
 from tokenizers import Tokenizer as HFTokenizer
-from tokenizers import decoders
 
 from provenance.tokenizers import Tokenizer, compare_tokenizers, read_tokenizer, scan_tokenizers, token_mapping
 from provenance.tokenizers.sketch import estimate_jaccard, minhash
@@ -185,3 +184,10 @@ def test_scan_without_tokenizer_files(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     findings, details = scan_tokenizers(tmp_path)
     assert findings == [] and details["tokenizer"] is None
+
+
+def test_scan_with_an_index_without_tokenizers(tmp_path, minilm_dir):
+    """A weights-only index: the tokenizer is still fingerprinted, no finding, and the reason is given."""
+    findings, details = scan_tokenizers(minilm_dir, index_dir=tmp_path)
+    assert findings == [] and details["comparisons"] == []
+    assert details["fingerprint"]["regular_tokens"] == 30517 and "no tokenizers" in details["reason"]
