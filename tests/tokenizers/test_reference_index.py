@@ -80,3 +80,19 @@ def test_manifest_fingerprint_matches_fresh_read(entries, bert_tok):
     stored = entries["bert-base-uncased"].fingerprint
     assert fp["digest"] == stored["digest"] and fp["minhash"] == stored["minhash"]
     assert stored["regular_tokens"] == len(bert_tok.tokens) == 30517
+
+
+def test_register_in_a_reference_index(tmp_path):
+    """Tokenizer entries go into index.json through the index's own API, and its digest covers them."""
+    from provenance.refindex import ReferenceIndex
+    from provenance.tokenizers.reference import register_in_index
+
+    bert = next(s for s in REFERENCE_SOURCES if s.reference.name == "bert-base-uncased")
+    register_in_index(build_reference_tokenizers(tmp_path, sources=(bert,)), tmp_path)
+    index = ReferenceIndex.load(tmp_path)
+    [entry] = index.entries_of("tokenizer")
+    assert entry.reference.org == "Google" and "tokenizers/bert-base-uncased.json.gz" in entry.files
+    index.verify()
+    (tmp_path / "tokenizers" / "bert-base-uncased.json.gz").write_bytes(b"changed")
+    with pytest.raises(ReferenceIndexError, match="digest mismatch"):
+        index.verify()
