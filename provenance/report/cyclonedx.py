@@ -6,7 +6,6 @@ library's strict 1.6 JSON Schema validator instead of its object model.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
 from pathlib import PurePosixPath
@@ -14,7 +13,7 @@ from typing import Any
 
 from provenance.errors import ProvenanceError
 
-from .jsonreport import report_dict
+from .jsonreport import content_digest, report_dict
 
 SPEC_VERSION = "1.6"
 # Weights copied/derived from a reference: the subject descends from it (pedigree.ancestors).
@@ -113,8 +112,7 @@ def _model_card(report: dict[str, Any]) -> dict[str, Any]:
 
 def _serial_number(report: dict[str, Any]) -> str:
     """A urn:uuid fixed by the report's content (timestamp excluded), so the same scan gives the same BOM."""
-    content = json.dumps({k: v for k, v in report.items() if k != "timestamp"}, sort_keys=True)
-    return f"urn:uuid:{uuid.uuid5(_NAMESPACE, hashlib.sha256(content.encode()).hexdigest())}"
+    return f"urn:uuid:{uuid.uuid5(_NAMESPACE, content_digest(report))}"
 
 
 def to_cyclonedx(report: Any) -> dict[str, Any]:

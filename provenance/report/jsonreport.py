@@ -62,6 +62,14 @@ def to_json(report: Any) -> str:
     return json.dumps(report_dict(report), sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
+def content_digest(report: Any) -> str:
+    """sha256 of the report without its timestamp: a stable id for exports of the same scan."""
+    import hashlib
+
+    data = {k: v for k, v in report_dict(report).items() if k != "timestamp"}
+    return hashlib.sha256(json.dumps(data, sort_keys=True, allow_nan=False).encode()).hexdigest()
+
+
 @lru_cache(maxsize=1)
 def report_schema() -> dict[str, Any]:
     """The published JSON Schema (draft 2020-12) of the scan report."""

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from typing import Any
 
-import jinja2
-
 from .jsonreport import report_dict
-from .view import build_view, fmt, fmt_bytes, fmt_lines, fmt_share
+from .templates import template_environment
+from .view import build_view
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
 
@@ -36,23 +34,10 @@ def md_fence(lines: list[str]) -> str:
     return "`" * max(3, longest + 1)
 
 
-@lru_cache(maxsize=1)
-def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("provenance.report", "templates"),
-        autoescape=False,  # Markdown: escaping is explicit through md()/code()
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-    env.globals.update(fmt=fmt, share=fmt_share, size=fmt_bytes, lines=fmt_lines, md=md_text, code=md_code,
-                       fence=md_fence)
-    return env
-
-
 def render_markdown(report: Any) -> str:
     """The report as Markdown (no plots): what a reviewer pastes into a ticket or review."""
     data = report_dict(report)
-    text = _environment().get_template("report.md.j2").render(r=data, v=build_view(data, with_plots=False))
+    env = template_environment(autoescape=False)  # Markdown: escaping is explicit through md()/code()
+    text = env.get_template("report.md.j2").render(r=data, v=build_view(data, with_plots=False), md=md_text,
+                                                    code=md_code, fence=md_fence)
     return re.sub(r"\n{3,}", "\n\n", text)

@@ -6,13 +6,12 @@ Built with `spdx-python-model`, whose typed properties reject malformed values a
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from typing import Any
 
 from .cyclonedx import ANCESTOR_VERDICTS, VARIANT_VERDICTS
-from .jsonreport import report_dict
+from .jsonreport import content_digest, report_dict
 
 
 def _spdx():
@@ -36,8 +35,7 @@ def to_spdx(report: Any) -> dict[str, Any]:
     """The scan report as an SPDX 3.0.1 JSON-LD document (AI and Software profiles)."""
     spdx = _spdx()
     data = report_dict(report)
-    content = json.dumps({k: v for k, v in data.items() if k != "timestamp"}, sort_keys=True)
-    base = f"urn:model-provenance:{hashlib.sha256(content.encode()).hexdigest()[:32]}"
+    base = f"urn:model-provenance:{content_digest(data)[:32]}"
     objects = spdx.SHACLObjectSet()
 
     def new(cls, local_id: str, **props):

@@ -8,7 +8,7 @@ does not recognise are kept as generic key/value rows, so nothing a scanner reco
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 OUTCOMES = ("PASS", "WARN", "REVIEW", "FAIL")
 # How much a verdict says about reuse, for ordering findings worst-first.
