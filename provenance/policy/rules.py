@@ -212,16 +212,13 @@ def undeclared_reuse(ctx: Context) -> list[Issue]:
         rel = ctx.relation(f)
         if f.kind not in kinds or rel is Relation.INDEPENDENT:
             continue
-        if ctx.declaration is None:
-            status = ctx.parameters["without_declaration"] if rel.is_reuse else Status.REVIEW
-            issues.append(Issue(status, f"no declaration supplied: {f.subject} is {rel.phrase} {_ref(f)}, "
-                                        f"undeclared {f.kind} reuse{_with_evidence(f)}", f.id))
-            continue
-        item = ctx.declaration.match(f)
+        item = ctx.declaration.match(f) if ctx.declaration is not None else None
         if item is None:
-            status = Status.FAIL if rel.is_reuse else Status.REVIEW
-            issues.append(Issue(status, f"undeclared {f.kind} reuse: {f.subject} is {rel.phrase} "
-                                        f"{_ref(f)}{_with_evidence(f)}", f.id))
+            violation = ctx.parameters["without_declaration"] if ctx.declaration is None else Status.FAIL
+            why = "no declaration supplied" if ctx.declaration is None else "not in the declaration"
+            issues.append(Issue(violation if rel.is_reuse else Status.REVIEW,
+                                f"undeclared {f.kind} reuse ({why}): {f.subject} is {rel.phrase} "
+                                f"{_ref(f)}{_with_evidence(f)}", f.id))
             continue
         issues.append(Issue(Status.PASS, f"{f.subject}: reuse of {f.reference.name} declared in {item.label()}", f.id))
         declared, actual = item.license, f.reference.license
