@@ -37,6 +37,7 @@ LANGUAGE_BY_SUFFIX = {
 }
 
 ID, NUM, STR = "ID", "NUM", "STR"
+_SKIP, _ATOM, _SCOPE, _MAYBE_DOCSTRING, _DECORATED = range(5)  # how the tokeniser treats a node type
 MODULE_UNIT = "<module>"
 
 
@@ -161,55 +162,69 @@ def tokenize_source(source: bytes, language: str) -> TokenizedFile:
     units = [Unit(MODULE_UNIT, 1, source.count(b"\n") + 1, "module")]
     scopes: list[tuple[int, int]] = [(-1, 0)]  # (depth of the scope node, unit index)
     current = 0  # unit of the innermost open scope
-    skipped = grammar.comments
-    atomic = grammar.strings
     scope_types = grammar.functions | grammar.classes
-    docstring_parent = "expression_statement" if language == "python" else None
+    # one dict lookup per node decides its handling; plain nodes are not in the table
+    special = {kind: _SKIP for kind in grammar.comments}
+    special.update({kind: _ATOM for kind in grammar.strings})
+    special.update({kind: _SCOPE for kind in scope_types})
+    if language == "python":
+        special["expression_statement"] = _MAYBE_DOCSTRING
+        special["decorated_definition"] = _DECORATED
     cursor = tree.walk()
+    goto_first_child, goto_next_sibling, goto_parent = cursor.goto_first_child, cursor.goto_next_sibling, cursor.goto_parent
+    add_kind, add_start, add_end, add_unit = kinds.append, starts.append, ends.append, unit_of.append
     depth = 0
+    scope_depth = -1  # depth of the innermost open scope node
     claimed = -1  # id of a definition whose unit its decorated_definition already opened
     while True:
         node = cursor.node
         kind = node.type
-        scope_node = node
-        if scopes[-1][0] >= depth:
+        if scope_depth >= depth:
             while scopes[-1][0] >= depth:
                 scopes.pop()
-            current = scopes[-1][1]
-        if kind in skipped or (kind == docstring_parent and _is_docstring(node)):
-            pass
-        elif kind in atomic:
-            kinds.append(kind)
-            starts.append(node.start_byte)
-            ends.append(node.end_byte)
-            unit_of.append(current)
-        else:
-            if kind == "decorated_definition":  # decorators belong to the function or class they decorate
-                definition = node.child_by_field_name("definition")
-                if definition is not None and definition.type in scope_types:
-                    claimed = definition.id
-                    kind, scope_node = definition.type, definition
-            elif kind in scope_types and node.id == claimed:
-                kind = ""
-            if kind in scope_types:
-                parent = units[current]
-                name = _scope_name(scope_node, language)
-                qualname = name if parent.kind == "module" else f"{parent.qualname}.{name}"
-                kind_of_unit = "function" if kind in grammar.functions else "class"
-                units.append(Unit(qualname, node.start_point[0] + 1, node.end_point[0] + 1, kind_of_unit))
-                current = len(units) - 1
-                scopes.append((depth, current))
-            if cursor.goto_first_child():
+            scope_depth, current = scopes[-1]
+        handling = special.get(kind)
+        if handling is not None:
+            if handling == _SKIP or (handling == _MAYBE_DOCSTRING and _is_docstring(node)):
+                handling = _SKIP
+            elif handling == _ATOM:
+                add_kind(kind)
+                add_start(node.start_byte)
+                add_end(node.end_byte)
+                add_unit(current)
+            else:
+                scope_node = node
+                if handling == _DECORATED:  # decorators belong to the function or class they decorate
+                    definition = node.child_by_field_name("definition")
+                    if definition is not None and definition.type in scope_types:
+                        claimed = definition.id
+                        scope_node = definition
+                    else:
+                        handling = None
+                elif handling == _SCOPE and node.id == claimed:
+                    handling = None
+                if handling in (_SCOPE, _DECORATED):
+                    parent = units[current]
+                    name = _scope_name(scope_node, language)
+                    qualname = name if parent.kind == "module" else f"{parent.qualname}.{name}"
+                    kind_of_unit = "function" if scope_node.type in grammar.functions else "class"
+                    units.append(Unit(qualname, node.start_point[0] + 1, node.end_point[0] + 1, kind_of_unit))
+                    current = len(units) - 1
+                    scopes.append((depth, current))
+                    scope_depth = depth
+                handling = None
+        if handling is None:
+            if goto_first_child():
                 depth += 1
                 continue
             start, end = node.start_byte, node.end_byte
             if end > start:
-                kinds.append(kind)
-                starts.append(start)
-                ends.append(end)
-                unit_of.append(current)
-        while not cursor.goto_next_sibling():
-            if not cursor.goto_parent():
+                add_kind(kind)
+                add_start(start)
+                add_end(end)
+                add_unit(current)
+        while not goto_next_sibling():
+            if not goto_parent():
                 break
             depth -= 1
         else:
