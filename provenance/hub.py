@@ -363,8 +363,19 @@ def sampled_fingerprint(ckpt: Any, spec: Any = None, progress: Callable[[int, in
     return ModelFingerprint(tensors, sketches, spec, source)
 
 
+def catalogue_models(index: Any) -> list[dict[str, Any]]:
+    """`[[model]]` entries of the index's catalog.toml, or of the shipped catalogue when the index has none."""
+    from .refindex import CATALOG_FILE, default_index_dir, load_toml
+
+    models = index.catalog().get("model", [])
+    shipped = default_index_dir() / CATALOG_FILE
+    if not models and shipped.is_file():
+        models = load_toml(shipped).get("model", [])
+    return list(models)
+
+
 def _catalog_entry(index: Any, repo_id: str) -> dict[str, Any]:
-    for model in index.catalog().get("model", []):
+    for model in catalogue_models(index):
         if model.get("repo_id") == repo_id:
             return model
     return {}
@@ -375,6 +386,8 @@ def pull_reference(index: Any, source: str, *, name: str | None = None, referenc
                    progress: Callable[[int, int, str], None] | None = None, keep_work: bool = False) -> PullResult:
     """Fingerprint the Hub model `source` (`REPO_ID[@REV][/subfolder]`) into `index` without downloading it.
 
+    `name` defaults to the catalogue's name for the repo, else the repo's name; family, org, country and
+    license come from `reference` where set, else from the catalogue.
     The revision is pinned to its commit and recorded. Fetched byte ranges are kept in
     `<index>/.pull/<name>/` until the reference is stored, so an interrupted pull resumes where it stopped.
     """
@@ -385,8 +398,7 @@ def pull_reference(index: Any, source: str, *, name: str | None = None, referenc
     ref = parse_hub_ref(source)
     client = client or HubClient()
     catalogued = _catalog_entry(index, ref.repo_id)
-    name = check_name(name or (reference.name if reference else None) or catalogued.get("name")
-                      or ref.repo_id.split("/")[-1])
+    name = check_name(name or catalogued.get("name") or ref.repo_id.split("/")[-1])
     snap = client.snapshot(ref)
     mode = "full" if full else "sampled"
     done = _pulled_entry(index, name, ref.repo_id, snap.commit, mode)
@@ -445,12 +457,20 @@ def _pulled_entry(index: Any, name: str, repo_id: str, commit: str, mode: str) -
     return None
 
 
+def catalogue_source(model: dict[str, Any]) -> str:
+    """`REPO_ID[@REVISION][/subfolder]` of a catalogue entry (keys `repo_id`, optional `revision`, `subfolder`)."""
+    from urllib.parse import quote
+
+    text = model["repo_id"] + (f"@{quote(str(model['revision']), safe='')}" if model.get("revision") else "")
+    return text + (f"/{model['subfolder']}" if model.get("subfolder") else "")
+
+
 def family_sources(index: Any, family: str) -> list[dict[str, Any]]:
     """Catalogue models of `family` (case-insensitive) that name a Hub repo: `name`, `repo_id`, `revision`."""
-    models = [m for m in index.catalog().get("model", [])
-              if str(m.get("family", "")).lower() == family.lower() and m.get("repo_id")]
+    catalogue = catalogue_models(index)
+    models = [m for m in catalogue if str(m.get("family", "")).lower() == family.lower() and m.get("repo_id")]
     if not models:
-        known = sorted({str(m.get("family")) for m in index.catalog().get("model", []) if m.get("family")})
+        known = sorted({str(m.get("family")) for m in catalogue if m.get("family")})
         from .errors import ReferenceIndexError
 
         raise ReferenceIndexError(Path(index.root) / "catalog.toml",

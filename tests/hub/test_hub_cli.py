@@ -1,0 +1,106 @@
+"""The CLI: `index pull|fetch|export|import` and `scan hf://…` against the test Hub, errors on one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cli.main import app
+from provenance.refindex import ReferenceIndex
+from tests.hub.conftest import MINILM_REPO, SHARDED_REPO
+from tests.hub.hub_server import HubRepo
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_pull_prints_bytes_and_pinned_commit_then_skips_a_second_time(hub, cli, tmp_path):
+    index = tmp_path / "index"
+    args = ["index", "pull", f"{SHARDED_REPO}@main/vision_tower", "--name", "smol-tower", "--index", str(index)]
+    first = cli.invoke(app, args)
+    assert first.exit_code == 0, first.output + first.stderr
+    sha = hub.repos[("model", SHARDED_REPO)].sha
+    assert f"pulled smol-tower from {SHARDED_REPO}@{sha[:12]} (sampled)" in first.stdout
+    assert "bytes (" in first.stdout and "requests" in first.stdout
+    second = cli.invoke(app, args + ["--json"])
+    assert second.exit_code == 0
+    out = json.loads(second.stdout)
+    assert out["pulled"][0]["skipped"] and out["pulled"][0]["commit"] == sha
+    assert ReferenceIndex.load(index).entry("smol-tower").reference.revision == sha
+
+
+def test_pull_family_uses_the_catalogue(hub, cli, tmp_path):
+    index = tmp_path / "index"
+    index.mkdir()
+    (index / "catalog.toml").write_text(
+        '[[model]]\nname = "smol-tower"\nfamily = "SmolTest"\nrepo_id = "%s"\nsubfolder = "vision_tower"\n'
+        'revision = "main"\norg = "Hugging Face"\ncountry = "US"\nlicense = "Apache-2.0"\n\n'
+        '[[model]]\nname = "other"\nfamily = "Other"\nrepo_id = "nobody/nothing"\n' % SHARDED_REPO)
+    result = cli.invoke(app, ["index", "pull", "--family", "smoltest", "--index", str(index)])
+    assert result.exit_code == 0, result.output + result.stderr
+    ref = ReferenceIndex.load(index).entry("smol-tower").reference
+    assert (ref.family, ref.org, ref.country, ref.license) == ("SmolTest", "Hugging Face", "US", "Apache-2.0")
+    missing = cli.invoke(app, ["index", "pull", "--family", "nope", "--index", str(index)])
+    assert missing.exit_code == 2 and "known: Other, SmolTest" in missing.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["index", "pull", "nobody/nothing"], "repository not found"),
+    (["index", "pull", f"{MINILM_REPO}@v9"], "revision not found"),
+    (["index", "fetch", "nobody/nothing"], "repository not found"),
+])
+def test_hub_errors_are_one_line_exit_2(hub, cli, tmp_path, args, message):
+    result = cli.invoke(app, args + ["--index", str(tmp_path / "index")])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("provenance: error: ") and message in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_export_import_fetch_round_trip(hub, cli, tmp_path):
+    index = tmp_path / "index"
+    assert cli.invoke(app, ["index", "pull", f"hf://{SHARDED_REPO}/vision_tower", "--name", "t",
+                            "--index", str(index)]).exit_code == 0
+    exported = cli.invoke(app, ["index", "export", str(tmp_path / "pub" / "reference-index.tar"), "--index", str(index),
+                                "--json"])
+    assert exported.exit_code == 0, exported.stderr
+    digest = json.loads(exported.stdout)["sha256"]
+    imported = cli.invoke(app, ["index", "import", str(tmp_path / "pub" / "reference-index.tar"),
+                                "--index", str(tmp_path / "offline")])
+    assert imported.exit_code == 0 and "verified" in imported.stdout
+    hub.add(HubRepo("org/idx", {p.name: p for p in (tmp_path / "pub").iterdir()}, repo_type="dataset"))
+    fetched = cli.invoke(app, ["index", "fetch", "org/idx", "--digest", digest, "--index", str(tmp_path / "net")])
+    assert fetched.exit_code == 0, fetched.stderr
+    assert ReferenceIndex.load(tmp_path / "net").digest == ReferenceIndex.load(index).digest
+    tampered = cli.invoke(app, ["index", "import", str(tmp_path / "pub" / "reference-index.tar"), "--digest",
+                                "sha256:" + "1" * 64, "--index", str(tmp_path / "x")])
+    assert tampered.exit_code == 2 and "digest mismatch" in tampered.stderr
+
+
+def test_scan_a_hub_model(hub, cli, tmp_path):
+    index = tmp_path / "index"
+    assert cli.invoke(app, ["index", "pull", MINILM_REPO, "--name", "minilm", "--index", str(index)]).exit_code == 0
+    result = cli.invoke(app, ["scan", f"hf://{SHARDED_REPO}", "--index", str(index), "--no-hash",
+                              "--json", str(tmp_path / "scan.json")])
+    assert result.exit_code in (0, 1), result.output + result.stderr
+    report = json.loads((tmp_path / "scan.json").read_text())
+    assert any(f["reference"]["name"] == "minilm" for f in report["findings"])
+
+
+def test_cli_in_a_fresh_process_reads_hf_endpoint_token_and_offline(hub, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
+    env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf"), HF_HUB_DISABLE_TELEMETRY="1",
+               HF_TOKEN="hf_subprocess_token", PYTHONPATH=str(REPO_ROOT))
+    cmd = [sys.executable, "-m", "cli.main", "index", "pull", f"{SHARDED_REPO}/vision_tower", "--name", "t",
+           "--index", str(tmp_path / "index")]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+    assert done.returncode == 0, done.stderr
+    assert hub.state.authorization and set(hub.state.authorization) == {"Bearer hf_subprocess_token"}
+    hub.state.requests.clear()
+    offline = subprocess.run(cmd[:-1] + [str(tmp_path / "other")], env={**env, "HF_HUB_OFFLINE": "1"},
+                             capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+    assert offline.returncode == 2 and "HF_HUB_OFFLINE" in offline.stderr
+    assert offline.stderr.count("\n") == 1 and hub.state.requests == []
