@@ -25,6 +25,9 @@ RELATED_ID_AGREEMENT = 0.5  # independent pairs: ~0.0
 RELATED_MERGE_CORRELATION = 0.95  # independent pairs: <= 0.78
 TOP_MERGES = 1000  # reported: share of the first 1000 merges in common (independent pairs: <= 0.58)
 MIN_SHARED = 1000  # fewer shared tokens than this is too little to call a relation (byte alphabets alone: 256)
+# Added tokens (tokenizer.add_tokens, GGUF user-defined) the reference lacks that make an otherwise identical
+# vocabulary "extended": more than a chat template's markup (Qwen3 has 26, DeepSeek-V3 1,283 of its own).
+ADDED_EXTENSION = 100
 
 
 @dataclass
@@ -162,8 +165,12 @@ def compare_tokenizers(suspect: Tokenizer, reference: Tokenizer, *, suspect_sket
     related = bool(reasons) and n >= min(MIN_SHARED, n_s, n_r)
     same_merges = merges is None or (suspect.merges == reference.merges)
 
+    added_only = [t for t in specials.only_in_suspect if t.encode("utf-8") not in r_tokens]
     if n == n_s == n_r and id_agreement == 1.0 and same_merges and n > 0:
         verdict = "identical"
+        if len(added_only) >= ADDED_EXTENSION:
+            verdict = "extended"
+            reasons.append(f"reference vocabulary kept whole; {len(added_only):,} added tokens it lacks")
     elif not related:
         verdict = "unrelated"
     elif r_in_s >= SUBSET and n_s > n_r and id_agreement >= IDS_KEPT:

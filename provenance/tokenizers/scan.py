@@ -58,7 +58,10 @@ def _statistics(c: TokenizerComparison) -> dict[str, Any]:
 
 def _transformations(c: TokenizerComparison) -> list[str]:
     if c.verdict == "extended":
-        return [f"{c.suspect_tokens - c.shared_tokens:,} tokens added after the reference vocabulary (ids kept)"]
+        added = c.suspect_tokens - c.shared_tokens
+        if added:
+            return [f"{added:,} tokens added after the reference vocabulary (ids kept)"]
+        return [f"{len(c.special_tokens.only_in_suspect):,} added tokens the reference lacks (vocabulary kept)"]
     if c.verdict == "pruned":
         return [f"{c.reference_tokens - c.shared_tokens:,} reference tokens removed"]
     if c.verdict == "modified":

@@ -191,3 +191,18 @@ def test_scan_with_an_index_without_tokenizers(tmp_path, minilm_dir):
     findings, details = scan_tokenizers(minilm_dir, index_dir=tmp_path)
     assert findings == [] and details["comparisons"] == []
     assert details["fingerprint"]["regular_tokens"] == 30517 and "no tokenizers" in details["reason"]
+
+
+def test_vocabulary_extended_through_added_tokens(tmp_path, minilm_dir, bert_tok):
+    """`tokenizer.add_tokens` puts new words in added_tokens, not the model vocabulary: still an extension."""
+    hf = HFTokenizer.from_file(str(minilm_dir / "tokenizer.json"))
+    words = [f"provenancefeature{k}" for k in range(500)]
+    assert hf.add_tokens(words) == 500
+    hf.save(str(tmp_path / "tokenizer.json"))
+    result = compare_tokenizers(read_tokenizer(tmp_path), bert_tok)
+    assert result.verdict == "extended" and len(result.special_tokens.only_in_suspect) == 500
+    # a handful of chat-template tokens leaves the verdict at identical (reported beside it)
+    few = HFTokenizer.from_file(str(minilm_dir / "tokenizer.json"))
+    few.add_special_tokens(["<|im_start|>", "<|im_end|>"])
+    few.save(str(tmp_path / "few.json"))
+    assert compare_tokenizers(read_tokenizer(tmp_path / "few.json"), bert_tok).verdict == "identical"
