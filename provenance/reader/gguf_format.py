@@ -9,22 +9,22 @@ projections of Llama-family models for its rotary layout; the reader does NOT un
 from __future__ import annotations
 
 import collections
-import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from ..errors import CheckpointError
-from .base import Checkpoint, CheckpointFile, RowSelection, TensorInfo
+from .base import CheckpointFile, RowSelection, TensorInfo
 from .safetensors_format import read_row_runs
+from .table import TableCheckpoint
 
 _PLAIN = {"F32": "<f4", "F16": "<f2", "F64": "<f8", "I8": "i1", "I16": "<i2", "I32": "<i4", "I64": "<i8"}
 # metadata arrays larger than this are summarised (length only) unless they are tokenizer arrays
 _MAX_INLINE_ARRAY = 4096
 
 
-class GgufCheckpoint(Checkpoint):
+class GgufCheckpoint(TableCheckpoint):
     """One GGUF file: tensors in PyTorch-order shapes with their GGML type as dtype, metadata as `metadata`."""
 
     format = "gguf"
@@ -32,8 +32,8 @@ class GgufCheckpoint(Checkpoint):
     def __init__(self, path: Path, side_files: list[CheckpointFile]) -> None:
         import gguf
 
+        super().__init__(path)
         self._gguf = gguf
-        self.path = path
         try:
             size = path.stat().st_size
         except OSError as exc:
@@ -44,7 +44,6 @@ class GgufCheckpoint(Checkpoint):
             raise CheckpointError(path, f"not a readable GGUF file ({size} bytes; truncated or malformed: "
                                   f"{_first_line(exc)})") from None
         self.metadata = _metadata(reader)
-        self._infos: dict[str, TensorInfo] = {}
         self._qtypes: dict[str, Any] = {}
         for t in reader.tensors:
             qtype = t.tensor_type
@@ -59,34 +58,22 @@ class GgufCheckpoint(Checkpoint):
             if end > size:
                 raise CheckpointError(path, f"tensor {t.name!r}: data [{start}, {end}) runs past the end of the "
                                       f"{size}-byte file (truncated)")
-            self._infos[t.name] = TensorInfo(t.name, qtype.name, shape, path, (start, end))
+            self._add(TensorInfo(t.name, qtype.name, shape, path, (start, end)))
             self._qtypes[t.name] = qtype
         del reader  # drop the memory map; data is read with positioned reads
         self.quantisation = dominant_type(self._infos.values())
         self.config = config_from_metadata(self.metadata)
         self._files = [*side_files, CheckpointFile(path, size, "weights")]
-        self._fd: int | None = None
-
-    def tensors(self) -> Iterator[TensorInfo]:
-        return iter(self._infos.values())
-
-    def tensor(self, name: str) -> TensorInfo:
-        return self._infos[name]
-
-    def files(self) -> list[CheckpointFile]:
-        return list(self._files)
 
     def read_rows(self, name: str, rows: RowSelection = None) -> np.ndarray:
         info = self._infos[name]
         qtype = self._qtypes[name]
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDONLY)
         row_bytes = info.nbytes // info.rows if info.rows else 0
 
         def decode(raw: bytes, out: np.ndarray) -> None:
             out[...] = self._decode(raw, qtype, out.shape[0], row_bytes).reshape(out.shape)
 
-        return read_row_runs(self._fd, info, rows, row_bytes, decode)
+        return read_row_runs(self._fd(info.file), info, rows, row_bytes, decode)
 
     def _decode(self, raw: bytes, qtype: Any, n_rows: int, row_bytes: int) -> np.ndarray:
         plain = _PLAIN.get(qtype.name)
@@ -97,11 +84,6 @@ class GgufCheckpoint(Checkpoint):
             return self._gguf.quants.dequantize(data, qtype)
         except NotImplementedError:
             raise CheckpointError(self.path, f"dequantisation of {qtype.name} is not supported") from None
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
 
 
 def dominant_type(infos: Any) -> str | None:

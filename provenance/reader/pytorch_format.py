@@ -7,18 +7,18 @@ of just those bytes, as for safetensors, and touched pages do not pile up in a m
 
 from __future__ import annotations
 
-import os
 import struct
 import zipfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from ..errors import CheckpointError
-from .base import Checkpoint, CheckpointFile, RowSelection, TensorInfo
+from .base import CheckpointFile, RowSelection, TensorInfo
 from .safetensors_format import read_rows as read_stored_rows
 from .safetensors_format import row_indices
+from .table import TableCheckpoint
 
 
 def _torch_dtype_names() -> dict[Any, str]:
@@ -32,19 +32,16 @@ def _torch_dtype_names() -> dict[Any, str]:
     }
 
 
-class PytorchCheckpoint(Checkpoint):
+class PytorchCheckpoint(TableCheckpoint):
     """One or more `pytorch_model*.bin` files (zip serialisation), with sub-model name prefixes as for safetensors."""
 
     format = "pytorch"
 
     def __init__(self, path: Path, shards: list[tuple[Path, str]], extra_files: list[CheckpointFile],
                  config: dict[str, Any] | None) -> None:
-        self.path = path
+        super().__init__(path)
         self.config = config
-        self.metadata = {}
-        self._infos: dict[str, TensorInfo] = {}
         self._tensors: dict[str, Any] = {}  # name -> mmapped torch tensor, for views that are not contiguous
-        self._fds: dict[Path, int] = {}
         self._files = list(extra_files)
         dtype_names = _torch_dtype_names()
         for shard, prefix in shards:
@@ -52,8 +49,6 @@ class PytorchCheckpoint(Checkpoint):
             offsets = _storage_offsets(shard, state)
             for key, tensor in state.items():
                 name = prefix + key
-                if name in self._infos:
-                    raise CheckpointError(shard, f"tensor {name!r} also appears in {self._infos[name].file}")
                 dtype = dtype_names.get(tensor.dtype)
                 if dtype is None:
                     raise CheckpointError(shard, f"tensor {key!r}: unsupported dtype {tensor.dtype}")
@@ -64,17 +59,8 @@ class PytorchCheckpoint(Checkpoint):
                 else:
                     byte_range = (0, 0)  # not a contiguous run of the file: read through torch
                     self._tensors[name] = tensor
-                self._infos[name] = TensorInfo(name, dtype, tuple(tensor.shape), shard, byte_range)
+                self._add(TensorInfo(name, dtype, tuple(tensor.shape), shard, byte_range))
             self._files.append(CheckpointFile(shard, shard.stat().st_size, "weights"))
-
-    def tensors(self) -> Iterator[TensorInfo]:
-        return iter(self._infos.values())
-
-    def tensor(self, name: str) -> TensorInfo:
-        return self._infos[name]
-
-    def files(self) -> list[CheckpointFile]:
-        return list(self._files)
 
     def read_rows(self, name: str, rows: RowSelection = None) -> np.ndarray:
         info = self._infos[name]
@@ -84,15 +70,10 @@ class PytorchCheckpoint(Checkpoint):
             flat = fallback.reshape(info.rows, info.row_length)
             picked = flat[sel] if isinstance(sel, slice) else flat[np.asarray(sel)]
             return picked.float().numpy().astype(np.float32, copy=False)
-        fd = self._fds.get(info.file)
-        if fd is None:
-            fd = self._fds[info.file] = os.open(info.file, os.O_RDONLY)
-        return read_stored_rows(fd, info, rows)
+        return read_stored_rows(self._fd(info.file), info, rows)
 
     def close(self) -> None:
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds.clear()
+        super().close()
         self._tensors.clear()
 
 

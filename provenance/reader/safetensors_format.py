@@ -7,20 +7,21 @@ import math
 import os
 import struct
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
 from ..errors import CheckpointError
-from .base import Checkpoint, CheckpointFile, RowSelection, TensorInfo
+from .base import CheckpointFile, RowSelection, TensorInfo
 from .dtypes import DTYPE_SIZES, to_float32
+from .table import TableCheckpoint
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the limit the safetensors library itself enforces
 READ_CHUNK_BYTES = 16 * 1024 * 1024  # largest single read; bounds the temporary bytes of any row read
 _FADVISE = hasattr(os, "posix_fadvise")
 
 
-class SafetensorsCheckpoint(Checkpoint):
+class SafetensorsCheckpoint(TableCheckpoint):
     """One or more safetensors files (single, sharded, or in sub-model folders) read lazily.
 
     `shards` pairs each file with the dotted name prefix of its sub-model folder ("" at the root).
@@ -37,11 +38,8 @@ class SafetensorsCheckpoint(Checkpoint):
         config: dict[str, Any] | None,
         expected: dict[Path, set[str]] | None = None,
     ) -> None:
-        self.path = path
+        super().__init__(path)
         self.config = config
-        self.metadata = {}
-        self._infos: dict[str, TensorInfo] = {}
-        self._fds: dict[Path, int] = {}
         self._files = list(extra_files)
         for shard, prefix in shards:
             infos, meta = parse_header(shard, prefix)
@@ -50,34 +48,12 @@ class SafetensorsCheckpoint(Checkpoint):
             if expected and shard in expected:
                 _check_weight_map(shard, prefix, infos, expected[shard])
             for info in infos:
-                if info.name in self._infos:
-                    raise CheckpointError(shard, f"tensor {info.name!r} also appears in {self._infos[info.name].file}")
-                self._infos[info.name] = info
+                self._add(info)
             self._files.append(CheckpointFile(shard, shard.stat().st_size, "weights"))
-
-    def tensors(self) -> Iterator[TensorInfo]:
-        return iter(self._infos.values())
-
-    def tensor(self, name: str) -> TensorInfo:
-        return self._infos[name]
-
-    def files(self) -> list[CheckpointFile]:
-        return list(self._files)
 
     def read_rows(self, name: str, rows: RowSelection = None) -> np.ndarray:
         info = self._infos[name]
-        fd = self._fds.get(info.file)
-        if fd is None:
-            try:
-                fd = self._fds[info.file] = os.open(info.file, os.O_RDONLY)
-            except OSError as exc:
-                raise CheckpointError(info.file, f"cannot open: {exc.strerror or exc}") from None
-        return read_rows(fd, info, rows)
-
-    def close(self) -> None:
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds.clear()
+        return read_rows(self._fd(info.file), info, rows)
 
 
 def _check_weight_map(shard: Path, prefix: str, infos: list[TensorInfo], names: set[str]) -> None:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import gguf
 import numpy as np
-import pytest
 
 from provenance.reader import open_checkpoint
 
