@@ -262,6 +262,10 @@ class CodeIndex:
         """The references in the index, in name order."""
         return [CodeReference(**self.manifest(entry)["reference"]) for entry in self.entry_dirs()]
 
+    def has_references(self) -> bool:
+        """True when at least one (non-background) reference is indexed: a code scan has something to match."""
+        return any(r.role == "reference" for r in self.list())
+
     def find(self, name: str) -> Path:
         """The entry folder of `name` or `name@version`; a name with several versions must say which."""
         matches = [e for e in self.entry_dirs() if e.name == name or e.name.split("@", 1)[0] == name]

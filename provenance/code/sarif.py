@@ -13,7 +13,7 @@ from typing import Any
 
 from provenance import __version__
 
-from .scan import CodeScanResult, FunctionMatch
+from .scan import CodeScanResult
 
 SARIF_VERSION = "2.1.0"
 SARIF_SCHEMA_URI = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
@@ -42,66 +42,77 @@ def _region(lines: tuple[int, int]) -> dict[str, int]:
     return {"startLine": int(lines[0]), "endLine": int(max(lines[0], lines[1]))}
 
 
-def _result(match: FunctionMatch, rule_index: dict[str, int]) -> dict[str, Any]:
-    rule_id = RULES[match.verdict][0]
-    reference_uri = f"{match.reference}/{match.reference_path}"
+def _result(match: dict[str, Any], rule_index: dict[str, int]) -> dict[str, Any]:
+    rule_id = RULES[match["verdict"]][0]
+    reference_uri = f"{match['reference']}/{match['reference_path']}"
     related = [
         {
             "id": i,
             "physicalLocation": {
                 "artifactLocation": {"uri": reference_uri, "uriBaseId": "REFERENCE"},
-                "region": _region(region.reference_lines),
+                "region": _region(region["reference_lines"]),
             },
-            "message": {"text": f"reference lines {region.reference_lines[0]}-{region.reference_lines[1]} ({region.tokens} tokens)"},
+            "message": {
+                "text": f"reference lines {region['reference_lines'][0]}-{region['reference_lines'][1]} "
+                f"({region['tokens']} tokens)"
+            },
         }
-        for i, region in enumerate(match.regions)
+        for i, region in enumerate(match["regions"])
     ]
-    unmet = [o.obligation for o in match.license_obligations if o.met is False]
+    obligations = match["license_obligations"]
+    unmet = [o["obligation"] for o in obligations if o["met"] is False]
+    renamed = match["rename_map"]
     return {
         "ruleId": rule_id,
         "ruleIndex": rule_index[rule_id],
-        "level": _LEVEL[match.verdict],
+        "level": _LEVEL[match["verdict"]],
         "kind": "fail",
         "message": {
-            "text": f"{match.subject_qualname} is {match.verdict} from {match.reference} "
-            f"{match.reference_path}::{match.reference_qualname}: {match.similarity:.0%} of the reference function, "
-            f"{match.matched_tokens} tokens matched"
-            + (f", {len(match.rename_map)} identifiers renamed" if match.rename_map else "")
+            "text": f"{match['subject_qualname']} is {match['verdict']} from {match['reference']} "
+            f"{match['reference_path']}::{match['reference_qualname']}: {match['similarity']:.0%} of the reference "
+            f"function, {match['matched_tokens']} tokens matched"
+            + (f", {len(renamed)} identifiers renamed" if renamed else "")
             + (f". Unmet: {'; '.join(unmet)}" if unmet else "")
         },
         "locations": [
             {
                 "physicalLocation": {
-                    "artifactLocation": {"uri": match.subject_path, "uriBaseId": "SRCROOT"},
-                    "region": _region(match.subject_lines),
+                    "artifactLocation": {"uri": match["subject_path"], "uriBaseId": "SRCROOT"},
+                    "region": _region(match["subject_lines"]),
                 },
-                "logicalLocations": [{"fullyQualifiedName": match.subject_qualname, "kind": "function"}],
+                "logicalLocations": [{"fullyQualifiedName": match["subject_qualname"], "kind": "function"}],
             }
         ],
         "relatedLocations": related,
-        "partialFingerprints": {"referenceUnit/v1": f"{match.reference}:{match.reference_path}::{match.reference_qualname}"},
+        "partialFingerprints": {
+            "referenceUnit/v1": f"{match['reference']}:{match['reference_path']}::{match['reference_qualname']}"
+        },
         "properties": {
-            "similarity": match.similarity,
-            "subjectCoverage": match.subject_coverage,
-            "matchedTokens": match.matched_tokens,
-            "lexicalIdentity": match.lexical_identity,
-            "renameMap": match.rename_map,
-            "subjectRegions": [list(r.subject_lines) for r in match.regions],
-            "referenceRegions": [list(r.reference_lines) for r in match.regions],
-            "licenseObligations": [o.to_dict() for o in match.license_obligations],
-            "copiesInIndex": len(match.also_matches),
+            "similarity": match["similarity"],
+            "subjectCoverage": match["subject_coverage"],
+            "matchedTokens": match["matched_tokens"],
+            "lexicalIdentity": match["lexical_identity"],
+            "renameMap": renamed,
+            "subjectRegions": [list(r["subject_lines"]) for r in match["regions"]],
+            "referenceRegions": [list(r["reference_lines"]) for r in match["regions"]],
+            "licenseObligations": obligations,
+            "copiesInIndex": len(match["also_matches"]),
         },
     }
 
 
-def to_sarif(result: CodeScanResult) -> dict[str, Any]:
-    """A SARIF 2.1.0 log of a code scan (one run, one result per matched function)."""
+def to_sarif(result: CodeScanResult | dict[str, Any]) -> dict[str, Any]:
+    """A SARIF 2.1.0 log of a code scan (one run, one result per matched function).
+
+    Accepts the `CodeScanResult` or its `to_dict()` form (as stored in a JSON scan report).
+    """
+    data = result.to_dict() if isinstance(result, CodeScanResult) else result
     rules = [
         {"id": rule_id, "name": rule_id.title().replace("-", ""), "shortDescription": {"text": text}}
         for rule_id, text in RULES.values()
     ]
     rule_index = {rule["id"]: i for i, rule in enumerate(rules)}
-    results = [_result(m, rule_index) for f in result.files for m in f.matches]
+    results = [_result(m, rule_index) for f in data["files"] for m in f["matches"]]
     return {
         "$schema": SARIF_SCHEMA_URI,
         "version": SARIF_VERSION,
@@ -115,13 +126,16 @@ def to_sarif(result: CodeScanResult) -> dict[str, Any]:
                         "rules": rules,
                     }
                 },
-                "originalUriBaseIds": {"SRCROOT": {"uri": _as_uri(result.root)}},
+                "originalUriBaseIds": {"SRCROOT": {"uri": _as_uri(data["root"])}},
                 "artifacts": [
-                    {"location": {"uri": f.path, "uriBaseId": "SRCROOT"}, "length": -1, "properties": {"coverage": round(f.coverage, 4)}}
-                    for f in result.files
+                    {
+                        "location": {"uri": f["path"], "uriBaseId": "SRCROOT"},
+                        "properties": {"coverage": f["coverage"], "tokens": f["tokens"]},
+                    }
+                    for f in data["files"]
                 ],
                 "results": results,
-                "properties": {"index": result.index, "references": [r["key"] for r in result.references]},
+                "properties": {"index": data["index"], "references": [r["key"] for r in data["references"]]},
             }
         ],
     }

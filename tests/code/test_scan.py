@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -124,6 +125,7 @@ def test_copy_without_apache_header_is_flagged(code_index, tmp_path, transformer
 def test_sarif_validates_and_locates_both_sides(original):
     document = to_sarif(original)
     validate_sarif(document)
+    assert to_sarif(json.loads(json.dumps(original.to_dict()))) == document  # from a stored JSON report too
     results = document["runs"][0]["results"]
     assert len(results) == len(original.findings)
     first = results[0]
