@@ -206,3 +206,14 @@ def test_vocabulary_extended_through_added_tokens(tmp_path, minilm_dir, bert_tok
     few.add_special_tokens(["<|im_start|>", "<|im_end|>"])
     few.save(str(tmp_path / "few.json"))
     assert compare_tokenizers(read_tokenizer(tmp_path / "few.json"), bert_tok).verdict == "identical"
+
+
+def test_merge_order_ties_do_not_break_identity(qwen_tok):
+    """Two adjacent merges listed the other way round (as converters may) keep the tokenizer identical;
+    a merge order reversed from rank 1000 on does not."""
+    swapped = list(qwen_tok.merges)
+    swapped[500], swapped[501] = swapped[501], swapped[500]
+    assert compare_tokenizers(dataclasses.replace(qwen_tok, merges=swapped), qwen_tok).verdict == "identical"
+    scrambled = swapped[:1000] + swapped[1000:][::-1]
+    result = compare_tokenizers(dataclasses.replace(qwen_tok, merges=scrambled), qwen_tok)
+    assert result.verdict == "modified" and "merge order differs" in result.reasons
