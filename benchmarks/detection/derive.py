@@ -36,10 +36,58 @@ TOKENIZER_FILES = (
 )
 
 __all__ = [
-    "StateDict", "load_checkpoint", "save_checkpoint", "config_folder", "read_config", "build_model", "training_texts",
-    "fresh_init", "finetune_bert", "train_bert_from_scratch", "train_from_scratch", "masked_lm_loss",
-    "causal_lm_loss", "gguf_to_hf_llama", "small_llama_config",
-    "rename_keys", "cast", "transpose_linear", "fuse_qkv", "fuse_gate_up", "reshard", "composite",
+    "StateDict",
+    "RENAME_SCHEMES",
+    "MOE_NAMINGS",
+    "GGUF_QTYPES",
+    "TINY_LLAMA_CONFIG",
+    "read_config",
+    "load_checkpoint",
+    "save_checkpoint",
+    "config_folder",
+    "reshard",
+    "training_texts",
+    "build_model",
+    "fresh_init",
+    "masked_lm_loss",
+    "causal_lm_loss",
+    "finetune_bert",
+    "train_bert_from_scratch",
+    "train_from_scratch",
+    "small_llama_config",
+    "llama_rope_permute",
+    "llama_rope_unpermute",
+    "gguf_tensors",
+    "gguf_to_hf_llama",
+    "rename_keys",
+    "cast",
+    "is_linear_weight",
+    "transpose_linear",
+    "fuse_qkv",
+    "fuse_gate_up",
+    "composite",
+    "family",
+    "layer_count",
+    "permute_mlp_neurons",
+    "permute_heads",
+    "permute_residual",
+    "residual_permutation",
+    "untie_embeddings",
+    "fold_norm_gains",
+    "random_orthogonal",
+    "rotate_residual",
+    "fit_config",
+    "upscale_depth",
+    "drop_layers",
+    "prune_mlp_width",
+    "prune_heads",
+    "extend_vocab",
+    "reduce_vocab",
+    "extend_tokenizer",
+    "upcycle_moe",
+    "fake_int8",
+    "to_gguf",
+    "random_llama",
 ]
 
 
@@ -558,7 +606,8 @@ def gguf_to_hf_llama(gguf_path: PathLike, out_dir: PathLike, dtype: torch.dtype 
     with _building(out_dir) as dst:
         _write_safetensors(sd, dst, 1, {"derive": f"gguf_to_hf_llama {gguf_path.name}"})
         _write_config(config, dst)
-        _save_gguf_tokenizer(gguf_path, dst)
+        if "tokenizer.ggml.model" in reader.fields:
+            _save_gguf_tokenizer(gguf_path, dst)
     return Path(out_dir)
 
 
@@ -1154,3 +1203,114 @@ def fake_int8(sd: StateDict) -> StateDict:
         scale = w.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / 127.0
         out[name] = (torch.round(w / scale).clamp(-127, 127) * scale).to(t.dtype)
     return out
+
+
+GGUF_QTYPES = ("F32", "F16", "BF16", "Q8_0", "Q5_0", "Q5_1", "Q4_0", "Q4_1")
+"""Types `to_gguf` can write: the ones `gguf.quants.quantize` implements in numpy (gguf 0.19 has no
+K-quant or i-quant quantiser; Q4_K/Q5_K/Q6_K raise NotImplementedError there, so they are refused here)."""
+
+
+def _gguf_tensor(arr: np.ndarray, qtype: str):
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+    from gguf.quants import quantize
+
+    kind = GGMLQuantizationType[qtype]
+    block = GGML_QUANT_SIZES[kind][0]
+    if arr.ndim < 2 or arr.shape[-1] % block:
+        return arr.astype(np.float32), GGMLQuantizationType.F32
+    if kind == GGMLQuantizationType.F32:
+        return arr.astype(np.float32), kind
+    if kind == GGMLQuantizationType.F16:
+        return arr.astype(np.float16), kind
+    return quantize(arr.astype(np.float32), kind), kind
+
+
+def to_gguf(sd_or_dir: StateDict | PathLike, out_path: PathLike, qtype: str = "Q8_0",
+            config: dict[str, Any] | None = None, *, tokenizer_gguf: PathLike | None = None) -> Path:
+    """Write a real GGUF file (llama.cpp names and metadata) with weights quantised to `qtype` by
+    `gguf.quants.quantize`. Llama q/k rows get llama.cpp's rotary permutation; 1-D tensors stay F32 and
+    embedding / LM-head tables use Q8_0 when `qtype` is 4- or 5-bit (as llama.cpp's presets do).
+    `tokenizer_gguf` copies the `tokenizer.ggml.*` metadata of an existing GGUF (same vocabulary)."""
+    from gguf import GGUFReader, GGUFValueType, GGUFWriter
+
+    if qtype not in GGUF_QTYPES:
+        raise NotImplementedError(f"qtype {qtype!r}: gguf.quants can write only {', '.join(GGUF_QTYPES)}")
+    if isinstance(sd_or_dir, dict):
+        sd = sd_or_dir
+        if config is None:
+            raise ValueError("to_gguf needs the model config when given a state dict")
+    else:
+        sd, config = load_checkpoint(sd_or_dir)
+    fam = family(sd)
+    n, n_kv, hd = _head_dims(config)
+    sd = {k: v.float() for k, v in sd.items() if not k.startswith("cls.")}
+    if fam == "llama":
+        for i in range(layer_count(sd)):
+            q, k = f"model.layers.{i}.self_attn.q_proj.weight", f"model.layers.{i}.self_attn.k_proj.weight"
+            sd[q], sd[k] = llama_rope_permute(sd[q], n), llama_rope_permute(sd[k], n_kv)
+    named = rename_keys(sd, "gguf")
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.partial")
+    arch = "llama" if fam == "llama" else "bert"
+    writer = GGUFWriter(str(tmp), arch)
+    writer.add_name(f"derived-{arch}-{qtype}")
+    writer.add_block_count(layer_count(sd))
+    writer.add_context_length(int(config.get("max_position_embeddings", 512)))
+    writer.add_embedding_length(int(config["hidden_size"]))
+    writer.add_feed_forward_length(int(config["intermediate_size"]))
+    writer.add_head_count(n)
+    writer.add_head_count_kv(n_kv)
+    writer.add_vocab_size(int(config["vocab_size"]))
+    if fam == "llama":
+        writer.add_rope_freq_base(float(config.get("rope_theta", 10000.0)))
+        writer.add_layer_norm_rms_eps(float(config.get("rms_norm_eps", 1e-5)))
+        writer.add_rope_dimension_count(hd)
+    else:
+        writer.add_layer_norm_eps(float(config.get("layer_norm_eps", 1e-12)))
+        writer.add_causal_attention(False)
+    low_bit = qtype.startswith(("Q4", "Q5"))
+    for name, t in named.items():
+        is_table = name.startswith(("token_embd", "output.", "position_embd", "token_types"))
+        data, kind = _gguf_tensor(t.numpy(), "Q8_0" if is_table and low_bit else qtype)
+        writer.add_tensor(name, data, raw_dtype=kind)
+    if tokenizer_gguf is not None:
+        reader = GGUFReader(str(tokenizer_gguf))
+        for key, field in reader.fields.items():
+            if key.startswith("tokenizer.ggml."):
+                sub = field.types[-1] if field.types[0] == GGUFValueType.ARRAY else None
+                writer.add_key_value(key, field.contents(), field.types[0], sub)
+    try:
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        os.replace(tmp, out_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return out_path
+
+
+# ------------------------------------------------------------------------------ tiny test models
+
+TINY_LLAMA_CONFIG: dict[str, Any] = {
+    "model_type": "llama", "vocab_size": 320, "hidden_size": 64, "intermediate_size": 160,
+    "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+    "max_position_embeddings": 128, "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "hidden_act": "silu",
+    "tie_word_embeddings": True,
+}
+"""A Llama with grouped-query attention small enough for unit tests (milliseconds per forward pass)."""
+
+
+def random_llama(config: dict[str, Any] = TINY_LLAMA_CONFIG, seed: int = 0, norm_noise: float = 0.3) -> StateDict:
+    """A randomly initialised Llama state dict whose RMSNorm gains are 1 + `norm_noise`·N(0,1), so that
+    norm folding and residual transforms are exercised (fresh models have all-ones gains)."""
+    model = build_model(config, seed=seed)
+    sd = {k: v.detach().clone() for k, v in model.state_dict().items()
+          if not (k == "lm_head.weight" and config.get("tie_word_embeddings"))}
+    gen = torch.Generator().manual_seed(seed)
+    for k in sd:
+        if k.endswith("norm.weight"):
+            sd[k] = 1 + norm_noise * torch.randn(sd[k].shape, generator=gen)
+    return sd
