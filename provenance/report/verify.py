@@ -75,8 +75,8 @@ def _locate(checkpoint: Path, rel: str, single_file: bool) -> Path:
     return checkpoint / rel
 
 
-def _checkpoint_files(checkpoint: Path) -> tuple[set[str] | None, str]:
-    """The files the reader counts as part of the checkpoint (for 'extra'), or None and why not."""
+def _checkpoint_files(checkpoint: Path) -> tuple[dict[Path, str] | None, str]:
+    """The files the reader counts as part of the checkpoint (absolute path -> relative name), or None and why not."""
     from provenance.reader import open_checkpoint
 
     try:
@@ -85,7 +85,7 @@ def _checkpoint_files(checkpoint: Path) -> tuple[set[str] | None, str]:
         return None, f"extra files not checked: {err.one_line()}"
     try:
         base = checkpoint if checkpoint.is_dir() else checkpoint.parent
-        return {_relative(str(Path(f.path)), str(base)) for f in ckpt.files()}, ""
+        return {Path(f.path).absolute(): _relative(str(Path(f.path)), str(base)) for f in ckpt.files()}, ""
     finally:
         close = getattr(ckpt, "close", None)
         if callable(close):
@@ -106,12 +106,14 @@ def verify_checkpoint(report: Any, checkpoint: str | os.PathLike[str], workers: 
         raise ProvenanceError(None, "the report lists no subject files to verify")
     single_file = len(listed) == 1 and _relative(listed[0]["path"], subject["path"]) == PurePath(subject["path"]).name
     checks: list[FileCheck] = []
+    located: set[Path] = set()
     to_hash: list[tuple[FileCheck, Path]] = []
     for f in listed:
         rel = _relative(f["path"], subject["path"])
         target = _locate(root, rel, single_file)
         check = FileCheck(rel, "missing", f["size"], f.get("sha256"))
         checks.append(check)
+        located.add(target.absolute())
         if not target.is_file():
             continue
         check.actual_size = target.stat().st_size
@@ -124,6 +126,7 @@ def verify_checkpoint(report: Any, checkpoint: str | os.PathLike[str], workers: 
     for (check, _), digest in zip(to_hash, hash_files([t for _, t in to_hash], workers=workers)):
         check.actual_sha256 = digest.sha256
         check.status = "match" if digest.sha256 == check.expected_sha256 else "mismatch"
-    present, note = _checkpoint_files(root)
-    extra = sorted(present - {c.path for c in checks}) if present is not None else []
+    # A single file is the whole checkpoint: nothing can be added beside it (and GGUF opening is slow).
+    present, note = _checkpoint_files(root) if root.is_dir() else (None, "")
+    extra = sorted(name for path, name in (present or {}).items() if path not in located)
     return VerifyResult(str(root), checks, extra, note)

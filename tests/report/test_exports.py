@@ -125,3 +125,21 @@ def test_spdx_document_has_the_ai_package_its_files_and_its_ancestor(report):
     hashes = {f.name: f.verifiedUsing[0].hashValue for f in objects.foreach_type(spdx.software_File) if f.verifiedUsing}
     assert hashes == {f["path"]: f["sha256"] for f in report["subject"]["files"] if f["sha256"]}
     assert spdx_json(build_report()) == text
+
+
+# --- escaping, for any text ------------------------------------------------------------------------------
+
+from hypothesis import given, settings, strategies as st
+
+from provenance.report.markdown import md_code, md_text
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_any_text_stays_in_its_table_cell(text):
+    for cell in (md_text(text), md_code(text)):
+        row = f"| a | {cell} | b |"
+        outside_code = re.sub(r"(`+)(?!`).*?(?<!`)\1(?!`)", "", row)
+        assert len(re.split(r"(?<!\\)\|", outside_code)) == 5
+        assert "\n" not in cell
+    assert "<" not in md_text(text) and ">" not in md_text(text)

@@ -133,3 +133,18 @@ def test_render_cli_errors_are_one_line(cli, tmp_path):
     result = cli.invoke(app, ["report", "render", str(tmp_path / "bad.json")])
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("provenance: error: ")
+
+
+def test_verify_a_single_file_checkpoint(smollm2_gguf, tmp_path):
+    report = build_report(code=False, policy=False)
+    sha = hashlib.sha256(smollm2_gguf.read_bytes()).hexdigest()
+    report["subject"].update(path=str(smollm2_gguf), format="gguf", files=[  # as the reader records a GGUF file
+        {"path": str(smollm2_gguf), "size": smollm2_gguf.stat().st_size, "sha256": sha, "role": "weights"}])
+    moved = tmp_path / "renamed.gguf"
+    moved.symlink_to(smollm2_gguf)
+    result = verify_checkpoint(report, moved)
+    assert result.ok, result.to_dict()
+    assert [f.path for f in result.files] == [smollm2_gguf.name]
+    other = tmp_path / "other.gguf"
+    other.write_bytes(smollm2_gguf.read_bytes()[:-1] + b"\0")
+    assert verify_checkpoint(report, other).counts()["mismatch"] == 1
