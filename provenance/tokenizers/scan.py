@@ -13,8 +13,8 @@ from .model import Tokenizer
 from .readers import TOKENIZER_FILE_PATTERNS, find_tokenizer_file, read_tokenizer, tokenizer_from_gguf_metadata
 from .reference import ReferenceTokenizerEntry, load_reference_entries
 
-# Strength of a relation, to keep one finding per reference family (Qwen3's tokenizer is also "modified"
-# relative to Qwen3.5's, which grew from it; reporting both would double-count one reuse).
+# Strength of a relation, to keep one finding per lineage (Qwen3's tokenizer is also "modified" relative
+# to Qwen3.5's, which grew from it; reporting both would double-count one reuse).
 VERDICT_STRENGTH = {"identical": 4, "extended": 3, "pruned": 2, "modified": 1, "unrelated": 0}
 _LIST_LIMIT = 20
 _RELATION = {"identical": "identical to", "extended": "an extension of", "pruned": "a pruned copy of",
@@ -113,12 +113,11 @@ def scan_tokenizers(checkpoint_path: str | os.PathLike[str], index_dir: str | os
     entries = load_reference_entries(index_dir)
     results = compare_with_references(tokenizer, entries=entries)
     findings: list[Finding] = []
-    best_by_family: dict[str, int] = {}
-    for entry, c in results:  # strongest first: keep one finding per family
-        family = entry.reference.family or entry.reference.name
-        if c.verdict == "unrelated" or family in best_by_family:
+    reported: set[str] = set()
+    for entry, c in results:  # strongest first: keep one finding per lineage
+        if c.verdict == "unrelated" or entry.lineage in reported:
             continue
-        best_by_family[family] = VERDICT_STRENGTH[c.verdict]
+        reported.add(entry.lineage)
         obligations = tokenizer_obligations(entry.reference, c.verdict, located, base)
         findings.append(comparison_finding(subject, entry.reference, c, entry.note, obligations))
     fp = tokenizer.fingerprint().to_dict(with_sketch=False)

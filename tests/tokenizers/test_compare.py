@@ -59,7 +59,7 @@ def test_scan_finds_extended_qwen_in_the_shipped_index(extended_qwen_dir):
     findings, details = scan_tokenizers(extended_qwen_dir)
     assert [(f.kind, f.verdict, f.reference.name) for f in findings] == [("tokenizer", "extended", "qwen3")]
     finding = findings[0]
-    assert finding.reference.org == "Alibaba Cloud" and finding.reference.country == "CN"
+    assert finding.reference.org == "Alibaba Cloud (Qwen)" and finding.reference.country == "CN"
     assert finding.subject == "extended.tiktoken"
     assert "20,000 tokens added" in finding.transformations[0]
     assert finding.statistics["shared_tokens"] == 151_643

