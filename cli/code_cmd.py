@@ -29,6 +29,20 @@ def _emit(text: str, output: Path | None) -> None:
             handle.write(text + "\n")
 
 
+def _unmet(obligations) -> str:
+    """`Apache-2.0 §4(a)(c)`: the unmet obligations of one match, grouped by license."""
+    grouped: dict[str, list[str]] = {}
+    for o in obligations:
+        if o.met is False:
+            head = o.obligation.split(":")[0]
+            license_id, _, section = head.partition(" ")
+            grouped.setdefault(license_id, []).append(section.replace("§4", "") if section.startswith("§4") else section)
+    return "; ".join(
+        f"{lic} §4{''.join(parts)}" if lic == "Apache-2.0" else f"{lic} {' '.join(parts)}".strip()
+        for lic, parts in grouped.items()
+    ) or "-"
+
+
 @click.group(name="code")
 def command() -> None:
     """Find reference inference code (and its license duties) in a code base, function by function."""
@@ -120,18 +134,17 @@ def scan(path: Path, index_dir, base_code, fmt: str, output: Path | None) -> Non
         _emit(json.dumps(to_sarif(result), indent=2), output)
         return
     console = Console(record=output is not None)
-    table = Table("subject", "verdict", "similarity", "tokens", "origin", "renamed", "unmet obligations")
+    table = Table("function", "verdict", "similarity", "tokens", "origin", "renamed", "unmet obligations")
     for file in result.files:
         for m in file.matches:
-            unmet = ", ".join(o.obligation.split(":")[0] for o in m.license_obligations if o.met is False)
             table.add_row(
-                m.subject,
+                m.subject_qualname if len(result.files) == 1 else m.subject,
                 m.verdict,
                 f"{m.similarity:.0%}",
                 str(m.matched_tokens),
-                f"{m.reference}:{m.reference_path}::{m.reference_qualname}",
+                f"{m.reference_path}::{m.reference_qualname}",
                 str(len(m.rename_map)),
-                unmet or "-",
+                _unmet(m.license_obligations),
             )
     console.print(table)
     for file in result.files:

@@ -385,6 +385,15 @@ def _match_unit(corpus: _Corpus, a: np.ndarray, candidates: list[tuple[int, tupl
     return results, members, shared_of
 
 
+def _best_stream(corpus: _Corpus, a: np.ndarray, results, members) -> int | None:
+    """The candidate stream with most matched tokens (closest in length on ties), or None if nothing matched."""
+    scored = [
+        (results[d][0], -abs(corpus.ids(refs[0]).shape[0] - a.shape[0]), d) for d, refs in members.items() if refs
+    ]
+    best = max(scored, default=None)
+    return best[2] if best is not None and best[0] > 0 else None
+
+
 def _canonical(corpus: _Corpus, a: np.ndarray, best_digest: int, results, members, params) -> tuple[tuple[int, int], list[str], list[str]]:
     """Attribute the best match to the root of its declared-parent chain among near-equal matches."""
     best_matched = results[best_digest][0]
@@ -449,9 +458,8 @@ def scan_code(
             s_index = unit_index[s_unit]
             a = subject.ids[s_index]
             results, members, shared_of = _match_unit(corpus, a, cands, params)
-            best_digest = max(results, key=lambda d: (results[d][0], -abs(corpus.ids(members[d][0]).shape[0] - a.shape[0])) if members.get(d) else (-1, 0))
-            matched, _ = results[best_digest]
-            if matched == 0 or not members.get(best_digest):
+            best_digest = _best_stream(corpus, a, results, members)
+            if best_digest is None:
                 continue
             origin, chain, copies = _canonical(corpus, a, best_digest, results, members, params)
             matched, tiles = results[corpus.digest(origin)]
