@@ -1,7 +1,8 @@
 """Find the checkpoint files in a path (file, folder, sharded index, sub-model folders) and open them.
 
 Folder rules, in order: safetensors (single, sharded via `*.safetensors.index.json`, and sub-model folders)
-win over `pytorch_model*.bin`, which win over GGUF; files of a losing format are listed in
+win over `*pytorch_model*.bin`, which win over GGUF; files of a losing format, and safetensors files a
+folder's weight-map index does not name (e.g. `consolidated.safetensors`), are listed in
 `checkpoint.metadata["ignored_files"]`. A folder with several GGUF files (several quantisations) is an error
 that names them: pass the one file to inspect. Empty folders and folders without any checkpoint are
 `CheckpointError`s (exit status 2).
@@ -73,8 +74,10 @@ def _open_folder(root: Path) -> Checkpoint:
     expected: dict[Path, set[str]] = {}
     pytorch: list[tuple[Path, str]] = []
     ggufs: list[Path] = []
+    unindexed: list[Path] = []
     for folder, prefix in folders:
         shards, exp = _folder_safetensors(folder, prefix)
+        unindexed += sorted(set(folder.glob("*.safetensors")) - {f for f, _ in shards})
         safetensors += shards
         expected.update(exp)
         pytorch += [(f, prefix) for f in _folder_pytorch(folder)]
@@ -83,7 +86,7 @@ def _open_folder(root: Path) -> Checkpoint:
     config = _read_config(root)
     if safetensors:
         ckpt: Checkpoint = SafetensorsCheckpoint(root, safetensors, side, config, expected)
-        ignored = [f for f, _ in pytorch] + ggufs
+        ignored = unindexed + [f for f, _ in pytorch] + ggufs
     elif pytorch:
         ckpt = PytorchCheckpoint(root, pytorch, side, config)
         ignored = list(ggufs)

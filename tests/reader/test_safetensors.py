@@ -123,3 +123,14 @@ def test_reads_split_into_small_chunks_are_identical(minilm_dir: Path, minilm_te
             rows = [0, 5, 6, 7, 1, 200 % minilm_tensors[name].shape[0]]
             np.testing.assert_array_equal(ckpt.read_rows(name, rows),
                                           minilm_tensors[name].reshape(len(minilm_tensors[name]), -1)[rows])
+
+
+def test_safetensors_outside_the_weight_map_are_listed_as_ignored(tmp_path: Path, minilm_dir: Path,
+                                                                 minilm_tensors: dict[str, np.ndarray]) -> None:
+    """Mistral-style repos ship `consolidated.safetensors` beside the indexed shards: it is not read twice."""
+    folder = tmp_path / "repo"
+    write_sharded(folder, minilm_tensors, 2)
+    shutil.copy(minilm_dir / "model.safetensors", folder / "consolidated.safetensors")
+    with open_checkpoint(folder) as ckpt:
+        assert {t.name for t in ckpt.tensors()} == set(minilm_tensors)
+        assert ckpt.metadata["ignored_files"] == [str(folder / "consolidated.safetensors")]
