@@ -78,6 +78,7 @@ def test_write_reports_writes_every_format(tmp_path, report):
     paths = write_reports(report, tmp_path / "out")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(FILE_NAMES.values())
     assert load_report(paths["json"]) == json.loads(to_json(report))
+    assert {p.stat().st_mode & 0o777 for p in paths.values()} == {0o644}  # reports are for sharing
     no_code = write_reports(build_report(code=False), tmp_path / "no-code")
     assert "sarif" not in no_code and not (tmp_path / "no-code" / "report.sarif").exists()
 
@@ -148,3 +149,18 @@ def test_verify_a_single_file_checkpoint(smollm2_gguf, tmp_path):
     other = tmp_path / "other.gguf"
     other.write_bytes(smollm2_gguf.read_bytes()[:-1] + b"\0")
     assert verify_checkpoint(report, other).counts()["mismatch"] == 1
+
+
+def test_a_real_scan_renders_in_every_format(scanned_minilm, tmp_path):
+    _, report = scanned_minilm
+    paths = write_reports(report, tmp_path / "out")
+    assert "sarif" not in paths  # no code scan in this report
+    finding = report["findings"][0]
+    assert finding["verdict"] == "copied"  # MiniLM against an index that holds MiniLM
+    html = paths["html"].read_text()
+    assert html.count('<figure class="heatmap"') >= 1 and "no policy was applied" in html
+    md = paths["md"].read_text()
+    assert f"**{finding['verdict']}**" in md and finding["reference"]["name"] in md
+    bom = json.loads(paths["cyclonedx"].read_text())
+    ancestors = bom["metadata"]["component"]["pedigree"]["ancestors"]
+    assert [a["name"] for a in ancestors] == [finding["reference"]["repo_id"] or finding["reference"]["name"]]
