@@ -171,9 +171,11 @@ class _Corpus:
         """Equal for reference units whose abstracted streams are identical (copies tile alike)."""
         return int(self.digests[ref[0]][ref[1]])
 
-    def key_of(self, ref: tuple[int, int]) -> str:
-        file, unit = self.entries[ref[0]].unit_record(ref[1])
-        return unit_key(file["path"], unit.qualname)
+    def label(self, ref: tuple[int, int]) -> str:
+        """`name@version:path::qualname` of a reference unit, for reports."""
+        entry = self.entries[ref[0]]
+        file, unit = entry.unit_record(ref[1])
+        return f"{entry.reference.key}:{unit_key(file['path'], unit.qualname)}"
 
     def parent_of(self, ref: tuple[int, int]) -> tuple[int, int] | None:
         """The declared parent unit of `ref` inside the same reference, if it is indexed.
@@ -420,8 +422,8 @@ def _canonical(corpus: _Corpus, a: np.ndarray, best_digest: int, results, member
         roots.setdefault(chain[-1], []).append(ref)
         chains.setdefault(chain[-1], chain)
     origin = min(roots, key=lambda r: (-len(roots[r]), corpus.rank[r[0]], r[1]))
-    copies = sorted({corpus.key_of(r) for r in tied if r != origin})
-    return origin, [corpus.key_of(r) for r in chains[origin]], copies
+    copies = sorted({corpus.label(r) for r in tied if r != origin})
+    return origin, [corpus.label(r) for r in chains[origin]], copies
 
 
 def scan_code(

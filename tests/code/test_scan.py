@@ -32,8 +32,8 @@ def test_original_functions_match_their_declared_origin(original):
     assert rotate.verdict == "copied" and rotate.similarity == 1.0
     # qwen2 is generated from llama via its modular file: the origin is llama's, the qwen2 copy is listed
     assert (rotate.reference_path, rotate.reference_qualname) == ("models/llama/modeling_llama.py", "rotate_half")
-    assert "models/qwen2/modeling_qwen2.py::rotate_half" in rotate.also_matches
-    assert rotate.declared_chain[-1] == "models/llama/modeling_llama.py::rotate_half"
+    assert f"{rotate.reference}:models/qwen2/modeling_qwen2.py::rotate_half" in rotate.also_matches
+    assert rotate.declared_chain[-1].endswith(":models/llama/modeling_llama.py::rotate_half")
     attention = matches["Qwen2Attention.forward"]
     assert attention.verdict == "copied" and attention.regions
     region = attention.regions[0]
@@ -196,3 +196,22 @@ def test_git_checkout_records_revision(tmp_path, transformers_models_dir):
     head = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     reference = CodeIndex(tmp_path / "index").add(repo, name="qwen3-code", license="Apache-2.0")
     assert reference.version == head and reference.files == 1  # tracked files only
+
+
+def test_declared_parent_reference_and_earliest_version_are_the_origin(tmp_path, transformers_models_dir):
+    from provenance.code import CodeIndex
+
+    code = tmp_path / "code"
+    code.mkdir()
+    shutil.copy(transformers_models_dir / "qwen3" / "modeling_qwen3.py", code)
+    index = CodeIndex(tmp_path / "index")
+    # the fork sorts first by name, but declares the upstream as its parent
+    index.add(code, name="alpha-fork", version="1", license="Apache-2.0", parent="zeta-upstream")
+    index.add(code, name="zeta-upstream", version="2.0", license="Apache-2.0")
+    index.add(code, name="zeta-upstream", version="10.0", license="Apache-2.0")
+    result = scan_code(code / "modeling_qwen3.py", index.directory)
+    origins = {m.reference for f in result.files for m in f.matches}
+    assert origins == {"zeta-upstream@2.0"}  # the parent, and its earliest version (2.0 < 10.0)
+    match = result.files[0].matches[0]
+    listed = {label.split(":")[0] for label in match.also_matches}
+    assert listed == {"alpha-fork@1", "zeta-upstream@10.0"}  # the other copies are listed
