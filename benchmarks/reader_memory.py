@@ -3,7 +3,7 @@
     python -m benchmarks.reader_memory --size-gb 4
 
 Generates a Llama-shaped BF16 checkpoint (sharded, with a weight-map index) under `benchmarks/_work/`, then runs
-each stage in a fresh Python process and reports that process's peak RSS (`ru_maxrss`), time and throughput:
+each stage in a fresh Python process and reports that process's peak RSS (`VmHWM`), time and throughput:
 a plain sequential `read()` of the same files (the I/O ceiling), listing, sampled rows of every tensor,
 streaming sha256, sha256 concurrent with row sampling, every tensor read whole one at a time, and every tensor
 read in bounded row blocks. Page caches are dropped before each stage when permitted (root), else they are warm
@@ -138,6 +138,18 @@ def _stage(name: str, folder: Path) -> dict[str, float]:
     return {"seconds": time.perf_counter() - start, "bytes": done}
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM). `ru_maxrss` is not used on Linux: it survives exec, so a child
+    would report its parent's peak if that was higher."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _run_stage(name: str, folder: Path, drop: bool) -> dict[str, float]:
     if drop:
         _drop_caches()
@@ -169,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
             result = {"seconds": 0.0, "bytes": 0}
         else:
             result = _stage(args.stage, args.folder)
-        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        result["peak_rss_mb"] = peak_rss_mb()
         print(json.dumps(result))
         return
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -19,6 +20,7 @@ class TableCheckpoint(Checkpoint):
         self._infos: dict[str, TensorInfo] = {}
         self._files: list[CheckpointFile] = []
         self._fds: dict[Path, int] = {}
+        self._fd_lock = threading.Lock()  # readers may call read_rows from several threads
 
     def tensors(self) -> Iterator[TensorInfo]:
         return iter(self._infos.values())
@@ -39,13 +41,17 @@ class TableCheckpoint(Checkpoint):
         """A read-only descriptor for `path`, opened once (positioned reads are thread-safe)."""
         fd = self._fds.get(path)
         if fd is None:
-            try:
-                fd = self._fds[path] = os.open(path, os.O_RDONLY)
-            except OSError as exc:
-                raise CheckpointError(path, f"cannot open: {exc.strerror or exc}") from None
+            with self._fd_lock:
+                fd = self._fds.get(path)
+                if fd is None:
+                    try:
+                        fd = self._fds[path] = os.open(path, os.O_RDONLY)
+                    except OSError as exc:
+                        raise CheckpointError(path, f"cannot open: {exc.strerror or exc}") from None
         return fd
 
     def close(self) -> None:
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds.clear()
+        with self._fd_lock:
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds.clear()
