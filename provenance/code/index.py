@@ -351,8 +351,9 @@ class CodeIndex:
         return reference
 
     def _write(self, target: Path, reference: CodeReference, results: list[dict], licenses: TreeLicenses) -> None:
-        all_ids = np.concatenate([r["ids"] for r in results]) if results else np.empty(0, np.uint64)
-        vocab, tokens = np.unique(all_ids, return_inverse=True)
+        # a few hundred distinct abstracted tokens: find them per file, then index every token into them
+        vocab = np.unique(np.concatenate([np.unique(r["ids"]) for r in results]))
+        tokens = np.concatenate([np.searchsorted(vocab, r["ids"]) for r in results])
         unit_sizes = np.concatenate([r["unit_sizes"] for r in results])
         unit_base = np.cumsum([0] + [len(r["units"]) for r in results])
         fp_unit = np.concatenate([r["fp_unit"] + base for r, base in zip(results, unit_base)])
