@@ -84,6 +84,27 @@ class TokenizerComparison:
     def related(self) -> bool:
         return self.verdict != "unrelated"
 
+    def changes(self) -> list[str]:
+        """What differs from the reference, in words (the transformations a finding lists)."""
+        if self.verdict == "extended":
+            added = self.suspect_tokens - self.shared_tokens
+            if added:
+                return [f"{added:,} tokens added after the reference vocabulary (ids kept)"]
+            return [f"{len(self.special_tokens.only_in_suspect):,} added tokens the reference lacks (vocabulary kept)"]
+        if self.verdict == "pruned":
+            return [f"{self.reference_tokens - self.shared_tokens:,} reference tokens removed"]
+        if self.verdict != "modified":
+            return []
+        out = []
+        if self.shared_tokens < self.reference_tokens:
+            out.append(f"{self.reference_tokens - self.shared_tokens:,} reference tokens missing")
+        if self.shared_tokens < self.suspect_tokens:
+            out.append(f"{self.suspect_tokens - self.shared_tokens:,} tokens not in the reference")
+        if self.id_agreement < 1.0:
+            moved = round(self.shared_tokens * (1 - self.id_agreement))
+            out.append(f"{moved:,} shared tokens at other ids")
+        return out
+
     def summary(self) -> str:
         """One sentence a reviewer can read."""
         text = (f"{self.verdict}: {self.shared_tokens:,} shared tokens (Jaccard {self.jaccard:.3f}; "
@@ -186,14 +207,13 @@ def compare_tokenizers(suspect: Tokenizer, reference: Tokenizer, *, suspect_sket
         reasons.append(f"suspect vocabulary contained in the reference ({s_in_r:.2%}); {n_r - n:,} tokens removed")
     else:
         verdict = "modified"
-        if jaccard == 1.0 and id_agreement < 1.0:
-            reasons.append(f"same tokens, {n - same_id:,} with different ids")
-        elif not same_merges:
-            reasons.append("merge order differs")
-    return TokenizerComparison(
+    result = TokenizerComparison(
         suspect=suspect.name or suspect.source, reference=reference.name or reference.source, verdict=verdict,
         reasons=reasons, suspect_tokens=n_s, reference_tokens=n_r, shared_tokens=n, jaccard=jaccard,
         jaccard_estimate=estimate, suspect_in_reference=s_in_r, reference_in_suspect=r_in_s,
         id_agreement=id_agreement, id_offset=int(offset), id_offset_share=offset_count / n if n else 0.0,
         merges=merges, special_tokens=specials,
     )
+    if verdict == "modified":
+        result.reasons.extend(result.changes() or ["merge order differs"])
+    return result

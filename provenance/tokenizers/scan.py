@@ -56,26 +56,6 @@ def _statistics(c: TokenizerComparison) -> dict[str, Any]:
     return stats
 
 
-def _transformations(c: TokenizerComparison) -> list[str]:
-    if c.verdict == "extended":
-        added = c.suspect_tokens - c.shared_tokens
-        if added:
-            return [f"{added:,} tokens added after the reference vocabulary (ids kept)"]
-        return [f"{len(c.special_tokens.only_in_suspect):,} added tokens the reference lacks (vocabulary kept)"]
-    if c.verdict == "pruned":
-        return [f"{c.reference_tokens - c.shared_tokens:,} reference tokens removed"]
-    if c.verdict == "modified":
-        out = []
-        if c.shared_tokens < c.reference_tokens:
-            out.append(f"{c.reference_tokens - c.shared_tokens:,} reference tokens missing")
-        if c.shared_tokens < c.suspect_tokens:
-            out.append(f"{c.suspect_tokens - c.shared_tokens:,} tokens not in the reference")
-        if c.id_agreement < 1.0:
-            out.append(f"{1 - c.id_agreement:.1%} of shared tokens at other ids")
-        return out
-    return []
-
-
 def comparison_finding(subject: str, reference: Reference, c: TokenizerComparison, note: str = "",
                        obligations: list[LicenseObligation] | None = None) -> Finding:
     """A `Finding` (kind "tokenizer") stating the relation of the subject's tokenizer to a reference."""
@@ -84,7 +64,7 @@ def comparison_finding(subject: str, reference: Reference, c: TokenizerCompariso
     if note:
         stats["reference_note"] = note
     return Finding(kind="tokenizer", verdict=c.verdict, reference=reference, subject=subject, summary=summary,
-                   statistics=stats, transformations=_transformations(c), license_obligations=obligations or [])
+                   statistics=stats, transformations=c.changes(), license_obligations=obligations or [])
 
 
 def scan_tokenizers(checkpoint_path: str | os.PathLike[str], index_dir: str | os.PathLike[str] | None = None, *,
