@@ -25,6 +25,13 @@ FORMATS = tuple(FILE_NAMES)
 DEFAULT_FORMATS = ("json", "html", "md", "cyclonedx", "sarif", "spdx")
 
 
+def spdx_available() -> bool:
+    """SPDX needs the optional `spdx-python-model` package; the default report set skips it when absent."""
+    import importlib.util
+
+    return importlib.util.find_spec("spdx_python_model") is not None
+
+
 def _renderers() -> dict[str, Callable[[Any], str]]:
     from .cyclonedx import cyclonedx_json
     from .html import render_html
@@ -46,8 +53,8 @@ def render(report: Any, fmt: str) -> str:
 def write_reports(report: Any, out_dir: str | os.PathLike[str], formats: Iterable[str] = DEFAULT_FORMATS) -> dict[str, Path]:
     """Validate, render every format in memory, then write them together; on any failure none is written.
 
-    SARIF is skipped when the report holds no code scan (it describes code findings only). Returns the
-    written paths by format.
+    SARIF is skipped when the report holds no code scan (it describes code findings only), and SPDX from
+    the default set when `spdx-python-model` is not installed. Returns the written paths by format.
     """
     from .sarif import has_code_results
 
@@ -58,6 +65,8 @@ def write_reports(report: Any, out_dir: str | os.PathLike[str], formats: Iterabl
         raise ProvenanceError(None, f"unknown report format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
     if "sarif" in wanted and not has_code_results(data):
         wanted.remove("sarif")
+    if "spdx" in wanted and formats is DEFAULT_FORMATS and not spdx_available():
+        wanted.remove("spdx")
     texts = {fmt: render(data, fmt) for fmt in wanted}
     target = Path(out_dir)
     if target.exists() and not target.is_dir():
