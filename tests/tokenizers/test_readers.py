@@ -7,6 +7,8 @@ import json
 
 import pytest
 import sentencepiece
+from hypothesis import given
+from hypothesis import strategies as st
 from tokenizers import decoders
 
 from provenance.tokenizers import (
@@ -208,3 +210,12 @@ def test_metaspace_tokenizer_json_trained_by_tokenizers(tmp_path, kind):
     assert tok.encoding == "metaspace" and tok.model == kind
     text = "The lazy fox audits tokenizers"
     assert _bytes_of_encoding(tok, trained.encode(text).ids) == (" " + text).encode("utf-8")
+
+
+@given(st.binary(min_size=1, max_size=40))
+def test_byte_level_decoding_inverts_gpt2_encoding(raw):
+    """Any byte string written in GPT-2's alphabet (transformers' table) decodes back to itself."""
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    table = bytes_to_unicode()
+    assert byte_level_to_bytes("".join(table[b] for b in raw)) == raw
