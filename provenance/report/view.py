@@ -68,6 +68,16 @@ class Heatmap:
 
 
 @dataclass
+class WeakMatches:
+    """Norm weights and biases against one reference: raw cosine beside centred similarity, never evidence."""
+
+    reference: str
+    rows: list[dict[str, Any]]
+    median_raw_cosine: float | None
+    median_centred: float | None
+
+
+@dataclass
 class WeightFinding:
     finding: dict[str, Any]
     layers: list[dict[str, Any]]
@@ -86,6 +96,7 @@ class ReportView:
     weight_findings: list[WeightFinding]
     heatmaps: list[Heatmap]
     heatmaps_omitted: int
+    weak_matches: list[WeakMatches]
     weights_other: list[tuple[str, Any]]
     tokenizer_findings: list[dict[str, Any]]
     tokenizer_comparisons: list[dict[str, Any]]
@@ -233,6 +244,21 @@ def _heatmaps(weights: dict[str, Any]) -> list[Heatmap]:
     return sorted(out, key=lambda h: (-h.max_value, h.title))
 
 
+def _weak_matches(weights: dict[str, Any]) -> list[WeakMatches]:
+    import statistics
+
+    out = []
+    for entry in weights.get("references", []) if isinstance(weights.get("references"), list) else []:
+        rows = [r for r in entry.get("weak_matches", []) if isinstance(r, dict)] if isinstance(entry, dict) else []
+        if not rows:
+            continue
+        raw = [r["raw_cosine"] for r in rows if isinstance(r.get("raw_cosine"), (int, float))]
+        centred = [r["centred"] for r in rows if isinstance(r.get("centred"), (int, float))]
+        out.append(WeakMatches(str(entry.get("reference", "?")), rows,
+                               statistics.median(raw) if raw else None, statistics.median(centred) if centred else None))
+    return out
+
+
 def _layer_rows(finding: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
     layers = [row for row in (finding.get("statistics") or {}).get("per_layer", []) if isinstance(row, dict)]
     columns: list[str] = []
@@ -355,7 +381,7 @@ def build_view(report: dict[str, Any], *, with_plots: bool = True) -> ReportView
         summary=_summary(report, findings), report=report, findings=findings,
         key_statistics={f["id"]: _key_statistics(f) for f in findings},
         components=_components(weights_details), weight_findings=weight_findings, heatmaps=heatmaps,
-        heatmaps_omitted=omitted,
+        heatmaps_omitted=omitted, weak_matches=_weak_matches(weights_details),
         weights_other=flat_statistics(_without(weights_details, "components", "references")),
         tokenizer_findings=[f for f in findings if f["kind"] == "tokenizer"],
         tokenizer_comparisons=_tokenizer_comparisons(tokenizer_details),

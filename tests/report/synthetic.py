@@ -76,6 +76,14 @@ def _block_similarity(layers: int, diagonal: float, off: float, seed: int) -> np
     return np.round(m, 4)
 
 
+def _norm_vectors(layers: int, seed: int) -> list[dict[str, Any]]:
+    """RMSNorm gains of an unrelated model: raw cosine ~0.99 (both start at 1.0), centred ~0."""
+    rng = np.random.default_rng(seed)
+    return [{"reference": f"model.layers.{i}.input_layernorm.weight", "suspect": f"model.layers.{i}.input_layernorm.weight",
+             "centred": round(float(rng.normal(0.0, 0.015)), 6), "raw_cosine": round(float(0.989 + rng.normal(0, 0.002)), 6),
+             "n": 3584} for i in range(layers)]
+
+
 def _weights_finding(matrix: np.ndarray, params: int, total: int) -> Finding:
     n_layer = 6 * 1280 * 1280
     per_layer = []
@@ -176,7 +184,7 @@ def build_report(*, policy: bool = True, code: bool = True, timestamp: str = "20
                     "suspect_stack": "visual.blocks", "reference_stack": "visual.blocks",
                     "suspect_layers": list(range(32)), "reference_layers": list(range(32)),
                     "layer_map": {str(i): i for i in range(32)}, "block_similarity": vision.tolist()}]},
-                {"reference": QWEN_LM.name, "stacks": [{
+                {"reference": QWEN_LM.name, "weak_matches": _norm_vectors(28, seed=3), "stacks": [{
                     "suspect_stack": "model.layers", "reference_stack": "model.layers",
                     "suspect_layers": list(range(28)), "reference_layers": list(range(28)),
                     "layer_map": {str(i): None for i in range(28)}, "block_similarity": language.tolist()}]},

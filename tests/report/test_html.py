@@ -87,6 +87,13 @@ def test_heatmaps_and_code_regions_are_drawn(html):
     assert {a["data-region"] for a in marks} == {"0", "1"}
 
 
+def test_norm_weights_show_raw_cosine_only_beside_centred(html):
+    row = re.search(r'<table class="weak-matches">.*?</table>', html, re.S).group(0)
+    cells = re.findall(r'<td class="num">([^<]*)</td>', row)
+    vectors, raw, centred = cells[0], float(cells[1]), float(cells[2])
+    assert vectors == "28" and raw > 0.98 and abs(centred) < 0.05  # the false-accusation pattern, explained
+
+
 def test_html_is_byte_stable(html, report):
     assert render_html(report) == html
 
