@@ -60,10 +60,13 @@ def index_group() -> None:
 @click.option("--license", "license_", default=None, help="SPDX expression, or LicenseRef-… for model licenses.")
 @click.option("--parent", default=None, help="Reference this code base declares as its parent (name or name@version).")
 @click.option("--repo-id", default=None, help="Public repository the code comes from.")
+@click.option("--family", default=None, help="Model family the code implements, e.g. glm, deepseek, qwen.")
+@click.option("--org", default=None, help="Publishing organisation.")
+@click.option("--country", default=None, help="ISO 3166-1 alpha-2 country of the organisation, e.g. CN.")
 @click.option("--include", multiple=True, help="Glob of relative paths to index, e.g. 'models/*/modeling_*.py'.")
 @click.option("--background", is_flag=True, help="Index as background (generic code whose fingerprints are ignored).")
 @_INDEX
-def index_add(source, name, version, license_, parent, repo_id, include, background, index_dir) -> None:
+def index_add(source, name, version, license_, parent, repo_id, family, org, country, include, background, index_dir) -> None:
     """Index SOURCE: a folder, a git checkout, a file or `pip:package[/sub/folder]`."""
     console = Console(stderr=True)
     with console.status(f"indexing {source}") as status:
@@ -75,6 +78,9 @@ def index_add(source, name, version, license_, parent, repo_id, include, backgro
             role="background" if background else "reference",
             parent=parent,
             repo_id=repo_id,
+            family=family,
+            org=org,
+            country=country,
             include=include,
             progress=lambda done, total: status.update(f"indexing {source}: {done}/{total} files"),
         )

@@ -171,6 +171,9 @@ class CodeReference:
     parent: str | None = None  # declared parent reference (name or name@version) for attribution
     revision: str | None = None
     repo_id: str | None = None
+    family: str | None = None
+    org: str | None = None
+    country: str | None = None  # ISO 3166-1 alpha-2 of the publishing organisation
     files: int = 0
     units: int = 0
     fingerprints: int = 0
@@ -312,6 +315,9 @@ class CodeIndex:
         role: str = "reference",
         parent: str | None = None,
         repo_id: str | None = None,
+        family: str | None = None,
+        org: str | None = None,
+        country: str | None = None,
         include: Iterable[str] = (),
         workers: int | None = None,
         progress: Callable[[int, int], None] | None = None,
@@ -319,6 +325,8 @@ class CodeIndex:
         """Tokenise, fingerprint and store a code base; `pip:transformers` indexes an installed package."""
         if not _NAME.match(name):
             raise ProvenanceError(name, "reference name must be letters, digits, '.', '_', '+' or '-'")
+        if country is not None and not re.fullmatch(r"[A-Za-z]{2}", country):
+            raise ProvenanceError(country, "country must be an ISO 3166-1 alpha-2 code such as CN or US")
         if role not in ROLES:
             raise ProvenanceError(role, f"role must be one of {', '.join(ROLES)}")
         tree = resolve_source(source, include)
@@ -342,6 +350,9 @@ class CodeIndex:
             parent=parent,
             revision=tree.revision,
             repo_id=repo_id,
+            family=family,
+            org=org,
+            country=country.upper() if country else None,
             files=len(results),
             units=sum(len(r["units"]) for r in results),
             fingerprints=sum(int(r["fp_hash"].shape[0]) for r in results),

@@ -552,7 +552,15 @@ def _finding(match: FunctionMatch, entry: LoadedReference) -> Finding:
     return Finding(
         kind="code",
         verdict=match.verdict,
-        reference=Reference(name=ref.name, license=ref.license, repo_id=ref.repo_id or ref.source, revision=ref.version),
+        reference=Reference(
+            name=ref.name,
+            family=ref.family,
+            org=ref.org,
+            country=ref.country,
+            license=ref.license,
+            repo_id=ref.repo_id or ref.source,
+            revision=ref.version,
+        ),
         subject=match.subject,
         summary=summary,
         statistics={

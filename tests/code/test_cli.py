@@ -28,7 +28,8 @@ def _one_line_error(result) -> str:
 def test_index_round_trip_and_scan(cli, tmp_path, small_reference, transformers_models_dir):
     index = tmp_path / "index"
     added = cli.invoke(app, ["code", "index", "add", str(small_reference), "--name", "llama-code", "--version", "1",
-                             "--license", "Apache-2.0", "--index", str(index)])
+                             "--license", "Apache-2.0", "--org", "Meta", "--country", "us", "--family", "llama",
+                             "--index", str(index)])
     assert added.exit_code == 0, added.stderr
     assert "llama-code@1" in added.stdout
     listed = cli.invoke(app, ["code", "index", "list", "--json", "--index", str(index)])
@@ -46,7 +47,8 @@ def test_index_round_trip_and_scan(cli, tmp_path, small_reference, transformers_
     validate_sarif(document)
     assert document["runs"][0]["results"]
     as_json = cli.invoke(app, ["code", "scan", str(subject), "--index", str(index), "--format", "json"])
-    assert json.loads(as_json.stdout)["findings"]
+    findings = json.loads(as_json.stdout)["findings"]
+    assert findings and findings[0]["reference"]["country"] == "US" and findings[0]["reference"]["org"] == "Meta"
     text = cli.invoke(app, ["code", "scan", str(subject), "--index", str(index)])
     assert "copied" in text.stdout
 
