@@ -18,7 +18,15 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "w", encoding: str | 
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as handle:
             yield handle
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the mode open() would
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process umask (reading it requires setting it; restore at once)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
