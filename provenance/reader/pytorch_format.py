@@ -104,6 +104,9 @@ def _storage_offsets(path: Path, state: dict[str, Any]) -> dict[int, int]:
     try:
         with zipfile.ZipFile(path) as archive, open(path, "rb") as handle:
             starts = []
+            order = [e for e in archive.infolist() if e.filename.endswith("/byteorder")]
+            if order and archive.read(order[0]).strip() != b"little":
+                return {}  # big-endian storages: let torch convert them
             for entry in archive.infolist():
                 if "/data/" not in entry.filename or entry.filename.rsplit("/", 1)[-1].startswith("."):
                     continue
