@@ -57,7 +57,7 @@ def command(checkpoint: str, index_dir: str | None, json_out: str | None, no_has
 
 def print_report(report: ScanReport) -> None:
     """The weights findings as a terminal table, one row per component and reference."""
-    out = Console(file=sys.stdout, soft_wrap=True)
+    out = Console(file=sys.stdout, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
     idx = report.index
     out.print(f"[bold]{report.subject.path}[/bold]: {report.subject.parameter_count:,} parameters; "
               f"index {idx.get('name')} v{idx.get('version')} ({idx.get('references')} references)")
@@ -79,10 +79,10 @@ def print_report(report: ScanReport) -> None:
                 out.print(f"  {f.subject}: {t}", highlight=False)
     details = report.details.get("weights", {})
     comps = details.get("components", {})
-    independent = [c for c, v in comps.items() if not v.get("verdicts")]
+    independent = [c for c, v in comps.items() if not v.get("verdicts") and not v.get("weak_only")]
     if independent and weights:
         out.print("independent of every reference: " + ", ".join(sorted(independent)), highlight=False)
     b = details.get("bytes")
     if b:
-        out.print(f"read {b['read_total']:,} of {b['checkpoint']:,} checkpoint bytes ({b['fraction_read']:.1%})",
-                  highlight=False)
+        out.print(f"read {b['read_for_sketches'] / b['checkpoint']:.1%} of {b['checkpoint']:,} checkpoint bytes for "
+                  f"sketches; {b['read_total']:,} bytes in all, with full reads confirming exact copies", highlight=False)

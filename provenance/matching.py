@@ -118,6 +118,7 @@ class SuspectReader:
         self.spec = spec
         self.bytes_read = 0
         self._infos = {i.name: i for i in ckpt.tensors()}
+        self._last: tuple[str, bytes, np.ndarray] | None = None  # placements of one tensor often share rows
 
     def _entry_bytes(self, info: TensorInfo) -> float:
         size = DTYPE_SIZES.get(info.dtype)
@@ -139,9 +140,16 @@ class SuspectReader:
         info = self._infos[name]
         rows, cols = sketch_indices(ref_shape2d, self.spec)
         if placement.transpose:  # suspect rows are reference columns
-            block = self._rows(info, cols)
-            return block[:, placement.suspect_rows(rows)].T
-        return self._rows(info, placement.suspect_rows(rows))[:, cols]
+            return self._cached_rows(info, cols)[:, placement.suspect_rows(rows)].T
+        return self._cached_rows(info, placement.suspect_rows(rows))[:, cols]
+
+    def _cached_rows(self, info: TensorInfo, rows: np.ndarray) -> np.ndarray:
+        key = np.asarray(rows, dtype=np.int64).tobytes()
+        if self._last is not None and self._last[0] == info.name and self._last[1] == key:
+            return self._last[2]
+        block = self._rows(info, rows)
+        self._last = (info.name, key, block)
+        return block
 
     def region(self, name: str, ref_shape2d: tuple[int, int], placement: Placement) -> Iterator[np.ndarray]:
         """The full block of the suspect that holds the reference, in reference layout, in row blocks."""
@@ -187,8 +195,8 @@ class ReferenceBank:
         self.groups: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         for (shape2d, _), idx in groups.items():
             mat = np.stack([sketches[i] for i in idx])
-            self.groups[shape2d] = (np.asarray(idx), normalise_rows(mat, centre=True).astype(np.float32),
-                                    normalise_rows(mat, centre=False).astype(np.float32))
+            self.groups[shape2d] = (np.asarray(idx), normalise_rows(mat, centre=True, dtype=np.float32),
+                                    normalise_rows(mat, centre=False, dtype=np.float32))
         self.spec = self.fingerprints[0].spec if self.fingerprints else SketchSpec()
 
     def __bool__(self) -> bool:
@@ -213,7 +221,19 @@ def sketch_pairs(
     suspects: list[TensorFingerprint], reader: SuspectReader, bank: ReferenceBank,
     *, progress: Callable[[int, int, str], None] | None = None,
 ) -> list[Pair]:
-    """Every compatible (suspect tensor, placement, reference tensor) pair and its sketch similarity."""
+    """Every compatible (suspect tensor, placement, reference tensor) pair and its sketch similarity.
+
+    Runs BLAS single-threaded: the products are small matrix-vector ones, where thread start-up costs
+    more than it saves (25x slower on a busy 2-core machine).
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _sketch_pairs(suspects, reader, bank, progress)
+
+
+def _sketch_pairs(suspects: list[TensorFingerprint], reader: SuspectReader, bank: ReferenceBank,
+                  progress: Callable[[int, int, str], None] | None) -> list[Pair]:
     pairs: list[Pair] = []
     total = sum(s.numel for s in suspects)
     done = 0
@@ -224,7 +244,8 @@ def sketch_pairs(
             wanted: dict[Placement, list[int]] = {}
             for row, ti in enumerate(idx):
                 rt = bank.tensors[ti].fp
-                if not roles_compatible(s.role, rt.role) or (s.role in WEAK_ROLES) != (rt.role in WEAK_ROLES):
+                if not roles_compatible(s.role, rt.role) or (
+                        s.role != "other" and (s.role in WEAK_ROLES) != (rt.role in WEAK_ROLES)):
                     continue
                 for strategy in PLACEMENT_STRATEGIES:
                     for p in strategy(s, s2d, rt):

@@ -82,9 +82,9 @@ _ROLE_RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (re.compile(p), r)
     for p, r in (
         (r"(^|\.)(lm_head|output|embed_out|classifier)(\.weight)?$", "lm_head"),
+        (r"(token_type_embeddings|token_types|embed_token_type|token_type_embd)", "type_embedding"),
         (r"(word_embeddings|embed_tokens|tok_embeddings|token_embd|wte|token_embedding|embed_in|\bembedding\.weight$)", "token_embedding"),
         (r"(position_embeddings|pos_embed|wpe|position_embedding|embed_positions)", "position_embedding"),
-        (r"token_type_embeddings", "type_embedding"),
         (r"(patch_embed|patch_embedding|conv1|embeddings\.patch)", "patch_embed"),
         (r"(layernorm|layer_norm|_norm|\.norm\d*|\bln_\w*|\bln\d*\b|rmsnorm|norm\.weight$|\bnorm$)", "norm_weight"),
         (r"(query_key_value|qkv|c_attn|in_proj|wqkv)", "attn_qkv"),

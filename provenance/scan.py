@@ -103,6 +103,11 @@ def scan_weights(
         if s.stack is not None:
             comp_layers.setdefault(s.component, set()).add((s.stack, s.layer))
     total_params = sum(comp_params.values())
+    strong_comps: dict[str, int] = {}  # components with weights that can be evidence, and their parameters
+    for s in suspects:
+        if s.role not in WEAK_ROLES:
+            strong_comps[s.component] = strong_comps.get(s.component, 0) + s.numel
+    weak_only: dict[int, dict[str, int]] = {}  # per reference: norm-only components and their matched parameters
     findings: list[Finding] = []
     per_reference: list[dict[str, Any]] = []
     best_by_component: dict[str, dict[str, Any]] = {}
@@ -111,24 +116,34 @@ def scan_weights(
         matches = _tensor_matches(suspects, bank, pairs, ri, stacks, thresholds)
         if verify_exact:
             _verify_exact(matches, suspects, bank, ri, reader, pairs, thresholds)
+        for p in pairs:  # closest reference per component, whatever the alignment says (a diagnostic)
+            if bank.tensors[p.ref_tensor].ref != ri or bank.tensors[p.ref_tensor].fp.role in WEAK_ROLES:
+                continue
+            comp = suspects[p.suspect].component
+            prev = best_by_component.get(comp)
+            if prev is None or p.centred > prev["max_centred_similarity"]:
+                best_by_component[comp] = {"reference": ref.name, "max_centred_similarity": round(p.centred, 4),
+                                           "suspect": suspects[p.suspect].name,
+                                           "reference_tensor": bank.tensors[p.ref_tensor].fp.name, "n": p.n}
         by_comp: dict[str, list[TensorMatch]] = {}
         comp_of = {s.name: s.component for s in suspects}
         for m in matches:
             by_comp.setdefault(comp_of[m.suspect], []).append(m)
-        per_reference.append({"reference": ref.name, "stacks": [s.to_dict() for s in stacks]})
+        per_reference.append({"reference": ref.name, "stacks": [s.to_dict() for s in stacks],
+                              "weak_matches": _weak_diagnostics(bank, pairs, ri, suspects)})
+        weak_only[ri] = {comp: sum(m.parameters for m in ms if m.similarity.centred >= thresholds.derived_similarity)
+                         for comp, ms in by_comp.items() if comp not in strong_comps}
         for comp, ms in sorted(by_comp.items()):
             evidence = [m for m in ms if m.significant and not m.weak]
-            top = max((m.similarity.centred for m in ms if not m.weak), default=0.0)
-            prev = best_by_component.get(comp)
-            if prev is None or top > prev["max_centred_similarity"]:
-                best_by_component[comp] = {"reference": ref.name, "max_centred_similarity": round(top, 4)}
             if not evidence:
                 continue
             findings.append(_component_finding(ref, comp, ms, evidence, stacks, comp_params, comp_layers,
                                                total_params, thresholds))
-    findings = _merge_whole_model(findings, comp_params, total_params)
+    findings = _merge_whole_model(findings, strong_comps, total_params,
+                                  {bank.references[ri].name: w for ri, w in weak_only.items()})
     components = {
         comp: {"parameters": n, "share": n / total_params if total_params else 0.0,
+               "weak_only": comp not in strong_comps,
                "verdicts": {f.reference.name: f.verdict for f in findings if comp in f.statistics.get("components", [f.subject])},
                "closest": best_by_component.get(comp)}
         for comp, n in comp_params.items()
@@ -180,6 +195,22 @@ def _tensor_matches(
             outside = [p for p in cands if suspects[p.suspect].stack is None] or cands
             out.append(_as_match(max(outside, key=lambda p: p.centred), len(outside), suspects, rt, th))
     return out
+
+
+def _weak_diagnostics(bank: ReferenceBank, pairs: list[Pair], ri: int,
+                      suspects: list[TensorFingerprint]) -> list[dict[str, Any]]:
+    """For each norm weight or bias of the reference: its closest suspect vector, centred and raw.
+
+    Shown so a reviewer sees why raw cosine is no evidence: it is high for any two norm vectors.
+    """
+    best: dict[int, Pair] = {}
+    for p in pairs:
+        rt = bank.tensors[p.ref_tensor]
+        if rt.ref == ri and rt.fp.role in WEAK_ROLES and (p.ref_tensor not in best or p.centred > best[p.ref_tensor].centred):
+            best[p.ref_tensor] = p
+    return [{"reference": bank.tensors[ti].fp.name, "suspect": suspects[p.suspect].name,
+             "centred": round(p.centred, 6), "raw_cosine": round(p.raw_cosine, 6), "n": p.n}
+            for ti, p in sorted(best.items())]
 
 
 def _as_match(p: Pair, candidates: int, suspects: list[TensorFingerprint], rt: TensorFingerprint,
@@ -302,17 +333,24 @@ def _transformations(evidence: list[TensorMatch], stacks: list[StackMatch]) -> l
     return list(dict.fromkeys(out))
 
 
-def _merge_whole_model(findings: list[Finding], comp_params: dict[str, int], total: int) -> list[Finding]:
-    """Components that all match the same reference with the same verdict become one finding per reference."""
+def _merge_whole_model(findings: list[Finding], strong_comps: dict[str, int], total: int,
+                       weak_only: dict[str, dict[str, int]]) -> list[Finding]:
+    """All components that match the same reference become one finding per reference.
+
+    The verdict is "copied" only when every component is; per-component verdicts stay in the
+    statistics. Components holding only norm weights or biases (e.g. a final norm) never make a
+    finding on their own; when every other component matches, their matched parameters join in.
+    """
     by_ref: dict[str, list[Finding]] = {}
     for f in findings:
         by_ref.setdefault(f.reference.name, []).append(f)
     out: list[Finding] = []
     for ref_name, fs in by_ref.items():
-        if len(fs) < 2 or len({f.verdict for f in fs}) != 1:
+        if len(fs) < 2:
             out.extend(fs)
             continue
         comps = sorted(f.subject for f in fs)
+        verdict = "copied" if all(f.verdict == "copied" for f in fs) else "derived"
         evidence = [m for f in fs for m in f.statistics["matched_tensors"] if m["significant"] and not m["weak_evidence"]]
         first = fs[0]
         merged_stats = dict(max(fs, key=lambda f: f.parameter_count or 0).statistics)
@@ -320,9 +358,13 @@ def _merge_whole_model(findings: list[Finding], comp_params: dict[str, int], tot
         zs = [r["z"] for f in fs for r in f.statistics["per_layer"]] + [
             m["z"] for m in evidence if m["reference_layer"] is None]
         z, log_p = stouffer(zs)
-        params = sum(f.parameter_count or 0 for f in fs)
-        all_comps = set(comp_params) == set(comps)
+        uncovered = sum(strong_comps[c] for c in set(strong_comps) - set(comps))
+        all_comps = uncovered <= 0.01 * total  # what is left is too small to be a component of its own
+        extra = {c: n for c, n in weak_only.get(ref_name, {}).items() if n} if all_comps else {}
+        params = sum(f.parameter_count or 0 for f in fs) + sum(extra.values())
         subject = "(whole model)" if all_comps else " + ".join(comps)
+        exact_params = sum(m["parameters"] for m in evidence if m["exact"])
+        evidence_params = sum(m["parameters"] for m in evidence)
         merged_stats.update({
             "centred_similarity": float(np.median(centred)),
             "centred_similarity_min": float(np.min(centred)),
@@ -334,16 +376,19 @@ def _merge_whole_model(findings: list[Finding], comp_params: dict[str, int], tot
             "layers_total": sum(f.statistics["layers_total"] for f in fs),
             "tensors_matched": len(evidence),
             "exact_tensors": sum(f.statistics["exact_tensors"] for f in fs),
+            "exact_parameter_share": exact_params / evidence_params if evidence_params else 0.0,
             "matched_tensors": [m for f in fs for m in f.statistics["matched_tensors"]],
-            "components": comps,
+            "components": sorted(set(comps) | set(extra)),
+            "component_verdicts": {f.subject: f.verdict for f in fs},
         })
         share = params / total if total else 0.0
-        summary = (f"{subject} {first.verdict} from {ref_name}: components {', '.join(comps)}; "
+        per_comp = ", ".join(f"{f.subject} {f.verdict}" for f in sorted(fs, key=lambda f: f.subject))
+        summary = (f"{subject} {verdict} from {ref_name} ({per_comp}): "
                    f"{merged_stats['layers_matched']}/{merged_stats['layers_total']} blocks, {len(evidence)} tensors, "
                    f"median centred similarity {merged_stats['centred_similarity']:.4f} "
                    f"(raw cosine {merged_stats['raw_cosine']:.4f}), {100 * share:.1f}% of all parameters")
         transformations = list(dict.fromkeys(t for f in fs for t in f.transformations))
-        out.append(Finding("weights", first.verdict, first.reference, subject, summary, merged_stats, params, share,
+        out.append(Finding("weights", verdict, first.reference, subject, summary, merged_stats, params, share,
                            [], transformations))
     return out
 

@@ -80,9 +80,9 @@ def compare_arrays(x: np.ndarray, y: np.ndarray, *, candidates: int = 1) -> Simi
     return similarity(centred_similarity(x, y), raw_cosine(x, y), int(np.asarray(x).size), candidates=candidates)
 
 
-def normalise_rows(m: np.ndarray, *, centre: bool) -> np.ndarray:
+def normalise_rows(m: np.ndarray, *, centre: bool, dtype: type = np.float64) -> np.ndarray:
     """Each row (a flattened sketch) centred (optionally) and scaled to unit length; constant rows become 0."""
-    m = np.asarray(m, dtype=np.float64)
+    m = np.asarray(m, dtype=dtype)
     if centre:
         m = m - m.mean(axis=1, keepdims=True)
     norms = np.linalg.norm(m, axis=1, keepdims=True)

@@ -1,0 +1,151 @@
+"""End-to-end weights scans of real MiniLM derivatives and independent models against a MiniLM index."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file, save_file
+
+from cli.main import app
+from provenance.scan import scan
+
+
+def _weights(report):
+    return [f for f in report.findings if f.kind == "weights"]
+
+
+def test_exact_copy_is_found_as_copied(minilm_dir: Path, minilm_index: Path):
+    report = scan(minilm_dir, minilm_index, hash_files=False)
+    [finding] = _weights(report)
+    assert finding.verdict == "copied"
+    assert finding.subject == "(whole model)"
+    assert finding.statistics["layers_matched"] == finding.statistics["layers_total"] == 6
+    assert finding.statistics["exact_parameter_share"] == 1.0
+    assert finding.parameter_share > 0.99
+
+
+def test_renamed_copy_is_found(minilm_derived_renamed_llama: Path, minilm_index: Path):
+    report = scan(minilm_derived_renamed_llama, minilm_index, hash_files=False)
+    [finding] = _weights(report)
+    assert finding.verdict == "copied"
+    assert finding.statistics["layers_matched"] == 6
+    assert any("names differ" in t for t in finding.transformations)
+
+
+def test_bf16_fused_transposed_megatron_copy_is_exact_after_cast(minilm_derived_bf16_fused_transposed: Path,
+                                                                 minilm_index: Path):
+    report = scan(minilm_derived_bf16_fused_transposed, minilm_index, hash_files=False)
+    [finding] = _weights(report)
+    assert finding.verdict == "copied"
+    assert finding.statistics["layers_matched"] == 6
+    matched = [m for m in finding.statistics["matched_tensors"] if m["significant"]]
+    roles = {m["role"] for m in matched}
+    assert {"attn_q", "attn_k", "attn_v", "attn_o", "mlp_up", "mlp_down", "token_embedding"} <= roles
+    assert all(m["exact"] == "bf16" for m in matched)
+    text = " ".join(finding.transformations)
+    assert "transposed" in text and "fused" in text and "bf16" in text
+
+
+def test_finetune_is_derived_not_copied(minilm_derived_finetuned: Path, minilm_index: Path):
+    report = scan(minilm_derived_finetuned, minilm_index, hash_files=False)
+    [finding] = _weights(report)
+    assert finding.verdict == "derived"
+    stats = finding.statistics
+    assert stats["layers_matched"] == 6
+    assert stats["component_verdicts"]["encoder"] == "derived"
+    trained = [m for m in stats["matched_tensors"] if m["suspect"].startswith("encoder.") and not m["weak_evidence"]]
+    assert len(trained) == 36 and not any(m["exact"] for m in trained)
+    assert stats["centred_similarity"] > 0.9
+    assert stats["log10_p"] < -100
+
+
+def test_composite_is_localised_to_its_component(composite_minilm_vision: Path, minilm_index: Path):
+    report = scan(composite_minilm_vision, minilm_index, hash_files=False)
+    [finding] = _weights(report)
+    assert finding.subject == "model.vision_tower"
+    assert finding.verdict == "copied"
+    assert 0.4 < finding.parameter_share < 0.6  # two equal-sized halves
+    assert all(m["suspect"].startswith("model.vision_tower.") for m in finding.statistics["matched_tensors"])
+    components = report.details["weights"]["components"]
+    assert components["model.language_model"]["verdicts"] == {}
+
+
+@pytest.mark.parametrize("model", ["minilm_independent_fresh", "minilm_independent_trained"])
+def test_independent_models_are_not_found(model: str, request: pytest.FixtureRequest, minilm_index: Path):
+    report = scan(request.getfixturevalue(model), minilm_index, hash_files=False)
+    assert _weights(report) == []
+    closest = report.details["weights"]["components"]["encoder"]["closest"]
+    assert closest["max_centred_similarity"] < 0.1
+
+
+def _bert_like(path: Path, seed: int, norms: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """A small 4-layer BERT-named model with random matrices and norm weights near 1.0."""
+    rng = np.random.default_rng(seed)
+    sd: dict[str, np.ndarray] = {"embeddings.word_embeddings.weight": rng.standard_normal((1000, 128)) * 0.02}
+    for i in range(4):
+        p = f"encoder.layer.{i}."
+        for name in ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"):
+            sd[p + name + ".weight"] = rng.standard_normal((128, 128)) * 0.02
+        sd[p + "intermediate.dense.weight"] = rng.standard_normal((512, 128)) * 0.02
+        sd[p + "output.dense.weight"] = rng.standard_normal((128, 512)) * 0.02
+        for ln in ("attention.output.LayerNorm", "output.LayerNorm"):
+            sd[p + ln + ".weight"] = 1.0 + 0.05 * rng.standard_normal(128)
+            sd[p + ln + ".bias"] = 0.01 * rng.standard_normal(128)
+    sd.update(norms or {})
+    sd = {k: v.astype(np.float32) for k, v in sd.items()}
+    path.mkdir(parents=True, exist_ok=True)
+    save_file(sd, str(path / "model.safetensors"))
+    return sd
+
+
+def test_norm_weights_near_one_are_no_evidence(tmp_path: Path):
+    """Independent norm weights near 1.0 have raw cosine > 0.95 but centred ≈ 0; and even identical
+    norm weights (with independent matrices) never make a finding on their own."""
+    from provenance.findings import Reference
+    from provenance.refindex import ReferenceIndex, add_checkpoint
+
+    ref_sd = _bert_like(tmp_path / "ref", seed=1)
+    index = ReferenceIndex.create(tmp_path / "index")
+    add_checkpoint(index, tmp_path / "ref", Reference("synthetic-bert"))
+    _bert_like(tmp_path / "independent", seed=2)
+    report = scan(tmp_path / "independent", index, hash_files=False)
+    assert _weights(report) == []
+    [ref] = report.details["weights"]["references"]
+    norms = [m for m in ref["weak_matches"] if m["reference"].endswith("LayerNorm.weight")]
+    assert len(norms) == 8
+    assert min(m["raw_cosine"] for m in norms) > 0.95  # what a naive raw-cosine claim would cite
+    assert max(abs(m["centred"]) for m in norms) < 0.35  # best of 8 candidates, n = 128 each
+
+    same_norms = {k: v for k, v in ref_sd.items() if "LayerNorm" in k}
+    _bert_like(tmp_path / "same_norms", seed=3, norms=same_norms)
+    report = scan(tmp_path / "same_norms", index, hash_files=False)
+    assert _weights(report) == []
+
+
+def test_scan_cli_writes_json_and_prints_table(cli, minilm_derived_renamed_llama: Path, minilm_index: Path,
+                                               tmp_path: Path):
+    out = tmp_path / "scan.json"
+    result = cli.invoke(app, ["scan", str(minilm_derived_renamed_llama), "--index", str(minilm_index),
+                              "--json", str(out), "--no-hash"])
+    assert result.exit_code == 0, result.output
+    assert "copied" in result.stdout and "all-MiniLM-L6-v2" in result.stdout
+    data = json.loads(out.read_text())
+    [finding] = [f for f in data["findings"] if f["kind"] == "weights"]
+    assert finding["id"] == "weights:(whole model):all-MiniLM-L6-v2"
+    assert data["index"]["digest"].startswith("sha256:")
+
+
+def test_scan_cli_nothing_scannable_exits_3(cli, tmp_path: Path, minilm_index: Path):
+    (tmp_path / "empty").mkdir()
+    result = cli.invoke(app, ["scan", str(tmp_path / "empty"), "--index", str(minilm_index)])
+    assert result.exit_code == 3
+    assert result.stderr.startswith("provenance: error:")
+
+
+def test_scan_cli_missing_index_is_one_line_error(cli, minilm_dir: Path, tmp_path: Path):
+    result = cli.invoke(app, ["scan", str(minilm_dir), "--index", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2
+    assert "reference index" in result.stderr and "Traceback" not in result.stderr
