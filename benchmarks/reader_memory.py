@@ -18,13 +18,14 @@ import os
 import platform
 import resource
 import shutil
-import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from provenance.reader.safetensors_format import encode_header
 
 WORK = Path(__file__).resolve().parent / "_work"
 HIDDEN, INTERMEDIATE, VOCAB = 4096, 11008, 32000
@@ -69,16 +70,11 @@ def generate(folder: Path, size_gb: float, shard_gb: float = 1.0, seed: int = 0)
     total = 0
     for i, shard in enumerate(shards):
         name = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
-        header, offset = {}, 0
-        for tname, dtype, shape in shard:
-            nbytes = int(np.prod(shape)) * sizes[dtype]
-            header[tname] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
-            offset += nbytes
-            weight_map[tname] = name
-        raw = json.dumps(header).encode()
-        raw += b" " * (-len(raw) % 8)
+        prefix, ranges = encode_header(shard)
+        weight_map.update({tname: name for tname in ranges})
+        offset = max(end for _, end in ranges.values())
         with open(folder / name, "wb") as f:
-            f.write(struct.pack("<Q", len(raw)) + raw)
+            f.write(prefix)
             left = offset
             while left:
                 n = min(left, 32 << 20)

@@ -7,7 +7,7 @@ import math
 import os
 import struct
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -108,6 +108,26 @@ def parse_header(path: Path, prefix: str = "") -> tuple[list[TensorInfo], dict[s
     infos.sort(key=lambda t: (t.byte_range, t.name))
     _check_no_overlap(path, infos)
     return infos, metadata
+
+
+def encode_header(tensors: Iterable[tuple[str, str, Sequence[int]]],
+                  metadata: dict[str, str] | None = None) -> tuple[bytes, dict[str, tuple[int, int]]]:
+    """The length prefix and header of a safetensors file holding `(name, dtype, shape)` back to back.
+
+    Returns the bytes to write before the data section and each tensor's [start, end) within that section,
+    so generators (benchmarks, fixtures) can stream tensor data without holding it.
+    """
+    header: dict[str, Any] = {"__metadata__": metadata} if metadata else {}
+    ranges: dict[str, tuple[int, int]] = {}
+    offset = 0
+    for name, dtype, shape in tensors:
+        nbytes = math.prod(shape) * DTYPE_SIZES[dtype]
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+        ranges[name] = (offset, offset + nbytes)
+        offset += nbytes
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)  # the data section starts 8-byte aligned, as the safetensors library writes it
+    return struct.pack("<Q", len(raw)) + raw, ranges
 
 
 def _json_type(value: Any) -> str:

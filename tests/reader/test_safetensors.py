@@ -134,3 +134,23 @@ def test_safetensors_outside_the_weight_map_are_listed_as_ignored(tmp_path: Path
     with open_checkpoint(folder) as ckpt:
         assert {t.name for t in ckpt.tensors()} == set(minilm_tensors)
         assert ckpt.metadata["ignored_files"] == [str(folder / "consolidated.safetensors")]
+
+
+def test_encoded_header_is_read_by_the_safetensors_library(tmp_path: Path,
+                                                          minilm_tensors: dict[str, np.ndarray]) -> None:
+    from safetensors.numpy import load_file
+
+    from provenance.reader.safetensors_format import encode_header
+
+    names = sorted(minilm_tensors)[:6]
+    prefix, ranges = encode_header([(n, "F32" if minilm_tensors[n].dtype == np.float32 else "I64",
+                                     minilm_tensors[n].shape) for n in names], {"format": "pt"})
+    f = tmp_path / "streamed.safetensors"
+    f.write_bytes(prefix + b"".join(minilm_tensors[n].tobytes() for n in names))
+    loaded = load_file(str(f))
+    assert set(loaded) == set(names)
+    for n in names:
+        np.testing.assert_array_equal(loaded[n], minilm_tensors[n])
+    with open_checkpoint(f) as ckpt:
+        assert {t.name: (t.byte_range[0] - len(prefix), t.byte_range[1] - len(prefix))
+                for t in ckpt.tensors()} == ranges
