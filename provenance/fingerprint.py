@@ -252,7 +252,7 @@ def fingerprint_tensor(
     fp.statistics = stats.to_dict()
     fp.digests = digests.hexdigests()
     fp.sketch_shape = (len(rows), len(cols))
-    return fp, sketch
+    return fp, np.ascontiguousarray(sketch)  # fancy indexing may give Fortran order; storage needs C order
 
 
 @dataclass

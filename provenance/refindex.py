@@ -149,13 +149,20 @@ class ReferenceIndex:
         return "sha256:" + h.hexdigest()
 
     def _content_files(self) -> list[str]:
+        """Files the digest covers: all but index.json, hidden files and what a `.gitignore` inside excludes
+        (locally built entries that are not shipped)."""
         if not self.root.is_dir():
             return []
+        ignores = [(g.parent.relative_to(self.root).parts, _gitignore_patterns(g)) for g in self.root.rglob(".gitignore")]
         out = []
         for p in self.root.rglob("*"):
-            rel = p.relative_to(self.root).as_posix()
-            if p.is_file() and rel != INDEX_FILE and not any(part.startswith(".") for part in p.relative_to(self.root).parts):
-                out.append(rel)
+            parts = p.relative_to(self.root).parts
+            rel = "/".join(parts)
+            if not p.is_file() or rel == INDEX_FILE or any(part.startswith(".") for part in parts):
+                continue
+            if any(_ignored(parts[len(base):], pats) for base, pats in ignores if parts[:len(base)] == base):
+                continue
+            out.append(rel)
         return sorted(out)
 
     def verify(self) -> None:
@@ -228,7 +235,8 @@ class ReferenceIndex:
 
         name = check_name(reference.name)
         sketch_rel, manifest_rel = f"weights/{name}.safetensors", f"weights/{name}.json"
-        arrays = {t.name: np.clip(fingerprint.sketches[t.name], -_FP16_MAX, _FP16_MAX).astype(np.float16)
+        arrays = {t.name: np.ascontiguousarray(np.clip(fingerprint.sketches[t.name], -_FP16_MAX, _FP16_MAX),
+                                               dtype=np.float16)
                   for t in fingerprint.tensors}
         manifest = {
             "reference": reference.to_dict(),
@@ -293,6 +301,24 @@ class ReferenceIndex:
         if not path.is_file():
             return {}
         return load_toml(path)
+
+
+def _gitignore_patterns(path: Path) -> list[str]:
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    return [ln.strip() for ln in lines if ln.strip() and not ln.startswith(("#", "!"))]
+
+
+def _ignored(parts: tuple[str, ...], patterns: list[str]) -> bool:
+    """Whether a path (parts below the .gitignore's folder) matches a simple gitignore pattern."""
+    from fnmatch import fnmatch
+
+    for pat in patterns:
+        if pat.endswith("/"):  # a directory pattern: any parent folder
+            if any(fnmatch(d, pat.rstrip("/").lstrip("/")) for d in parts[:-1]):
+                return True
+        elif any(fnmatch(x, pat.lstrip("/")) for x in parts):
+            return True
+    return False
 
 
 def load_toml(path: Path) -> dict[str, Any]:
