@@ -156,11 +156,11 @@ def cases() -> list[Case]:
              lambda out, src: derive.finetune_bert(src.minilm, out, steps=40, seed=0),
              "", mini_all),
         Case("minilm_llama_names", "minilm", True, ["rename_keys(llama)"],
-             _sd_case(_minilm, lambda sd, c: derive.rename_keys(sd, "llama")), "model", mini_all),
+             _sd_case(_minilm, lambda sd, c: derive.rename_keys(sd, "llama")), "", mini_all),
         Case("minilm_megatron_fused_transposed_bf16", "minilm", True,
              ["fuse_qkv", "rename_keys(megatron)", "transpose_linear", "cast(bfloat16)"],
              _sd_case(_minilm, lambda sd, c: bf16(derive.transpose_linear(
-                 derive.rename_keys(derive.fuse_qkv(sd), "megatron")))), "language_model", mini_all),
+                 derive.rename_keys(derive.fuse_qkv(sd), "megatron")))), "", mini_all),
         Case("minilm_fp8_resharded", "minilm", True, ["cast(float8_e4m3fn)", "reshard(3)"],
              _sd_case(_minilm, lambda sd, c: derive.cast(sd, "float8_e4m3fn"), n_shards=3), "", mini_all),
         Case("minilm_gguf_q8_0", "minilm", True, ["to_gguf(Q8_0)", "rename_keys(gguf)"],
@@ -188,7 +188,7 @@ def cases() -> list[Case]:
         Case("smollm2_bf16_megatron_fused", "smollm2", True,
              ["cast(bfloat16)", "fuse_qkv", "fuse_gate_up", "rename_keys(megatron)"],
              _sd_case(_smollm2, lambda sd, c: derive.rename_keys(
-                 derive.fuse_gate_up(derive.fuse_qkv(bf16(sd))), "megatron")), "decoder", smol_all),
+                 derive.fuse_gate_up(derive.fuse_qkv(bf16(sd))), "megatron")), "", smol_all),
         Case("smollm2_rotated", "smollm2", True, ["fold_norm_gains", "rotate_residual", "cast(bfloat16)"],
              _sd_case(_smollm2, lambda sd, c: bf16(derive.rotate_residual(sd, 21))), "", smol_all),
         Case("smollm2_permuted", "smollm2", True, ["permute_heads", "permute_mlp_neurons", "cast(bfloat16)"],

@@ -1225,13 +1225,29 @@ def _gguf_tensor(arr: np.ndarray, qtype: str):
     return quantize(arr.astype(np.float32), kind), kind
 
 
+def _add_wordpiece_vocab(writer, tokens: list[str]) -> None:
+    """llama.cpp's BERT tokenizer metadata from a WordPiece vocab.txt (as convert_hf_to_gguf writes it)."""
+    from gguf import TokenType
+
+    writer.add_tokenizer_model("bert")
+    writer.add_token_list(tokens)
+    writer.add_token_types([int(TokenType.CONTROL if t.startswith("[") and t.endswith("]") else TokenType.NORMAL)
+                            for t in tokens])
+    ids = {t: i for i, t in enumerate(tokens)}
+    for token, add in (("[UNK]", writer.add_unk_token_id), ("[SEP]", writer.add_sep_token_id),
+                       ("[PAD]", writer.add_pad_token_id), ("[CLS]", writer.add_bos_token_id),
+                       ("[MASK]", writer.add_mask_token_id)):
+        if token in ids:
+            add(ids[token])
+
+
 def to_gguf(sd_or_dir: StateDict | PathLike, out_path: PathLike, qtype: str = "Q8_0",
             config: dict[str, Any] | None = None, *, tokenizer_gguf: PathLike | None = None) -> Path:
     """Write a real GGUF file (llama.cpp names and metadata) with weights quantised to `qtype` by
     `gguf.quants.quantize`. Llama q/k rows get llama.cpp's rotary permutation; 1-D tensors stay F32 and
     embedding / LM-head tables use Q8_0 when `qtype` is 4- or 5-bit (as llama.cpp's presets do).
     `tokenizer_gguf` copies the `tokenizer.ggml.*` metadata of an existing GGUF (same vocabulary)."""
-    from gguf import GGUFReader, GGUFValueType, GGUFWriter
+    from gguf import GGML_QUANT_VERSION, GGUFReader, GGUFValueType, GGUFWriter, LlamaFileType
 
     if qtype not in GGUF_QTYPES:
         raise NotImplementedError(f"qtype {qtype!r}: gguf.quants can write only {', '.join(GGUF_QTYPES)}")
@@ -1274,6 +1290,11 @@ def to_gguf(sd_or_dir: StateDict | PathLike, out_path: PathLike, qtype: str = "Q
         is_table = name.startswith(("token_embd", "output.", "position_embd", "token_types"))
         data, kind = _gguf_tensor(t.numpy(), "Q8_0" if is_table and low_bit else qtype)
         writer.add_tensor(name, data, raw_dtype=kind)
+    writer.add_file_type(int(LlamaFileType.ALL_F32 if qtype == "F32" else LlamaFileType[f"MOSTLY_{qtype}"]))
+    writer.add_quantization_version(GGML_QUANT_VERSION)
+    vocab_txt = None if isinstance(sd_or_dir, dict) else Path(sd_or_dir) / "vocab.txt"
+    if tokenizer_gguf is None and fam == "bert" and vocab_txt is not None and vocab_txt.is_file():
+        _add_wordpiece_vocab(writer, vocab_txt.read_text(encoding="utf-8").splitlines())
     if tokenizer_gguf is not None:
         reader = GGUFReader(str(tokenizer_gguf))
         for key, field in reader.fields.items():

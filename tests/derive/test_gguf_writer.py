@@ -26,6 +26,9 @@ def test_bert_gguf_has_the_asked_types_and_close_values(minilm_dir, tmp_path, qt
     reader, tensors = _read(path)
     assert reader.fields["general.architecture"].contents() == "bert"
     assert reader.fields["bert.block_count"].contents() == 6
+    assert reader.fields["general.file_type"].contents() == int(gguf.LlamaFileType[f"MOSTLY_{qtype}"])
+    tokens = reader.fields["tokenizer.ggml.tokens"].contents()
+    assert len(tokens) == 30522 and tokens[101] == "[CLS]"
     q = tensors["blk.3.ffn_up.weight"]
     assert q.tensor_type.name == qtype
     assert tensors["blk.3.ffn_up.bias"].tensor_type.name == "F32"

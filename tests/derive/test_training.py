@@ -53,3 +53,12 @@ def test_training_from_scratch_moves_away_from_its_init(minilm_dir, tmp_path):
     w = "encoder.layer.3.intermediate.dense.weight"
     assert init[w].shape == trained[w].shape
     assert not torch.equal(init[w], trained[w])
+
+
+@pytest.mark.slow
+def test_finetune_is_deterministic(minilm_dir, tmp_path):
+    a = derive.load_checkpoint(derive.finetune_bert(minilm_dir, tmp_path / "a", steps=2, seed=3, seq_len=16))[0]
+    b = derive.load_checkpoint(derive.finetune_bert(minilm_dir, tmp_path / "b", steps=2, seed=3, seq_len=16))[0]
+    src = derive.load_checkpoint(minilm_dir)[0]
+    assert all(torch.equal(a[n], b[n]) for n in a)
+    assert not torch.equal(a["encoder.layer.0.output.dense.weight"], src["encoder.layer.0.output.dense.weight"])
