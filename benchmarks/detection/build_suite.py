@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import click
+import torch
 
 from benchmarks.detection import derive
 
@@ -88,7 +89,8 @@ def _identity(n: int) -> list[list[int]]:
 
 
 def _sd_case(source: Callable[[Sources], Path], transform: Callable[[derive.StateDict, dict], derive.StateDict],
-             *, n_shards: int = 1, tokenizer: bool = True) -> Callable[[Path, Sources], Path]:
+             *, n_shards: int = 1, tokenizer: bool = True,
+             config_update: dict[str, Any] | None = None) -> Callable[[Path, Sources], Path]:
     """A case built by loading a source, transforming its state dict, and saving (config fitted to it)."""
 
     def build(out: Path, src: Sources) -> Path:
@@ -99,6 +101,7 @@ def _sd_case(source: Callable[[Sources], Path], transform: Callable[[derive.Stat
             config = derive.fit_config(new, config)
         except (KeyError, ValueError):
             pass  # renamed / fused layouts: config stays the source's, as a real re-upload would keep it
+        config = {**config, **(config_update or {})}
         return derive.save_checkpoint(new, config, out, tokenizer_from=path if tokenizer else None,
                                       n_shards=n_shards)
 
@@ -155,6 +158,9 @@ def cases() -> list[Case]:
         Case("minilm_finetuned", "minilm", True, ["finetune_mlm(steps=40, lr=2e-4)"],
              lambda out, src: derive.finetune_bert(src.minilm, out, steps=40, seed=0),
              "", mini_all),
+        Case("minilm_finetuned_heavy", "minilm", True, ["finetune_mlm(steps=40, lr=1e-3)"],
+             lambda out, src: derive.finetune_bert(src.minilm, out, steps=40, lr=1e-3, seed=1),
+             "", mini_all),
         Case("minilm_llama_names", "minilm", True, ["rename_keys(llama)"],
              _sd_case(_minilm, lambda sd, c: derive.rename_keys(sd, "llama")), "", mini_all),
         Case("minilm_megatron_fused_transposed_bf16", "minilm", True,
@@ -185,6 +191,9 @@ def cases() -> list[Case]:
              ["composite(vision_tower=minilm, subfolders)"],
              _composite(_minilm, _minilm_trained(3), "subfolders"), "vision_tower", mini_all),
         # ---- derived from SmolLM2
+        Case("smollm2_finetuned", "smollm2", True, ["finetune_causal_lm(steps=10, lr=5e-5)", "cast(bfloat16)"],
+             lambda out, src: derive.finetune_causal_lm(src.smollm2, out, steps=10, dtype=torch.bfloat16),
+             "", smol_all),
         Case("smollm2_bf16_megatron_fused", "smollm2", True,
              ["cast(bfloat16)", "fuse_qkv", "fuse_gate_up", "rename_keys(megatron)"],
              _sd_case(_smollm2, lambda sd, c: derive.rename_keys(
@@ -198,7 +207,9 @@ def cases() -> list[Case]:
              _sd_case(_smollm2_bf16, lambda sd, c: derive.upscale_depth(sd, [(0, 20), (10, 30)])), "",
              [[j, i] for j, i in enumerate([*range(0, 20), *range(10, 30)])]),
         Case("smollm2_moe_upcycled", "smollm2", True, ["upcycle_moe(2, noise=0.01, qwen_moe)", "cast(bfloat16)"],
-             _sd_case(_smollm2_bf16, lambda sd, c: derive.upcycle_moe(sd, 2, 0.01, "qwen_moe", seed=24)), "",
+             _sd_case(_smollm2_bf16, lambda sd, c: derive.upcycle_moe(sd, 2, 0.01, "qwen_moe", seed=24),
+                      config_update={"num_experts": 2, "num_experts_per_tok": 1, "moe_intermediate_size": 1536}),
+             "",
              smol_all),
         Case("smollm2_pruned", "smollm2", True, ["prune_heads(2/3)", "prune_mlp_width(0.5)", "cast(bfloat16)"],
              _sd_case(_smollm2_bf16, lambda sd, c: derive.prune_mlp_width(

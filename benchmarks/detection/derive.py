@@ -52,6 +52,7 @@ __all__ = [
     "masked_lm_loss",
     "causal_lm_loss",
     "finetune_bert",
+    "finetune_causal_lm",
     "train_bert_from_scratch",
     "train_from_scratch",
     "small_llama_config",
@@ -481,14 +482,30 @@ def train_from_scratch(config_dir: PathLike, out_dir: PathLike, seed: int, steps
     config = read_config(src)
     if _is_bert(config):
         return train_bert_from_scratch(src, out_dir, seed, steps, lr, seq_len=seq_len, batch=batch)
-    model = build_model(config, seed=seed)
+    return _train_causal(build_model(config, seed=seed), src, out_dir, config, steps=steps, lr=lr, seed=seed,
+                         seq_len=seq_len, batch=batch, note=f"train_from_scratch steps={steps} seed={seed}")
+
+
+def finetune_causal_lm(src_dir: PathLike, out_dir: PathLike, steps: int = 10, lr: float = 5e-5, seed: int = 0,
+                       *, seq_len: int = 64, batch: int = 4, dtype: torch.dtype | None = None) -> Path:
+    """Fine-tune a Llama checkpoint with next-token loss on real text (AdamW, real optimizer steps);
+    saved in `dtype` (default: the source's)."""
+    src = Path(src_dir)
+    sd, config = load_checkpoint(src)
+    dtype = dtype or next(iter(sd.values())).dtype
+    model = build_model(config, {k: v.float() for k, v in sd.items()})
+    return _train_causal(model, src, out_dir, config, steps=steps, lr=lr, seed=seed, seq_len=seq_len,
+                         batch=batch, note=f"finetune_causal_lm steps={steps} lr={lr} seed={seed}", dtype=dtype)
+
+
+def _train_causal(model, src: Path, out_dir: PathLike, config: dict[str, Any], *, steps: int, lr: float,
+                  seed: int, seq_len: int, batch: int, note: str, dtype: torch.dtype = torch.float32) -> Path:
     blocks = _blocks(_token_stream(src / "tokenizer.json", held_out=False), seq_len)
     torch.set_num_threads(1)  # one thread: deterministic, and far faster on a shared box
     losses = _train(model, blocks, lambda b: model(input_ids=b, labels=b).loss, steps, lr, batch, seed)
-    meta = {"derive": f"train_from_scratch steps={steps} seed={seed}",
-            "first_losses": json.dumps(losses[:5]), "last_losses": json.dumps(losses[-5:])}
-    return save_checkpoint(_model_state_dict(model, config, keep_head=False), config, out_dir,
-                           tokenizer_from=src, metadata=meta)
+    meta = {"derive": note, "first_losses": json.dumps(losses[:5]), "last_losses": json.dumps(losses[-5:])}
+    sd = cast(_model_state_dict(model, config, keep_head=False), dtype)
+    return save_checkpoint(sd, config, out_dir, tokenizer_from=src, metadata=meta)
 
 
 def small_llama_config(src_config: dict[str, Any], *, hidden_size: int = 192, num_hidden_layers: int = 4,

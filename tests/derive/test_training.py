@@ -62,3 +62,17 @@ def test_finetune_is_deterministic(minilm_dir, tmp_path):
     src = derive.load_checkpoint(minilm_dir)[0]
     assert all(torch.equal(a[n], b[n]) for n in a)
     assert not torch.equal(a["encoder.layer.0.output.dense.weight"], src["encoder.layer.0.output.dense.weight"])
+
+
+@pytest.mark.slow
+def test_causal_finetune_moves_weights_and_lowers_next_token_loss(smollm2_independent_small, tmp_path):
+    src, config = derive.load_checkpoint(smollm2_independent_small)
+    out = derive.finetune_causal_lm(smollm2_independent_small, tmp_path / "ft", steps=6, lr=2e-3, seed=0,
+                                    seq_len=32)
+    tuned, tuned_config = derive.load_checkpoint(out)
+    assert tuned_config == config and set(tuned) == set(src)
+    w = "model.layers.1.mlp.down_proj.weight"
+    assert not torch.equal(src[w], tuned[w])
+    before = derive.causal_lm_loss(derive.build_model(config, src), smollm2_independent_small, n_blocks=8)
+    after = derive.causal_lm_loss(derive.build_model(config, tuned), smollm2_independent_small, n_blocks=8)
+    assert after < before, (before, after)
