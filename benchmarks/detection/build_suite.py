@@ -191,8 +191,8 @@ def cases() -> list[Case]:
              ["composite(vision_tower=minilm, subfolders)"],
              _composite(_minilm, _minilm_trained(3), "subfolders"), "vision_tower", mini_all),
         # ---- derived from SmolLM2
-        Case("smollm2_finetuned", "smollm2", True, ["finetune_causal_lm(steps=10, lr=5e-5)", "cast(bfloat16)"],
-             lambda out, src: derive.finetune_causal_lm(src.smollm2, out, steps=10, dtype=torch.bfloat16),
+        Case("smollm2_finetuned", "smollm2", True, ["finetune_causal_lm(steps=10, lr=2e-4)", "cast(bfloat16)"],
+             lambda out, src: derive.finetune_causal_lm(src.smollm2, out, steps=10, lr=2e-4, dtype=torch.bfloat16),
              "", smol_all),
         Case("smollm2_bf16_megatron_fused", "smollm2", True,
              ["cast(bfloat16)", "fuse_qkv", "fuse_gate_up", "rename_keys(megatron)"],
