@@ -30,8 +30,8 @@ from .dtypes import DTYPE_SIZES, to_float32
 
 HEADER_PROBE_BYTES = 100_000  # one GET covers the header of most files (huggingface_hub's own choice)
 PARALLEL_RANGES = 8
-# Rows closer than this are fetched in one GET: a round trip costs more than ~64 KiB of transfer.
-MAX_GAP_BYTES = 64 * 1024
+# Rows closer than this are fetched in one GET (fewer round trips for a few more bytes; docs/hub.md).
+MAX_GAP_BYTES = 16 * 1024
 
 
 class HubCheckpoint(Checkpoint):

@@ -75,6 +75,12 @@ class HubServer:
         self._server.shutdown()
         self._server.server_close()
 
+    def warm(self) -> None:
+        """Compute every file's digests now (the Hub knows them; a first request should not wait for them)."""
+        for repo in self.repos.values():
+            for name, path in repo.files.items():
+                _blob_id(name, path)
+
     def add(self, repo: HubRepo) -> None:
         self.repos[(repo.repo_type, repo.repo_id)] = repo
 
@@ -130,9 +136,9 @@ class _Handler(BaseHTTPRequestHandler):
         siblings = []
         for name, local in sorted(repo.files.items()):
             size = local.stat().st_size
-            entry: dict = {"rfilename": name, "size": size, "blobId": _git_oid(local)}
-            if name.endswith((".safetensors", ".gguf", ".tar", ".bin")):
-                entry["lfs"] = {"size": size, "sha256": _sha256(local), "pointerSize": 134}
+            entry: dict = {"rfilename": name, "size": size, "blobId": _blob_id(name, local)}
+            if _is_lfs(name):
+                entry["lfs"] = {"size": size, "sha256": _sha256(local), "pointerSize": len(_pointer(local))}
             siblings.append(entry)
         self._send_json({"id": repo_id, "sha": repo.sha, "private": False, "siblings": siblings}, 200, head)
 
@@ -144,7 +150,7 @@ class _Handler(BaseHTTPRequestHandler):
         if local is None:
             return self._send_json({"error": "Entry not found"}, 404, head, {"X-Error-Code": "EntryNotFound"})
         size = local.stat().st_size
-        etag = _sha256(local) if filename.endswith((".safetensors", ".gguf", ".tar")) else _git_oid(local)
+        etag = _sha256(local) if _is_lfs(filename) else _blob_id(filename, local)
         headers = {
             "X-Repo-Commit": repo.sha,
             "ETag": f'"{etag}"',
@@ -190,11 +196,15 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 _DIGESTS: dict[tuple[str, Path, float], str] = {}
+_DIGEST_LOCK = threading.Lock()
 
 
 def _digest(path: Path, algo: str) -> str:
+    """sha256, or git's sha1 blob id, of a file; computed once (under a lock: concurrent requests wait)."""
     key = (algo, path, path.stat().st_mtime)
-    if key not in _DIGESTS:
+    with _DIGEST_LOCK:
+        if key in _DIGESTS:
+            return _DIGESTS[key]
         h = hashlib.new(algo)
         if algo == "sha1":  # git blob id
             h.update(f"blob {path.stat().st_size}\0".encode())
@@ -202,12 +212,25 @@ def _digest(path: Path, algo: str) -> str:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 h.update(chunk)
         _DIGESTS[key] = h.hexdigest()
-    return _DIGESTS[key]
+        return _DIGESTS[key]
+
+
+def _is_lfs(name: str) -> bool:
+    return name.endswith((".safetensors", ".gguf", ".tar", ".bin"))
 
 
 def _sha256(path: Path) -> str:
     return _digest(path, "sha256")
 
 
-def _git_oid(path: Path) -> str:
+def _pointer(path: Path) -> bytes:
+    """The git-lfs pointer file git stores in place of a large file."""
+    return f"version https://git-lfs.github.com/spec/v1\noid sha256:{_sha256(path)}\nsize {path.stat().st_size}\n".encode()
+
+
+def _blob_id(name: str, path: Path) -> str:
+    """git's blob id: of the pointer for LFS files (as on the Hub), of the content otherwise."""
+    if _is_lfs(name):
+        body = _pointer(path)
+        return hashlib.sha1(f"blob {len(body)}\0".encode() + body).hexdigest()
     return _digest(path, "sha1")
