@@ -329,7 +329,7 @@ def sampled_fingerprint(ckpt: Any, spec: Any = None, progress: Callable[[int, in
     import numpy as np
 
     from .fingerprint import (ModelFingerprint, RunningStats, SketchSpec, ValueDigests, _heads_from_config,
-                              describe_tensor, is_fingerprintable, sketch_indices)
+                              describe_tensor, is_fingerprintable, iter_row_blocks, sketch_indices)
 
     spec = spec or SketchSpec()
     n_heads, n_kv = _heads_from_config(ckpt.config)
@@ -341,17 +341,22 @@ def sampled_fingerprint(ckpt: Any, spec: Any = None, progress: Callable[[int, in
         fp.heads = n_heads if fp.role == "attn_q" else n_kv if fp.role == "attn_k" else None
         rows, cols = sketch_indices(fp.shape2d, spec)
         whole = len(rows) == fp.shape2d[0]
-        block = (ckpt.read_rows(info.name) if whole else ckpt.read_rows(info.name, rows)).reshape(len(rows), -1)
         stats = RunningStats()
-        stats.update(block)
-        fp.statistics = stats.to_dict()
-        if whole:
+        if whole:  # in bounded blocks, as the local fingerprint reads: exact statistics and digests
             digests = ValueDigests()
-            digests.update(block)
+            sketch = np.empty((len(rows), len(cols)), dtype=np.float32)
+            for start, block in iter_row_blocks(ckpt, info):
+                stats.update(block)
+                digests.update(block)
+                sketch[start:start + len(block)] = block[:, cols]
             fp.digests = digests.hexdigests()
         else:
+            block = ckpt.read_rows(info.name, rows).reshape(len(rows), -1)
+            stats.update(block)
+            sketch = np.ascontiguousarray(block[:, cols])
             estimated += 1
-        sketches[info.name] = np.ascontiguousarray(block[:, cols])
+        fp.statistics = stats.to_dict()
+        sketches[info.name] = sketch
         fp.sketch_shape = (len(rows), len(cols))
         tensors.append(fp)
         done += info.numel
