@@ -16,7 +16,7 @@ import struct
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from tempfile import TemporaryDirectory
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -24,9 +24,10 @@ from ..atomic import atomic_write
 from ..errors import CheckpointError
 from ..hub import HubClient, HubRef, RepoSnapshot, parse_hub_ref
 from . import safetensors_format
-from .base import Checkpoint, CheckpointFile, RowSelection, TensorInfo
+from .base import CheckpointFile, RowSelection
 from .discovery import CONFIG_NAMES, TOKENIZER_NAMES
 from .dtypes import DTYPE_SIZES, to_float32
+from .table import TableCheckpoint
 
 HEADER_PROBE_BYTES = 100_000  # one GET covers the header of most files (huggingface_hub's own choice)
 PARALLEL_RANGES = 8
@@ -34,7 +35,7 @@ PARALLEL_RANGES = 8
 MAX_GAP_BYTES = 16 * 1024
 
 
-class HubCheckpoint(Checkpoint):
+class HubCheckpoint(TableCheckpoint):
     """A safetensors checkpoint in a Hub repo at a pinned commit; tensors and rows come over ranged reads.
 
     `path` is `hf://REPO@COMMIT[/subfolder]`; `TensorInfo.file` and `files()` are repo-relative paths.
@@ -49,11 +50,9 @@ class HubCheckpoint(Checkpoint):
         self.ref = ref
         self.snapshot: RepoSnapshot = self.client.snapshot(ref)
         self.uri = ref.uri(self.snapshot.commit)
-        self.path = Path(self.uri)
+        super().__init__(Path(self.uri))
         self.cache_dir = Path(cache_dir) if cache_dir else None
-        self.metadata = {"hub": {**self.snapshot.to_dict(), "subfolder": ref.subfolder, "endpoint": self.client.endpoint}}
-        self._infos: dict[str, TensorInfo] = {}
-        self._files: list[CheckpointFile] = []
+        self.metadata["hub"] = {**self.snapshot.to_dict(), "subfolder": ref.subfolder, "endpoint": self.client.endpoint}
         self._expected: dict[str, set[str]] = {}
         self._pool: ThreadPoolExecutor | None = None
         shards = self._shards()
@@ -66,16 +65,7 @@ class HubCheckpoint(Checkpoint):
                 self._add_shard(name, prefix, stub_root)
         self._files.extend(self._side_files())
 
-    # ---- Checkpoint API -------------------------------------------------------------------------
-    def tensors(self) -> Iterator[TensorInfo]:
-        return iter(self._infos.values())
-
-    def tensor(self, name: str) -> TensorInfo:
-        return self._infos[name]
-
-    def files(self) -> list[CheckpointFile]:
-        return list(self._files)
-
+    # ---- Checkpoint API (listing and lookup from TableCheckpoint) --------------------------------
     def read_rows(self, name: str, rows: RowSelection = None) -> np.ndarray:
         """Requested rows as float32; one ranged GET per span of rows (runs closer than `max_gap_bytes` merge)."""
         info = self._infos[name]
@@ -105,6 +95,7 @@ class HubCheckpoint(Checkpoint):
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
+        super().close()
 
     # ---- shards and headers ---------------------------------------------------------------------
     def _in_scope(self) -> list[str]:
@@ -177,9 +168,7 @@ class HubCheckpoint(Checkpoint):
             self.metadata.setdefault("safetensors", {})[name] = meta
         remote_path = Path(name)
         for info in infos:
-            if info.name in self._infos:
-                raise CheckpointError(f"{self.uri}/{name}", f"tensor {info.name!r} also appears in {self._infos[info.name].file}")
-            self._infos[info.name] = dataclasses.replace(info, file=remote_path)
+            self._add(dataclasses.replace(info, file=remote_path))
         self._files.append(CheckpointFile(remote_path, remote.size, "weights"))
 
     def _config(self) -> dict[str, Any] | None:
