@@ -417,8 +417,10 @@ def causal_lm_loss(model, tokenizer_dir: PathLike, *, seq_len: int = 64, n_block
 
 
 def _train(model: torch.nn.Module, blocks: torch.Tensor, loss_fn: Callable[[torch.Tensor], torch.Tensor],
-           steps: int, lr: float, batch: int, seed: int, warmup: int = 10) -> list[float]:
-    """AdamW with linear warm-up and cosine decay over seeded random batches; returns the step losses."""
+           steps: int, lr: float, batch: int, seed: int) -> list[float]:
+    """AdamW with linear warm-up (a tenth of the steps, at most 10) and cosine decay over seeded random
+    batches; returns the step losses."""
+    warmup = max(1, min(10, steps // 10))
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.01)
