@@ -42,22 +42,17 @@ def _changed(a, b, name) -> bool:
     return a[name].shape != b[name].shape or not torch.equal(a[name], b[name])
 
 
-def test_bert_mlp_neuron_permutation(minilm):
+@pytest.mark.parametrize("transform,changed", [
+    ("mlp_neurons", ("encoder.layer.0.intermediate.dense.weight", "encoder.layer.5.output.dense.weight")),
+    ("heads", ("encoder.layer.0.attention.self.key.weight", "encoder.layer.0.attention.output.dense.weight")),
+])
+def test_bert_permutations_keep_outputs(minilm, transform, changed):
     sd, config = minilm
-    new = derive.permute_mlp_neurons(sd, seed=1)
-    assert _changed(sd, new, "encoder.layer.0.intermediate.dense.weight")
-    assert _changed(sd, new, "encoder.layer.5.output.dense.weight")
+    new = (derive.permute_mlp_neurons(sd, seed=1) if transform == "mlp_neurons"
+           else derive.permute_heads(sd, seed=1, config=config))
+    assert all(_changed(sd, new, name) for name in changed)
     (h0, p0), (h1, p1) = _bert_out(sd, config), _bert_out(new, config)
     assert _close(h0, h1) and _close(p0, p1)
-
-
-def test_bert_head_permutation(minilm):
-    sd, config = minilm
-    new = derive.permute_heads(sd, seed=1, config=config)
-    assert _changed(sd, new, "encoder.layer.0.attention.self.key.weight")
-    assert _changed(sd, new, "encoder.layer.0.attention.output.dense.weight")
-    (h0, _), (h1, _) = _bert_out(sd, config), _bert_out(new, config)
-    assert _close(h0, h1)
 
 
 def test_bert_residual_permutation_permutes_hidden_states_only(minilm):
