@@ -10,6 +10,7 @@ a permuted row order) without the full reference weights.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any, Callable, Iterable
@@ -60,10 +61,7 @@ def view_shape(shape: tuple[int, ...]) -> tuple[int, int]:
         return (1, 1)
     if len(shape) == 1:
         return (1, shape[0])
-    rest = 1
-    for d in shape[1:]:
-        rest *= d
-    return (shape[0], rest)
+    return (shape[0], math.prod(shape[1:]))
 
 
 def sketch_indices(shape2d: tuple[int, int], spec: SketchSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -168,10 +166,7 @@ class TensorFingerprint:
 
     @property
     def numel(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
+        return math.prod(self.shape)
 
     @property
     def shape2d(self) -> tuple[int, int]:

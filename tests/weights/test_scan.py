@@ -139,10 +139,11 @@ def test_scan_cli_writes_json_and_prints_table(cli, minilm_derived_renamed_llama
 
 
 def test_scan_cli_nothing_scannable_exits_3(cli, tmp_path: Path, minilm_index: Path):
-    (tmp_path / "empty").mkdir()
-    result = cli.invoke(app, ["scan", str(tmp_path / "empty"), "--index", str(minilm_index)])
+    """A checkpoint with no floating-point tensor (only integer buffers) has nothing to fingerprint."""
+    save_file({"embeddings.position_ids": np.arange(512, dtype=np.int64)[None]}, str(tmp_path / "model.safetensors"))
+    result = cli.invoke(app, ["scan", str(tmp_path), "--index", str(minilm_index), "--no-hash"])
     assert result.exit_code == 3
-    assert result.stderr.startswith("provenance: error:")
+    assert result.stderr.startswith("provenance: error:") and "no floating-point tensors" in result.stderr
 
 
 def test_scan_cli_missing_index_is_one_line_error(cli, minilm_dir: Path, tmp_path: Path):
