@@ -17,6 +17,7 @@ from tests.hub.hub_server import HubRepo, HubServer
 MINILM_REPO = "sentence-transformers/all-MiniLM-L6-v2"
 SHARDED_REPO = "test-org/minilm-sharded-with-tower"
 GGUF_REPO = "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF"
+TINY_REPO = "test-org/minilm-two-layers"  # quick pulls for CLI and archive mechanics
 
 _SMOL_NAMES = {  # GGUF tensor name -> Hugging Face name, for the first layers of SmolLM2
     "token_embd.weight": "model.embed_tokens.weight",
@@ -71,6 +72,20 @@ def sharded_dir(minilm_dir: Path, smollm2_gguf: Path, tmp_path_factory: pytest.T
     return root
 
 
+@pytest.fixture(scope="session")
+def tiny_dir(minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """MiniLM's first two encoder layers with its config, and its pooler in `pooler/`: quick to pull."""
+    root = tmp_path_factory.mktemp("tiny")
+    tensors = load_file(minilm_dir / "model.safetensors")
+    keep = {n: torch.from_numpy(t) for n, t in tensors.items() if n.startswith(("encoder.layer.0.", "encoder.layer.1."))}
+    save_file(keep, root / "model.safetensors", metadata={"format": "pt"})
+    shutil.copy(minilm_dir / "config.json", root / "config.json")
+    (root / "pooler").mkdir()  # a sub-model folder
+    save_file({n: torch.from_numpy(t) for n, t in tensors.items() if n.startswith("pooler.")},
+              root / "pooler" / "model.safetensors", metadata={"format": "pt"})
+    return root
+
+
 def _repo(repo_id: str, folder: Path, **kw) -> HubRepo:
     files = {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*"))
              if p.is_file() and not p.name.startswith(".") and "__pycache__" not in p.parts}
@@ -78,14 +93,16 @@ def _repo(repo_id: str, folder: Path, **kw) -> HubRepo:
 
 
 @pytest.fixture(scope="session")
-def hub_server(minilm_dir: Path, sharded_dir: Path, smollm2_gguf: Path):
-    """The Hub-compatible server with MiniLM, the sharded repo and the SmolLM2 GGUF."""
+def hub_server(minilm_dir: Path, sharded_dir: Path, tiny_dir: Path, smollm2_gguf: Path):
+    """The Hub-compatible server with MiniLM, the sharded repo, the two-layer repo and the SmolLM2 GGUF."""
     repos = [
         _repo(MINILM_REPO, minilm_dir),
         _repo(SHARDED_REPO, sharded_dir),
+        _repo(TINY_REPO, tiny_dir),
         HubRepo(GGUF_REPO, {smollm2_gguf.name: smollm2_gguf}),
     ]
     with HubServer(repos) as server:
+        server.warm()
         yield server
 
 

@@ -11,7 +11,7 @@ import pytest
 from provenance.errors import CheckpointError, ReferenceIndexError
 from provenance.hub import HubClient, RetryPolicy, export_index, fetch_index, import_index, pull_reference
 from provenance.refindex import ReferenceIndex
-from tests.hub.conftest import SHARDED_REPO
+from tests.hub.conftest import TINY_REPO
 from tests.hub.hub_server import HubRepo
 
 FAST = RetryPolicy(max_retries=2, base_wait=0.01, max_wait=0.02)
@@ -19,10 +19,10 @@ FAST = RetryPolicy(max_retries=2, base_wait=0.01, max_wait=0.02)
 
 @pytest.fixture(scope="module")
 def built_index(hub_server, tmp_path_factory) -> Path:
-    """An index holding SmolLM2's layers pulled from the test Hub (built once; tests copy it)."""
+    """An index holding two MiniLM layers pulled from the test Hub (built once; tests copy it)."""
     idx = ReferenceIndex.create(tmp_path_factory.mktemp("built") / "index")
     client = HubClient(endpoint=hub_server.url, token=False, retry=FAST)
-    pull_reference(idx, f"hf://{SHARDED_REPO}/vision_tower", name="smol-tower", client=client)
+    pull_reference(idx, f"hf://{TINY_REPO}", name="smol-tower", client=client)
     return idx.root
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from cli.main import app
 from provenance.refindex import ReferenceIndex
-from tests.hub.conftest import MINILM_REPO, SHARDED_REPO
+from tests.hub.conftest import MINILM_REPO, TINY_REPO
 from tests.hub.hub_server import HubRepo
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -20,32 +20,36 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def test_pull_prints_bytes_and_pinned_commit_then_skips_a_second_time(hub, cli, tmp_path):
     index = tmp_path / "index"
-    args = ["index", "pull", f"{SHARDED_REPO}@main/vision_tower", "--name", "smol-tower", "--index", str(index)]
+    args = ["index", "pull", f"{TINY_REPO}@main", "--name", "tiny", "--index", str(index)]
     first = cli.invoke(app, args)
     assert first.exit_code == 0, first.output + first.stderr
-    sha = hub.repos[("model", SHARDED_REPO)].sha
-    assert f"pulled smol-tower from {SHARDED_REPO}@{sha[:12]} (sampled)" in first.stdout
+    sha = hub.repos[("model", TINY_REPO)].sha
+    assert f"pulled tiny from {TINY_REPO}@{sha[:12]} (sampled)" in first.stdout
     assert "bytes (" in first.stdout and "requests" in first.stdout
     second = cli.invoke(app, args + ["--json"])
     assert second.exit_code == 0
     out = json.loads(second.stdout)
     assert out["pulled"][0]["skipped"] and out["pulled"][0]["commit"] == sha
-    assert ReferenceIndex.load(index).entry("smol-tower").reference.revision == sha
+    assert ReferenceIndex.load(index).entry("tiny").reference.revision == sha
 
 
 def test_pull_family_uses_the_catalogue(hub, cli, tmp_path):
     index = tmp_path / "index"
     index.mkdir()
     (index / "catalog.toml").write_text(
-        '[[model]]\nname = "smol-tower"\nfamily = "SmolTest"\nrepo_id = "%s"\nsubfolder = "vision_tower"\n'
-        'revision = "main"\norg = "Hugging Face"\ncountry = "US"\nlicense = "Apache-2.0"\n\n'
-        '[[model]]\nname = "other"\nfamily = "Other"\nrepo_id = "nobody/nothing"\n' % SHARDED_REPO)
-    result = cli.invoke(app, ["index", "pull", "--family", "smoltest", "--index", str(index)])
+        '[[model]]\nname = "tiny-pooler"\nfamily = "TinyTest"\nrepo_id = "%s"\nsubfolder = "pooler"\n'
+        'revision = "main"\norg = "Example Org"\ncountry = "US"\nlicense = "Apache-2.0"\n\n'
+        '[[model]]\nname = "tiny"\nfamily = "TinyTest"\nrepo_id = "%s"\n\n'
+        '[[model]]\nname = "other"\nfamily = "Other"\nrepo_id = "nobody/nothing"\n' % (TINY_REPO, TINY_REPO))
+    result = cli.invoke(app, ["index", "pull", "--family", "tinytest", "--index", str(index)])
     assert result.exit_code == 0, result.output + result.stderr
-    ref = ReferenceIndex.load(index).entry("smol-tower").reference
-    assert (ref.family, ref.org, ref.country, ref.license) == ("SmolTest", "Hugging Face", "US", "Apache-2.0")
+    stored = ReferenceIndex.load(index)
+    ref = stored.entry("tiny-pooler").reference
+    assert (ref.family, ref.org, ref.country, ref.license) == ("TinyTest", "Example Org", "US", "Apache-2.0")
+    assert [t.name for t in stored.fingerprint("tiny-pooler").tensors] == ["pooler.dense.bias", "pooler.dense.weight"]
+    assert stored.entry("tiny").reference.repo_id == TINY_REPO
     missing = cli.invoke(app, ["index", "pull", "--family", "nope", "--index", str(index)])
-    assert missing.exit_code == 2 and "known: Other, SmolTest" in missing.stderr
+    assert missing.exit_code == 2 and "known: Other, TinyTest" in missing.stderr
 
 
 @pytest.mark.parametrize("args, message", [
@@ -62,7 +66,7 @@ def test_hub_errors_are_one_line_exit_2(hub, cli, tmp_path, args, message):
 
 def test_export_import_fetch_round_trip(hub, cli, tmp_path):
     index = tmp_path / "index"
-    assert cli.invoke(app, ["index", "pull", f"hf://{SHARDED_REPO}/vision_tower", "--name", "t",
+    assert cli.invoke(app, ["index", "pull", f"hf://{TINY_REPO}", "--name", "t",
                             "--index", str(index)]).exit_code == 0
     exported = cli.invoke(app, ["index", "export", str(tmp_path / "pub" / "reference-index.tar"), "--index", str(index),
                                 "--json"])
@@ -82,8 +86,8 @@ def test_export_import_fetch_round_trip(hub, cli, tmp_path):
 
 def test_scan_a_hub_model(hub, cli, tmp_path):
     index = tmp_path / "index"
-    assert cli.invoke(app, ["index", "pull", MINILM_REPO, "--name", "minilm", "--index", str(index)]).exit_code == 0
-    result = cli.invoke(app, ["scan", f"hf://{SHARDED_REPO}", "--index", str(index), "--no-hash",
+    assert cli.invoke(app, ["index", "pull", TINY_REPO, "--name", "minilm", "--index", str(index)]).exit_code == 0
+    result = cli.invoke(app, ["scan", f"hf://{TINY_REPO}", "--index", str(index), "--no-hash",
                               "--json", str(tmp_path / "scan.json")])
     assert result.exit_code in (0, 1), result.output + result.stderr
     report = json.loads((tmp_path / "scan.json").read_text())
@@ -94,7 +98,7 @@ def test_cli_in_a_fresh_process_reads_hf_endpoint_token_and_offline(hub, tmp_pat
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
     env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf"), HF_HUB_DISABLE_TELEMETRY="1",
                HF_TOKEN="hf_subprocess_token", PYTHONPATH=str(REPO_ROOT))
-    cmd = [sys.executable, "-m", "cli.main", "index", "pull", f"{SHARDED_REPO}/vision_tower", "--name", "t",
+    cmd = [sys.executable, "-m", "cli.main", "index", "pull", TINY_REPO, "--name", "t",
            "--index", str(tmp_path / "index")]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
     assert done.returncode == 0, done.stderr

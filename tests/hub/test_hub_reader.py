@@ -34,7 +34,7 @@ def test_remote_tensors_and_rows_equal_local(hub, repo_fixture, minilm_dir, shar
     assert _layout(remote) == _layout(local)
     assert remote.config == local.config
     rng = np.random.default_rng(0)
-    for info in remote.tensors():
+    for info in list(remote.tensors())[::3]:  # every dtype, shape kind and shard is among them
         n = info.rows
         picks = rng.integers(-n, n, size=min(n, 9))  # unsorted, negative, possibly repeated rows
         for rows in (picks, slice(0, min(n, 5)), slice(1, min(n, 40), 3)):
@@ -70,7 +70,7 @@ def test_sampled_rows_read_exactly_their_bytes(hub):
 
 
 def test_sampled_rows_are_a_small_fraction_of_a_checkpoint(hub):
-    ckpt = open_hub_checkpoint(f"hf://{SHARDED_REPO}", client=_client())  # default gap merging
+    ckpt = open_hub_checkpoint(f"hf://{SHARDED_REPO}/vision_tower", client=_client())  # default gap merging
     _sample_every_tensor(ckpt)
     weights = sum(f.size for f in ckpt.files() if f.role == "weights")
     served = sum(n for (repo, name), n in hub.state.bytes_served.items()
@@ -78,8 +78,8 @@ def test_sampled_rows_are_a_small_fraction_of_a_checkpoint(hub):
     assert served == sum(n for name, n in ckpt.client.stats.per_file.items() if name.endswith(".safetensors"))
     fraction = served / weights
     print(f"\nsampled rows of {SHARDED_REPO}: {served} of {weights} bytes = {fraction:.1%}")
-    # MiniLM's 384-row matrices are sampled almost whole (256 rows); the two embeddings are not
-    assert fraction < 0.5
+    # SmolLM2's 576-row layers are sampled almost whole (256 rows); its 49152-row embedding is not
+    assert fraction < 0.3
 
 
 def test_consecutive_rows_are_one_ranged_get(hub):
