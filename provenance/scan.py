@@ -406,10 +406,24 @@ def scan(path: str | os.PathLike[str] | Checkpoint, index: ReferenceIndex | str 
         if owned:
             ckpt.close()
     return ScanReport(
-        subject=subject, index=idx.summary(), parameters={"weights": weights.parameters},
+        subject=subject, index=index_summary(idx), parameters={"weights": weights.parameters},
         findings=weights.findings, details={"weights": weights.details}, tool_version=__version__,
         timestamp=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
     )
+
+
+def index_summary(idx: ReferenceIndex) -> dict[str, Any]:
+    """The index's name, version and digest, and whether its files still match the digest."""
+    from .errors import ReferenceIndexError
+
+    out = idx.summary()
+    try:
+        idx.verify()
+        out["verified"] = True
+    except ReferenceIndexError as err:  # reported, not fatal: the report says the index was modified
+        out["verified"] = False
+        out["verification_problem"] = err.one_line()
+    return out
 
 
 def _subject(ckpt: Checkpoint, hash_files: bool) -> Subject:

@@ -42,6 +42,10 @@ def test_index_digest_detects_any_change(minilm_index: Path, tmp_path: Path):
     manifest.write_text(manifest.read_text().replace('"Apache-2.0"', '"MIT"'))
     with pytest.raises(ReferenceIndexError, match="digest mismatch"):
         ReferenceIndex.load(copy).verify()
+    from provenance.scan import index_summary
+
+    summary = index_summary(ReferenceIndex.load(copy))  # what a scan report records
+    assert summary["verified"] is False and "digest mismatch" in summary["verification_problem"]
 
 
 def test_bad_reference_name_is_one_line_error(cli, minilm_dir: Path, tmp_path: Path):

@@ -62,15 +62,21 @@ def test_finetune_is_derived_not_copied(minilm_derived_finetuned: Path, minilm_i
     assert stats["log10_p"] < -100
 
 
-def test_composite_is_localised_to_its_component(composite_minilm_vision: Path, minilm_index: Path):
-    report = scan(composite_minilm_vision, minilm_index, hash_files=False)
+@pytest.mark.parametrize("model, vision, language", [
+    ("composite_minilm_vision", "model.vision_tower", "model.language_model"),
+    ("composite_minilm_vision_subfolders", "vision_tower", "language_model"),
+])
+def test_composite_is_localised_to_its_component(model: str, vision: str, language: str,
+                                                 request: pytest.FixtureRequest, minilm_index: Path):
+    report = scan(request.getfixturevalue(model), minilm_index, hash_files=False)
     [finding] = _weights(report)
-    assert finding.subject == "model.vision_tower"
+    assert finding.subject == vision
     assert finding.verdict == "copied"
     assert 0.4 < finding.parameter_share < 0.6  # two equal-sized halves
-    assert all(m["suspect"].startswith("model.vision_tower.") for m in finding.statistics["matched_tensors"])
+    assert all(m["suspect"].startswith(vision + ".") for m in finding.statistics["matched_tensors"])
     components = report.details["weights"]["components"]
-    assert components["model.language_model"]["verdicts"] == {}
+    assert components[language]["verdicts"] == {}
+    assert report.index["verified"] is True
 
 
 @pytest.mark.parametrize("model", ["minilm_independent_fresh", "minilm_independent_trained"])
