@@ -239,8 +239,9 @@ class HubClient:
         """Run an API call (which huggingface_hub does not retry) with the same backoff as ranged reads."""
         import time
 
-        import httpx2
         from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+        httpx2 = _http_module()
 
         wait = self.retry.base_wait
         for attempt in range(self.retry.max_retries + 1):
@@ -262,11 +263,21 @@ class HubClient:
             raise CheckpointError(where, "HF_HUB_OFFLINE is set; unset it to read from the Hub")
 
 
+def _http_module() -> Any:
+    """The HTTP library huggingface_hub uses: `httpx2` in 2.x, `httpx` in 1.x."""
+    try:
+        import httpx2
+    except ImportError:  # pragma: no cover - huggingface_hub 1.x
+        import httpx as httpx2
+    return httpx2
+
+
 @contextmanager
 def hub_errors(where: str, error: type[ProvenanceError] = CheckpointError) -> Iterator[None]:
     """Turn huggingface_hub and network exceptions into one-line `ProvenanceError`s naming `where`."""
-    import httpx2
     from huggingface_hub import errors as hf
+
+    httpx2 = _http_module()
 
     try:
         yield

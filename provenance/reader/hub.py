@@ -64,6 +64,10 @@ class HubCheckpoint(TableCheckpoint):
             for name, prefix in shards:
                 self._add_shard(name, prefix, stub_root)
         self._files.extend(self._side_files())
+        # sha256 of each LFS file as the Hub reports it: chain of custody without downloading the file
+        self.known_sha256: dict[str, str] = {
+            f.path.as_posix(): self.snapshot.files[f.path.as_posix()].sha256 for f in self._files
+            if self.snapshot.files[f.path.as_posix()].sha256}
 
     # ---- Checkpoint API (listing and lookup from TableCheckpoint) --------------------------------
     def read_rows(self, name: str, rows: RowSelection = None) -> np.ndarray:

@@ -33,6 +33,9 @@ def test_remote_tensors_and_rows_equal_local(hub, repo_fixture, minilm_dir, shar
     local = open_checkpoint(local_dir)
     assert _layout(remote) == _layout(local)
     assert remote.config == local.config
+    from provenance.refindex import sha256_file
+    assert {f.path.as_posix(): remote.known_sha256[f.path.as_posix()] for f in remote.files() if f.role == "weights"} \
+        == {f.path.relative_to(local_dir).as_posix(): sha256_file(f.path) for f in local.files() if f.role == "weights"}
     rng = np.random.default_rng(0)
     for info in list(remote.tensors())[::3]:  # every dtype, shape kind and shard is among them
         n = info.rows
