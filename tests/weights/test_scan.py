@@ -156,3 +156,25 @@ def test_scan_cli_missing_index_is_one_line_error(cli, minilm_dir: Path, tmp_pat
     result = cli.invoke(app, ["scan", str(minilm_dir), "--index", str(tmp_path / "nowhere")])
     assert result.exit_code == 2
     assert "reference index" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_depth_upscaled_copy_is_aligned_with_a_restart(minilm_dir: Path, minilm_index: Path, tmp_path: Path):
+    """SOLAR-style stacking: layers 0-3 then 2-5 of MiniLM (8 layers); layer 5's copy is dropped twice."""
+    import re
+
+    ref = load_file(str(minilm_dir / "model.safetensors"))
+    plan = [0, 1, 2, 3, 2, 3, 4, 5]
+    out = {k: v for k, v in ref.items() if not k.startswith("encoder.layer.")}
+    for new, old in enumerate(plan):
+        for k, v in ref.items():
+            m = re.match(rf"encoder\.layer\.{old}\.(.+)$", k)
+            if m:
+                out[f"encoder.layer.{new}.{m.group(1)}"] = v
+    save_file(out, str(tmp_path / "model.safetensors"))
+    report = scan(tmp_path, minilm_index, hash_files=False, verify_exact=False)
+    [finding] = _weights(report)
+    assert finding.verdict == "derived"  # not confirmed exact (verify_exact=False)
+    [stack] = report.details["weights"]["references"][0]["stacks"]
+    assert [stack["layer_map"][str(i)] for i in range(8)] == plan
+    assert any("restart" in t for t in finding.transformations)
+    assert finding.statistics["layers_matched"] == finding.statistics["layers_total"] == 8
