@@ -114,3 +114,15 @@ def test_compare_finetune_is_close_but_not_identical(minilm_derived_finetuned: P
     layers = [t for t in result.tensors if t.a.startswith("encoder.") and t.role == "attn_q"]
     assert len(layers) == 6
     assert all(0.9 < t.centred < 1.0 and not t.identical for t in layers)
+
+
+def test_gguf_scans_as_copy_of_the_shipped_smollm2(smollm2_gguf: Path):
+    """The GGUF itself (q/k in llama.cpp order) is an exact copy of the shipped reference (kept in HF order)."""
+    from provenance.scan import scan
+
+    report = scan(smollm2_gguf, default_index_dir(), hash_files=False)
+    [finding] = [f for f in report.findings if f.reference.name == "SmolLM2-135M-Instruct"]
+    assert finding.verdict == "copied" and finding.subject == "(whole model)"
+    assert finding.statistics["layers_matched"] == 30
+    qk = [m for m in finding.statistics["matched_tensors"] if m["role"] in ("attn_q", "attn_k")]
+    assert len(qk) == 60 and all(m["placement"] == "llama.cpp q/k row order" and m["exact"] == "f32" for m in qk)
