@@ -31,6 +31,7 @@ from .table import TableCheckpoint
 
 HEADER_PROBE_BYTES = 100_000  # one GET covers the header of most files (huggingface_hub's own choice)
 PARALLEL_RANGES = 8
+GGUF_PROBE_BYTES = 1 << 20  # first GGUF header read; grown 4x while the header runs past it
 # Rows closer than this are fetched in one GET (fewer round trips for a few more bytes; docs/hub.md).
 MAX_GAP_BYTES = 16 * 1024
 
@@ -44,11 +45,11 @@ class HubCheckpoint(TableCheckpoint):
     format = "safetensors"
 
     def __init__(self, ref: HubRef, client: HubClient | None = None, cache_dir: Path | None = None,
-                 max_gap_bytes: int = MAX_GAP_BYTES) -> None:
+                 max_gap_bytes: int = MAX_GAP_BYTES, snapshot: RepoSnapshot | None = None) -> None:
         self.client = client or HubClient()
         self.max_gap_bytes = max_gap_bytes
         self.ref = ref
-        self.snapshot: RepoSnapshot = self.client.snapshot(ref)
+        self.snapshot: RepoSnapshot = snapshot or self.client.snapshot(ref)
         self.uri = ref.uri(self.snapshot.commit)
         super().__init__(Path(self.uri))
         self.cache_dir = Path(cache_dir) if cache_dir else None
@@ -214,6 +215,88 @@ class HubCheckpoint(TableCheckpoint):
         return data
 
 
+class HubGgufCheckpoint(TableCheckpoint):
+    """One GGUF file in a Hub repo, parsed by the local GGUF reader from a sparse local mirror.
+
+    The header is fetched in growing ranges until the parsed data section starts inside the fetched bytes
+    (so no header field came from an unfetched hole); `read_rows` fetches the requested rows' byte spans
+    into the mirror, then lets the local reader decode them.
+    """
+
+    format = "gguf"
+
+    def __init__(self, ref: HubRef, filename: str, client: HubClient, snapshot: RepoSnapshot,
+                 cache_dir: Path | None = None, max_gap_bytes: int = MAX_GAP_BYTES) -> None:
+        from .gguf_format import GgufCheckpoint
+
+        self.client, self.ref, self.snapshot, self.max_gap_bytes = client, ref, snapshot, max_gap_bytes
+        self.uri = f"{ref.uri(snapshot.commit)}"
+        super().__init__(Path(self.uri))
+        size = snapshot.files[filename].size or 0
+        self._scratch = None if cache_dir else TemporaryDirectory(prefix="provenance-hub-gguf-")
+        root = Path(cache_dir) if cache_dir else Path(self._scratch.name)
+        self._mirror = root / "gguf" / snapshot.commit / filename
+        self._mirror.parent.mkdir(parents=True, exist_ok=True)
+        with open(self._mirror, "wb") as handle:
+            handle.truncate(size)
+        self._filename, self._have = filename, 0
+        want = min(GGUF_PROBE_BYTES, size)
+        while True:
+            self._fill(0, want)
+            try:
+                local = GgufCheckpoint(self._mirror, [])
+            except CheckpointError as err:
+                if want >= size:
+                    raise CheckpointError(f"{self.uri}", err.problem) from None
+                want = min(size, want * 4)
+                continue
+            starts = [t.byte_range[0] for t in local.tensors()]
+            data_start = min(starts) if starts else size
+            if data_start <= want:
+                break
+            local.close()
+            want = min(size, max(want * 4, data_start))
+        self._local = local
+        for info in local.tensors():
+            self._add(dataclasses.replace(info, file=Path(filename)))
+        self.metadata = {**local.metadata, "hub": {**snapshot.to_dict(), "file": filename,
+                                                   "endpoint": client.endpoint}}
+        self.quantisation, self.config = local.quantisation, local.config
+        self._files = [CheckpointFile(Path(filename), size, "weights")]
+        self.known_sha256 = {filename: snapshot.files[filename].sha256} if snapshot.files[filename].sha256 else {}
+        self._fetched: set[tuple[int, int]] = set()
+
+    def _fill(self, start: int, end: int) -> None:
+        """Fetch [start, end) of the remote file into the mirror (the header prefix grows in place)."""
+        if start == 0 and end <= self._have:
+            return
+        begin = self._have if start == 0 else start
+        data = self.client.read_range(self.snapshot, self._filename, begin, end - begin)
+        with open(self._mirror, "r+b") as handle:
+            handle.seek(begin)
+            handle.write(data)
+        if start == 0:
+            self._have = end
+
+    def read_rows(self, name: str, rows: RowSelection = None) -> np.ndarray:
+        info = self._infos[name]
+        row_bytes = info.nbytes // info.rows if info.rows else 0
+        runs, _ = safetensors_format.row_runs(safetensors_format.row_indices(rows, info.rows))
+        spans = _merge_runs([r for r in runs if r[1] > 0], self.max_gap_bytes // max(row_bytes, 1))
+        for first, count, _ in spans:
+            span = (info.byte_range[0] + first * row_bytes, info.byte_range[0] + (first + count) * row_bytes)
+            if span not in self._fetched and span[1] > self._have:
+                self._fill(*span)
+                self._fetched.add(span)
+        return self._local.read_rows(name, rows)
+
+    def close(self) -> None:
+        self._local.close()
+        super().close()
+        if self._scratch is not None:
+            self._scratch.cleanup()
+
+
 def _merge_runs(runs: list[tuple[int, int]], max_gap_rows: int) -> list[tuple[int, int, list[tuple[int, int]]]]:
     """Group sorted row runs into fetch spans (first row, row count, member runs) across gaps of few rows."""
     spans: list[tuple[int, int, list[tuple[int, int]]]] = []
@@ -248,6 +331,34 @@ def _header_stub(ckpt: HubCheckpoint, name: str, size: int, stub_dir: Path) -> P
 
 
 def open_hub_checkpoint(uri: str, client: HubClient | None = None, cache_dir: Path | None = None,
-                        max_gap_bytes: int = MAX_GAP_BYTES) -> HubCheckpoint:
-    """Open `hf://REPO_ID[@REVISION][/subfolder]` pinned to the revision's commit (default branch `main`)."""
-    return HubCheckpoint(parse_hub_ref(uri), client=client, cache_dir=cache_dir, max_gap_bytes=max_gap_bytes)
+                        max_gap_bytes: int = MAX_GAP_BYTES) -> HubCheckpoint | HubGgufCheckpoint:
+    """Open `hf://REPO_ID[@REVISION][/subfolder]` pinned to the revision's commit (default branch `main`).
+
+    `hf://REPO/file.gguf` opens one GGUF file; a repo or folder without safetensors but with exactly one
+    `.gguf` opens that one.
+    """
+    ref = parse_hub_ref(uri)
+    client = client or HubClient()
+    snap = client.snapshot(ref)
+    gguf = _gguf_target(ref, snap)
+    if gguf is not None:
+        parent = HubRef(ref.repo_id, ref.revision, posixpath.dirname(gguf), ref.repo_type)
+        return HubGgufCheckpoint(parent, gguf, client, snap, cache_dir=cache_dir, max_gap_bytes=max_gap_bytes)
+    return HubCheckpoint(ref, client=client, cache_dir=cache_dir, max_gap_bytes=max_gap_bytes, snapshot=snap)
+
+
+def _gguf_target(ref: HubRef, snap: RepoSnapshot) -> str | None:
+    """The GGUF file `ref` names, or the only one in its folder when the folder holds no safetensors."""
+    sub = ref.subfolder.strip("/")
+    if sub.endswith(".gguf"):
+        if sub not in snap.files:
+            raise CheckpointError(ref.uri(snap.commit), "no such file in the repository")
+        return sub
+    here = [n for n in snap.files if posixpath.dirname(n) == sub]
+    if any(n.endswith(".safetensors") for n in snap.files if not sub or n.startswith(sub + "/")):
+        return None
+    ggufs = sorted(n for n in here if n.endswith(".gguf"))
+    if len(ggufs) > 1:
+        raise CheckpointError(ref.uri(snap.commit), f"holds {len(ggufs)} GGUF files ({', '.join(ggufs[:4])}…); "
+                              "name the one to read: hf://REPO/FILE.gguf")
+    return ggufs[0] if ggufs else None

@@ -193,3 +193,21 @@ def test_cache_dir_makes_a_rerun_fetch_no_row_bytes(hub, tmp_path):
 def test_parse_hub_ref(text, expected):
     ref = parse_hub_ref(text)
     assert (ref.repo_id, ref.revision, ref.subfolder, ref.repo_type) == expected
+
+
+def test_gguf_on_the_hub_reads_header_and_rows_by_range(hub, smollm2_gguf):
+    from tests.hub.conftest import GGUF_REPO
+
+    remote = open_checkpoint(f"hf://{GGUF_REPO}/{smollm2_gguf.name}")
+    local = open_checkpoint(smollm2_gguf)
+    assert remote.format == "gguf" and remote.quantisation == local.quantisation
+    assert [(t.name, t.dtype, t.shape, t.byte_range) for t in remote.tensors()] == \
+        [(t.name, t.dtype, t.shape, t.byte_range) for t in local.tensors()]
+    assert remote.config == local.config
+    for name in ("token_embd.weight", "blk.0.ffn_down.weight", "blk.0.attn_norm.weight"):
+        rows = [0, 1, 7, remote.tensor(name).rows - 1]
+        np.testing.assert_array_equal(remote.read_rows(name, rows), local.read_rows(name, rows))
+    served = hub.state.bytes_served[(GGUF_REPO, smollm2_gguf.name)]
+    print(f"\nGGUF header + 12 rows: {served} of {smollm2_gguf.stat().st_size} bytes")
+    assert served < smollm2_gguf.stat().st_size // 10
+    assert open_checkpoint(f"hf://{GGUF_REPO}").tensor("token_embd.weight") == remote.tensor("token_embd.weight")
