@@ -47,11 +47,10 @@ def default_index_dir() -> Path:
 
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """Hex sha256 of a whole file (streamed by `provenance.hashing`)."""
+    from .hashing import sha256_range
+
+    return sha256_range(path)[0]
 
 
 def check_name(name: str) -> str:
