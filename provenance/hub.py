@@ -408,7 +408,7 @@ def pull_reference(index: Any, source: str, *, name: str | None = None, referenc
     `<index>/.pull/<name>/` until the reference is stored, so an interrupted pull resumes where it stopped.
     """
     from .findings import Reference
-    from .reader.hub import HubCheckpoint
+    from .reader.hub import open_hub_checkpoint
     from .refindex import check_name
 
     ref = parse_hub_ref(source)
@@ -423,7 +423,9 @@ def pull_reference(index: Any, source: str, *, name: str | None = None, referenc
                           done.summary.get("parameters", 0), 0, 0, 0, skipped=True)
     work = Path(index.root) / PULL_WORK_DIR / name
     start_bytes, start_requests = client.stats.bytes, client.stats.requests
-    ckpt = HubCheckpoint(HubRef(ref.repo_id, snap.commit, ref.subfolder), client=client, cache_dir=work)
+    ckpt = open_hub_checkpoint(HubRef(ref.repo_id, snap.commit, ref.subfolder).uri(), client=client, cache_dir=work)
+    if ckpt.format == "gguf":  # llama.cpp's q/k row permutation is undone on whole tensors: read everything
+        full, mode = True, "full"
     try:
         if full:
             from .fingerprint import fingerprint_checkpoint
