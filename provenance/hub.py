@@ -514,13 +514,9 @@ class ArchiveResult:
 
 
 def _sha256_path(path: Path) -> str:
-    import hashlib
+    from .refindex import sha256_file
 
-    h = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            h.update(block)
-    return "sha256:" + h.hexdigest()
+    return "sha256:" + sha256_file(path)
 
 
 def _normal_digest(text: str) -> str:
