@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from .naming import component_path, expert_index, infer_role, layer_index, layer_stack, top_level_component
+from .naming import expert_index, infer_role, layer_index, layer_stack, top_level_component
 from .reader import Checkpoint, TensorInfo
 
 SKETCH_VERSION = 1

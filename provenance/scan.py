@@ -8,8 +8,7 @@ engine and report writers add their parts to the same `ScanReport`.
 from __future__ import annotations
 
 import os
-import statistics as pystats
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -25,7 +24,7 @@ from .matching import (
 )
 from .reader import Checkpoint, open_checkpoint
 from .refindex import ReferenceIndex
-from .similarity import Similarity, log10_sf, null_sd, similarity, stouffer
+from .similarity import Similarity, null_sd, similarity, stouffer
 
 ProgressFn = Callable[[int, int, str], None]
 
