@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from contextlib import contextmanager
 from typing import Callable, Iterator
@@ -14,7 +13,11 @@ from rich.table import Table
 
 from provenance.atomic import atomic_write
 from provenance.findings import ScanReport
+from provenance.policy import apply_policy, load_declaration, load_policy
+from provenance.report import to_json, write_reports
 from provenance.scan import scan
+
+from .policy_cmd import policy_options, print_result
 
 
 @contextmanager
@@ -38,26 +41,48 @@ def progress_bar(description: str) -> Iterator[Callable[[int, int, str], None]]:
 @click.option("--index", "index_dir", type=click.Path(file_okay=False), default=None,
               help="Reference index folder (default: $PROVENANCE_INDEX or the shipped reference_index/).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, writable=True), default=None,
-              help="Write the full scan report as JSON to this file (schema: docs/weights.md).")
+              help="Write the scan report as JSON to this file (schema: docs/schema/report.schema.json).")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False, writable=True), default=None,
+              help="Write every report format (JSON, HTML, Markdown, CycloneDX, SARIF, SPDX) into this folder.")
+@policy_options(required=False)
 @click.option("--no-hash", is_flag=True, help="Skip the sha256 of the checkpoint files.")
 @click.option("--no-verify", is_flag=True, help="Do not read near-identical tensors in full to confirm exact copies.")
-def command(checkpoint: str, index_dir: str | None, json_out: str | None, no_hash: bool, no_verify: bool) -> None:
+@click.pass_context
+def command(ctx: click.Context, checkpoint: str, index_dir: str | None, json_out: str | None, report_dir: str | None,
+            policy_name: str | None, declaration: str | None, fail_on: str, home_country: str | None,
+            no_hash: bool, no_verify: bool) -> None:
     """Find which parts of CHECKPOINT come from which reference model, per component.
 
-    Exit status: 0 scanned (findings or not), 2 bad input, 3 nothing scannable.
+    Weights always; the tokenizer and shipped modelling code (*.py, *.cu, *.cpp) when present. With
+    --policy (and --declaration) the findings are judged.
+
+    Exit status: 0 pass (or no policy given), 1 policy failure (see --fail-on), 2 bad input,
+    3 nothing scannable.
     """
+    # load the policy and declaration first: a malformed file fails before minutes of reading
+    policy = load_policy(policy_name) if policy_name else None
+    declared = load_declaration(declaration) if declaration else None
     with progress_bar("reading weights") as update:
         report = scan(checkpoint, index_dir, progress=update, verify_exact=not no_verify, hash_files=not no_hash)
+    result = apply_policy(report, policy, declared, home_country=home_country) if policy else None
+    if report_dir:
+        write_reports(report, report_dir)
     if json_out:
         with atomic_write(json_out) as handle:
-            json.dump(report.to_dict(), handle, indent=1, default=str)
-            handle.write("\n")
+            handle.write(to_json(report))
     print_report(report)
+    if result is not None:
+        print_result(result, _stdout())
+        ctx.exit(result.exit_code(fail_on))
+
+
+def _stdout() -> Console:
+    return Console(file=sys.stdout, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 
 def print_report(report: ScanReport) -> None:
     """The weights findings as a terminal table, one row per component and reference."""
-    out = Console(file=sys.stdout, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+    out = _stdout()
     idx = report.index
     out.print(f"[bold]{report.subject.path}[/bold]: {report.subject.parameter_count:,} parameters; "
               f"index {idx.get('name')} v{idx.get('version')} ({idx.get('references')} references)")

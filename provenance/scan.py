@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from typing import Any, Callable
 
 import numpy as np
@@ -25,6 +24,7 @@ from .matching import (
 from .reader import Checkpoint, open_checkpoint
 from .refindex import ReferenceIndex
 from .similarity import Similarity, null_sd, similarity, stouffer
+from .tokenizers import scan_tokenizers
 
 ProgressFn = Callable[[int, int, str], None]
 
@@ -393,22 +393,55 @@ def _merge_whole_model(findings: list[Finding], strong_comps: dict[str, int], to
 
 
 def scan(path: str | os.PathLike[str] | Checkpoint, index: ReferenceIndex | str | os.PathLike[str] | None = None,
-         *, progress: ProgressFn | None = None, verify_exact: bool = True, hash_files: bool = True) -> ScanReport:
-    """Scan a checkpoint against a reference index (default: the shipped one) and return the report."""
+         *, progress: ProgressFn | None = None, verify_exact: bool = True, hash_files: bool = True,
+         tokenizer: bool = True, code: bool = True) -> ScanReport:
+    """Scan a checkpoint against a reference index (default: the shipped one) and return the report.
+
+    Weights always; the tokenizer when the checkpoint carries one; inference code when the checkpoint
+    folder holds source files and the index has code references. Judge the result with
+    `provenance.policy.apply_policy` and write it with `provenance.report.write_reports`.
+    """
+    from .report import report_timestamp
+
     idx = index if isinstance(index, ReferenceIndex) else ReferenceIndex.load(index)
     owned = not isinstance(path, Checkpoint)
     ckpt = open_checkpoint(path) if owned else path
     try:
         subject = _subject(ckpt, hash_files)
         weights = scan_weights(ckpt, idx, progress=progress, verify_exact=verify_exact)
+        findings = list(weights.findings)
+        details: dict[str, Any] = {"weights": weights.details}
+        if tokenizer and ckpt.path.exists():  # a Hub checkpoint's tokenizer is not fetched
+            gguf_metadata = ckpt.metadata if ckpt.format == "gguf" else None
+            tok_findings, details["tokenizer"] = scan_tokenizers(str(ckpt.path), idx.root, gguf_metadata=gguf_metadata)
+            findings.extend(tok_findings)
+        code_result = _scan_checkpoint_code(ckpt, idx) if code else None
+        if code_result is not None:
+            findings.extend(code_result.findings)
+            details["code"] = code_result.to_dict()
     finally:
         if owned:
             ckpt.close()
     return ScanReport(
         subject=subject, index=index_summary(idx), parameters={"weights": weights.parameters},
-        findings=weights.findings, details={"weights": weights.details}, tool_version=__version__,
-        timestamp=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+        findings=findings, details=details, tool_version=__version__, timestamp=report_timestamp(),
     )
+
+
+def _scan_checkpoint_code(ckpt: Checkpoint, idx: ReferenceIndex):
+    """Scan the source files of a local checkpoint folder (modelling code shipped with weights), if any."""
+    from .code import CodeIndex, scan_code
+    from .code.tokenize import language_of
+
+    folder = ckpt.path if ckpt.path.is_dir() else ckpt.path.parent
+    if not ckpt.path.exists():  # a Hub checkpoint: its code is not fetched
+        return None
+    if not any(language_of(p) for p in folder.rglob("*") if p.is_file()):
+        return None
+    code_index = idx.root / "code"
+    if not CodeIndex(code_index).has_references():
+        return None
+    return scan_code(folder, code_index)
 
 
 def index_summary(idx: ReferenceIndex) -> dict[str, Any]:
