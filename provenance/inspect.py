@@ -87,7 +87,10 @@ def inspect_checkpoint(path: str | os.PathLike[str] | Checkpoint, hash_files: bo
     ckpt = open_checkpoint(path) if owned else path
     try:
         files = ckpt.files()
-        hasher = FileHasher([f.path for f in files], progress=progress) if hash_files else None
+        # a Hub checkpoint has no local files: its sha256 values are the ones the Hub states for LFS files
+        remote_sha256: dict[str, str] | None = getattr(ckpt, "known_sha256", None)
+        hasher = (FileHasher([f.path for f in files], progress=progress)
+                  if hash_files and remote_sha256 is None else None)
         components: Counter[str] = Counter()
         dtypes: dict[str, DtypeCount] = {}
         tensor_count = parameter_count = 0
@@ -103,12 +106,17 @@ def inspect_checkpoint(path: str | os.PathLike[str] | Checkpoint, hash_files: bo
             sums = {d.name: d.sha256 for d in hash_tensors(ckpt)} if tensor_hashes else {}
             tensors = [InspectedTensor(t.name, t.dtype, list(t.shape), str(t.file), sums.get(t.name))
                        for t in ckpt.tensors()]
-        digests = hasher.result() if hasher is not None else [None] * len(files)
+        if hasher is not None:
+            sha256 = [d.sha256 for d in hasher.result()]
+        elif remote_sha256 is not None and hash_files:
+            sha256 = [remote_sha256.get(f.path.as_posix()) for f in files]
+        else:
+            sha256 = [None] * len(files)
         return Inspection(
             path=str(ckpt.path),
             format=ckpt.format,
             quantisation=ckpt.quantisation,
-            files=[InspectedFile(str(f.path), f.size, f.role, d.sha256 if d else None) for f, d in zip(files, digests)],
+            files=[InspectedFile(str(f.path), f.size, f.role, h) for f, h in zip(files, sha256)],
             tensor_count=tensor_count,
             parameter_count=parameter_count,
             components=dict(sorted(components.items(), key=lambda kv: (-kv[1], kv[0]))),

@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+# Derived and independent test models (fine-tunes, renames, composites…) built lazily per session.
+pytest_plugins = ["tests.fixtures_models"]
+
 
 def _package_dir(module: str) -> Path:
     spec = importlib.util.find_spec(module)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -84,14 +85,18 @@ def test_export_import_fetch_round_trip(hub, cli, tmp_path):
     assert tampered.exit_code == 2 and "digest mismatch" in tampered.stderr
 
 
-def test_scan_a_hub_model(hub, cli, tmp_path):
+def test_scan_a_hub_model(hub, cli, tmp_path, tiny_dir):
     index = tmp_path / "index"
     assert cli.invoke(app, ["index", "pull", TINY_REPO, "--name", "minilm", "--index", str(index)]).exit_code == 0
-    result = cli.invoke(app, ["scan", f"hf://{TINY_REPO}", "--index", str(index), "--no-hash",
+    result = cli.invoke(app, ["scan", f"hf://{TINY_REPO}", "--index", str(index),
                               "--json", str(tmp_path / "scan.json")])
     assert result.exit_code in (0, 1), result.output + result.stderr
     report = json.loads((tmp_path / "scan.json").read_text())
     assert any(f["reference"]["name"] == "minilm" for f in report["findings"])
+    # chain of custody without downloading: the Hub's stated sha256 of each weights file, equal to the local one
+    weights = [f for f in report["subject"]["files"] if f["role"] == "weights"]
+    assert weights and all(
+        f["sha256"] == hashlib.sha256((tiny_dir / f["path"]).read_bytes()).hexdigest() for f in weights)
 
 
 def test_cli_in_a_fresh_process_reads_hf_endpoint_token_and_offline(hub, tmp_path):

@@ -8,7 +8,6 @@ import pytest
 
 from provenance.findings import Reference
 from provenance.refindex import ReferenceIndex, add_checkpoint
-from tests.fixtures_models import (  # noqa: F401  (session fixtures shared with other areas)
     composite_minilm_vision, composite_minilm_vision_subfolders, minilm_derived_bf16_fused_transposed, minilm_derived_finetuned,
     minilm_derived_renamed_llama, minilm_independent_fresh, minilm_independent_trained, smollm2_hf_dir,
 )
