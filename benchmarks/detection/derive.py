@@ -24,9 +24,6 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
 StateDict = dict[str, torch.Tensor]
 PathLike = str | os.PathLike[str]
 

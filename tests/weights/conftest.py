@@ -8,9 +8,6 @@ import pytest
 
 from provenance.findings import Reference
 from provenance.refindex import ReferenceIndex, add_checkpoint
-    composite_minilm_vision, composite_minilm_vision_subfolders, minilm_derived_bf16_fused_transposed, minilm_derived_finetuned,
-    minilm_derived_renamed_llama, minilm_independent_fresh, minilm_independent_trained, smollm2_hf_dir,
-)
 
 MINILM = Reference(name="all-MiniLM-L6-v2", family="MiniLM", org="sentence-transformers", country="US",
                    license="Apache-2.0", repo_id="sentence-transformers/all-MiniLM-L6-v2")
