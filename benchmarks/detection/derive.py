@@ -418,6 +418,16 @@ def _train(model: torch.nn.Module, blocks: torch.Tensor, loss_fn: Callable[[torc
     """AdamW with linear warm-up (a tenth of the steps, at most 10) and cosine decay over seeded random
     batches; returns the step losses."""
     warmup = max(1, min(10, steps // 10))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one thread: deterministic, and far faster on a shared box
+    try:
+        return _train_loop(model, blocks, loss_fn, steps, lr, batch, seed, warmup)
+    finally:
+        torch.set_num_threads(threads)  # leave the caller's process as it was
+
+
+def _train_loop(model: torch.nn.Module, blocks: torch.Tensor, loss_fn: Callable[[torch.Tensor], torch.Tensor],
+                steps: int, lr: float, batch: int, seed: int, warmup: int) -> list[float]:
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.01)
@@ -442,7 +452,6 @@ def _train_bert(model, src_dir: Path, out_dir: PathLike, config: dict[str, Any],
                 seed: int, seq_len: int, batch: int, keep_head: bool, note: str) -> Path:
     blocks, ids = _bert_batches(src_dir, seq_len, held_out=False)
     gen = torch.Generator().manual_seed(seed + 1)
-    torch.set_num_threads(1)  # one thread: deterministic, and far faster on a shared box
     losses = _train(model, blocks, lambda b: _mlm_step_loss(model, b, gen, ids), steps, lr, batch, seed)
     sd = _model_state_dict(model, config, keep_head=keep_head)
     meta = {"derive": note, "first_losses": json.dumps(losses[:5]), "last_losses": json.dumps(losses[-5:])}
@@ -500,7 +509,6 @@ def finetune_causal_lm(src_dir: PathLike, out_dir: PathLike, steps: int = 10, lr
 def _train_causal(model, src: Path, out_dir: PathLike, config: dict[str, Any], *, steps: int, lr: float,
                   seed: int, seq_len: int, batch: int, note: str, dtype: torch.dtype = torch.float32) -> Path:
     blocks = _blocks(_token_stream(src / "tokenizer.json", held_out=False), seq_len)
-    torch.set_num_threads(1)  # one thread: deterministic, and far faster on a shared box
     losses = _train(model, blocks, lambda b: model(input_ids=b, labels=b).loss, steps, lr, batch, seed)
     meta = {"derive": note, "first_losses": json.dumps(losses[:5]), "last_losses": json.dumps(losses[-5:])}
     sd = cast(_model_state_dict(model, config, keep_head=False), dtype)
