@@ -16,6 +16,9 @@ import numpy as np
 from scipy import stats
 
 _R_CLIP = 1.0 - 1e-12
+# p-values are floored at 1e-300: the analytic null treats sampled entries as independent, which trained
+# weights are not, so a smaller p (near-copies reach log10 p of -1e8) states a precision that does not exist.
+LOG10_P_FLOOR = -300.0
 
 
 @dataclass(frozen=True)
@@ -64,8 +67,8 @@ def fisher_z(r: float, n: int) -> float:
 
 
 def log10_sf(z: float) -> float:
-    """log10 of the one-sided normal tail P(Z ≥ z), accurate far into the tail."""
-    return float(stats.norm.logsf(z) / math.log(10))
+    """log10 of the one-sided normal tail P(Z ≥ z), accurate far into the tail, floored at `LOG10_P_FLOOR`."""
+    return max(LOG10_P_FLOOR, float(stats.norm.logsf(z) / math.log(10)))
 
 
 def similarity(r: float, cos: float, n: int, *, candidates: int = 1) -> Similarity:
@@ -103,7 +106,7 @@ def fisher_combined_log10_p(log10_ps: Sequence[float]) -> float:
     if not log10_ps:
         return 0.0
     statistic = -2.0 * math.log(10) * float(np.sum(log10_ps))
-    return float(stats.chi2.logsf(statistic, 2 * len(log10_ps)) / math.log(10))
+    return max(LOG10_P_FLOOR, float(stats.chi2.logsf(statistic, 2 * len(log10_ps)) / math.log(10)))
 
 
 def null_sd(n: int) -> float:

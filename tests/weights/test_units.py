@@ -88,7 +88,7 @@ def test_statistics_follow_the_null():
     rs = [centred_similarity(rng.standard_normal(4096), rng.standard_normal(4096)) for _ in range(400)]
     assert abs(np.std(rs) * np.sqrt(4096) - 1.0) < 0.1  # sd 1/sqrt(n)
     s = similarity(0.5, 0.5, 10_000)
-    assert s.z > 50 and s.log10_p < -500
+    assert s.z > 50 and s.log10_p == -300.0  # true tail ~1e-657: below the reporting floor
     assert similarity(0.0, 0.0, 10_000).log10_p == pytest.approx(np.log10(0.5), abs=1e-6)
     assert similarity(0.03, 0.03, 10_000, candidates=1000).log10_p > similarity(0.03, 0.03, 10_000).log10_p
     z, _ = stouffer([1.0, 1.0, 1.0, 1.0])
@@ -159,3 +159,14 @@ def test_alignment_finds_depth_upscaling():
 def test_alignment_leaves_independent_layers_unmatched():
     m = np.abs(np.random.default_rng(3).normal(0, 0.02, (10, 10)))
     assert align_layers(m, AlignmentCosts()) == [None] * 10
+
+
+def test_p_values_of_near_copies_are_floored_not_astronomical():
+    from provenance.similarity import LOG10_P_FLOOR, similarity, stouffer
+
+    copy = similarity(1.0, 1.0, 65_536)
+    assert copy.log10_p == LOG10_P_FLOOR and copy.p_value > 0.0  # a float, not an underflow to 0
+    z, log_p = stouffer([copy.z] * 200)
+    assert z > copy.z and log_p == LOG10_P_FLOOR
+    weak = similarity(0.02, 0.5, 65_536)  # ~5 sigma: far from the floor, reported as computed
+    assert -8.0 < weak.log10_p < -5.0
