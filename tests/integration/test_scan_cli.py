@@ -1,0 +1,46 @@
+"""`provenance scan` end to end: weights, tokenizer, policy and every report format from one command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cli.main import app
+from provenance.report import validate_report
+
+
+def test_scan_judges_and_writes_every_report(cli, minilm_dir: Path, tmp_path: Path):
+    out = tmp_path / "report"
+    result = cli.invoke(app, ["scan", str(minilm_dir), "--no-hash", "--report", str(out),
+                              "--policy", "sovereign-foundation-model", "--home-country", "KR"])
+    # all-MiniLM-L6-v2 is a US model in the shipped index: copied whole, so the sovereign policy fails
+    assert result.exit_code == 1, result.stderr
+    assert "overall: FAIL" in result.stdout
+    assert {p.name for p in out.iterdir()} >= {"report.json", "report.html", "report.md", "report.cdx.json"}
+    report = json.loads((out / "report.json").read_text())
+    validate_report(report)
+    kinds = {(f["kind"], f["verdict"], f["reference"]["name"]) for f in report["findings"]}
+    assert ("weights", "copied", "all-MiniLM-L6-v2") in kinds
+    assert ("tokenizer", "identical", "bert-base-uncased") in kinds
+    assert report["policy"]["overall"] == "FAIL"
+    assert "FAIL" in (out / "report.md").read_text()
+
+
+def test_license_compliance_alone_does_not_judge_origin(cli, minilm_dir: Path, tmp_path: Path):
+    result = cli.invoke(app, ["scan", str(minilm_dir), "--no-hash", "--json", str(tmp_path / "r.json"),
+                              "--policy", "license-compliance"])
+    report = json.loads((tmp_path / "r.json").read_text())
+    rules = {r["id"] for r in report["policy"]["rules"]}
+    assert "foreign-base-model" not in rules and "license-obligations" in rules
+    assert result.exit_code == (1 if report["policy"]["overall"] == "FAIL" else 0)
+
+
+def test_bad_declaration_fails_before_anything_is_written(cli, minilm_dir: Path, tmp_path: Path):
+    declaration = tmp_path / "decl.toml"
+    declaration.write_text("[[components]\nname = 1\n")
+    out = tmp_path / "report"
+    result = cli.invoke(app, ["scan", str(minilm_dir), "--report", str(out), "--json", str(tmp_path / "r.json"),
+                              "--policy", "disclosure", "--declaration", str(declaration)])
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and str(declaration) in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists() and not (tmp_path / "r.json").exists()
