@@ -117,6 +117,7 @@ def tokenizer_index_dir(index_dir: str | Path | None = None) -> Path:
 def read_reference_source(source: ReferenceSource) -> Tokenizer:
     """Read a reference tokenizer from its package file and add the special tokens its file omits."""
     tok = read_tokenizer(source.path(), name=source.reference.name)
+    tok.source = f"{source.package}:{source.relative_path}"  # portable: not where this machine installed it
     if source.special_tokens:
         start = source.special_start if source.special_start is not None else tok.vocab_size
         tok.special_tokens = {**{t: start + k for k, t in enumerate(source.special_tokens)}, **tok.special_tokens}
