@@ -41,7 +41,8 @@ def to_spdx(report: Any) -> dict[str, Any]:
     def new(cls, local_id: str, **props):
         obj = cls(_id=f"{base}#{local_id}") if local_id else cls()
         for key, value in props.items():
-            setattr(obj, key, value)
+            if value is not None:  # SPDX properties are optional; the bindings refuse None
+                setattr(obj, key, value)
         return objects.add(obj)
 
     tool = new(spdx.Tool, "tool", name=f"model-provenance {data['tool_version']}")
