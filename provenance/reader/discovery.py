@@ -37,6 +37,8 @@ def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         from .hub import open_hub_checkpoint  # remote reads only where asked for
 
         return open_hub_checkpoint(str(path))
+    if not str(path).strip():  # Path("") is ".": never scan the working folder by accident
+        raise CheckpointError(None, "checkpoint path is empty")
     root = Path(path)
     if not root.exists():
         raise CheckpointError(root, "no such file or directory")
