@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import traceback
 
 import click
 
@@ -19,6 +20,13 @@ class ProvenanceGroup(click.Group):
         except ProvenanceError as err:
             click.echo(f"provenance: error: {err.one_line()}", err=True)
             ctx.exit(err.exit_code)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as err:  # a bug, not bad input: keep the trace, and never exit 1 ("policy failure")
+            traceback.print_exc()
+            click.echo(f"provenance: internal error (a bug; please report it with the trace above): "
+                       f"{type(err).__name__}: {err}", err=True)
+            ctx.exit(2)
 
 
 @click.group(cls=ProvenanceGroup, context_settings={"help_option_names": ["-h", "--help"]})
