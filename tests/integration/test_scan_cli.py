@@ -44,3 +44,45 @@ def test_bad_declaration_fails_before_anything_is_written(cli, minilm_dir: Path,
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1 and str(declaration) in result.stderr and "Traceback" not in result.stderr
     assert not out.exists() and not (tmp_path / "r.json").exists()
+
+
+def test_independent_weights_get_every_report(cli, minilm_independent_fresh: Path, tmp_path: Path):
+    """The common case, no weights reuse, must render in every format (SPDX once failed on it)."""
+    out = tmp_path / "report"
+    result = cli.invoke(app, ["scan", str(minilm_independent_fresh), "--no-hash", "--report", str(out)])
+    assert result.exit_code == 0, result.stderr  # no policy: scanned is success
+    report = json.loads((out / "report.json").read_text())
+    assert not [f for f in report["findings"] if f["kind"] == "weights"]
+    # the fresh init keeps MiniLM's files beside its weights: the BERT tokenizer is still found
+    assert [f["verdict"] for f in report["findings"] if f["kind"] == "tokenizer"] == ["identical"]
+    assert {p.name for p in out.iterdir()} >= {"report.json", "report.html", "report.md", "report.cdx.json",
+                                               "report.spdx.json"}
+
+
+def test_empty_path_is_an_error_not_the_working_folder(cli, tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = cli.invoke(app, ["scan", ""])
+    assert result.exit_code == 2 and "empty" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_report_without_any_finding_renders_in_every_format(minilm_independent_fresh: Path, tmp_path: Path):
+    from provenance.report import write_reports
+    from provenance.scan import scan
+
+    report = scan(minilm_independent_fresh, hash_files=False, tokenizer=False)
+    assert report.findings == []
+    paths = write_reports(report, tmp_path / "r", formats=("json", "html", "md", "cyclonedx", "spdx"))
+    assert set(paths) == {"json", "html", "md", "cyclonedx", "spdx"}
+
+
+def test_an_internal_error_exits_2_not_1(cli, minilm_dir: Path, monkeypatch):
+    """Exit 1 means "policy failure" to CI; a crash must never look like a verdict."""
+    import provenance.scan
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("simulated bug")
+
+    monkeypatch.setattr(provenance.scan, "scan_weights", broken)
+    result = cli.invoke(app, ["scan", str(minilm_dir), "--no-hash"])
+    assert result.exit_code == 2
+    assert "internal error" in result.stderr and "ZeroDivisionError" in result.stderr
