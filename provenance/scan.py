@@ -430,16 +430,15 @@ def scan(path: str | os.PathLike[str] | Checkpoint, index: ReferenceIndex | str 
 
 def _scan_checkpoint_code(ckpt: Checkpoint, idx: ReferenceIndex):
     """Scan the source files of a local checkpoint folder (modelling code shipped with weights), if any."""
-    from .code import CodeIndex, scan_code
-    from .code.tokenize import language_of
+    from .code import CodeIndex, scan_code, source_files
 
-    folder = ckpt.path if ckpt.path.is_dir() else ckpt.path.parent
     if not ckpt.path.exists():  # a Hub checkpoint: its code is not fetched
-        return None
-    if not any(language_of(p) for p in folder.rglob("*") if p.is_file()):
         return None
     code_index = idx.root / "code"
     if not CodeIndex(code_index).has_references():
+        return None
+    folder = ckpt.path if ckpt.path.is_dir() else ckpt.path.parent
+    if not source_files(folder):  # the code scanner's own walk: same files it would scan
         return None
     return scan_code(folder, code_index)
 

@@ -1,6 +1,6 @@
 """Inference-code provenance: which reference functions a code base contains, and what their licenses demand."""
 
-from .index import CodeIndex, CodeReference, default_code_index_dir, resolve_source
+from .index import CodeIndex, CodeReference, default_code_index_dir, resolve_source, source_files
 from .scan import CodeScanResult, FileResult, FunctionMatch, MatchedRegion, scan_code
 
 __all__ = [
@@ -13,4 +13,5 @@ __all__ = [
     "default_code_index_dir",
     "resolve_source",
     "scan_code",
+    "source_files",
 ]

@@ -76,7 +76,7 @@ class SourceTree:
     license_files: list[Path] = field(default_factory=list)
 
 
-def _walk_sources(root: Path) -> list[str]:
+def source_files(root: Path) -> list[str]:
     """Relative POSIX paths of the source files under `root` (hidden, cache and build folders skipped)."""
     out = []
     base = len(str(root)) + 1
@@ -114,7 +114,7 @@ def _pip_tree(spec: str) -> SourceTree:
         for file in dist.files or []:
             if "dist-info" in str(file) and Path(str(file)).name.lower().startswith(("license", "licence", "notice", "copying")):
                 license_files.append(Path(dist.locate_file(file)))
-    files = _walk_sources(root) if root.is_dir() else [root.name]
+    files = source_files(root) if root.is_dir() else [root.name]
     tree = SourceTree(root if root.is_dir() else root.parent, files, "pip", revision, name, license_files)
     tree.license_files += [p for p in sorted(package_dir.iterdir()) if is_license_file(p)]
     return tree
@@ -125,7 +125,7 @@ def _git_files(root: Path) -> tuple[list[str], str | None]:
         listed = subprocess.run(["git", "-C", str(root), "ls-files", "-z"], capture_output=True, check=True, timeout=60)
         head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, timeout=60)
     except (OSError, subprocess.SubprocessError):
-        return _walk_sources(root), None
+        return source_files(root), None
     files = sorted(f for f in listed.stdout.decode("utf-8", "replace").split("\0") if f and language_of(f))
     revision = head.stdout.decode().strip() if head.returncode == 0 else None
     return files, revision
@@ -148,7 +148,7 @@ def resolve_source(spec: str | os.PathLike[str], include: Iterable[str] = ()) ->
             files, revision = _git_files(path)
             tree = SourceTree(path, files, "git", revision)
         else:
-            tree = SourceTree(path, _walk_sources(path), "folder")
+            tree = SourceTree(path, source_files(path), "folder")
         if path.is_dir():
             tree.license_files = [p for p in sorted(path.iterdir()) if is_license_file(p)]
     patterns = list(include)

@@ -20,7 +20,7 @@ from provenance.errors import ProvenanceError, ReferenceIndexError
 from provenance.findings import Finding, LicenseObligation, Reference
 
 from .fingerprint import DEFAULT_PARAMS, FingerprintParams, file_fingerprints, kgram_hashes, token_id
-from .index import CodeIndex, LoadedReference, _walk_sources, load_reference
+from .index import CodeIndex, LoadedReference, source_files, load_reference
 from .licenses import (
     LicenseInfo,
     TreeLicenses,
@@ -213,7 +213,7 @@ def _subject_files(path: Path) -> tuple[Path, list[str]]:
         if not language_of(path):
             raise ProvenanceError(path, "not a Python, C++ or CUDA source file")
         return path.parent, [path.name]
-    files = _walk_sources(path)
+    files = source_files(path)
     if not files:
         raise ProvenanceError(path, "no Python, C++ or CUDA source files to scan")
     return path, files

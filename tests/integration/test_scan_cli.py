@@ -86,3 +86,47 @@ def test_an_internal_error_exits_2_not_1(cli, minilm_dir: Path, monkeypatch):
     result = cli.invoke(app, ["scan", str(minilm_dir), "--no-hash"])
     assert result.exit_code == 2
     assert "internal error" in result.stderr and "ZeroDivisionError" in result.stderr
+
+
+def _with_code_index(minilm_index_source: Path, transformers_models_dir: Path, root: Path) -> Path:
+    """A copy of the shipped index plus a code index holding transformers' Qwen2 modelling code."""
+    import shutil
+
+    from provenance.code import CodeIndex
+
+    index = Path(shutil.copytree(minilm_index_source, root / "index"))
+    CodeIndex(index / "code").add(transformers_models_dir / "qwen2", name="transformers-qwen2",
+                                  version="test", license="Apache-2.0")
+    return index
+
+
+def test_scan_runs_the_code_scanner_on_modelling_code_in_the_checkpoint(
+        minilm_dir: Path, transformers_models_dir: Path, tmp_path: Path):
+    import shutil
+
+    from provenance.refindex import default_index_dir
+    from provenance.scan import scan
+
+    index = _with_code_index(default_index_dir(), transformers_models_dir, tmp_path)
+    ckpt = Path(shutil.copytree(minilm_dir, tmp_path / "ckpt"))
+    shutil.copy(transformers_models_dir / "qwen2" / "modeling_qwen2.py", ckpt / "modeling_mine.py")
+    report = scan(ckpt, index, hash_files=False)
+    code = [f for f in report.findings if f.kind == "code"]
+    assert code and all(f.subject.startswith("modeling_mine.py::") for f in code)
+    assert report.details["code"]
+
+
+def test_source_only_in_skipped_folders_does_not_fail_the_scan(
+        minilm_dir: Path, transformers_models_dir: Path, tmp_path: Path):
+    """The code scanner skips .git/, __pycache__/…; the scan must decide 'no code' with the same walk."""
+    import shutil
+
+    from provenance.refindex import default_index_dir
+    from provenance.scan import scan
+
+    index = _with_code_index(default_index_dir(), transformers_models_dir, tmp_path)
+    ckpt = Path(shutil.copytree(minilm_dir, tmp_path / "ckpt"))
+    (ckpt / ".git" / "hooks").mkdir(parents=True)
+    (ckpt / ".git" / "hooks" / "hook.py").write_text("print('not modelling code')\n")
+    report = scan(ckpt, index, hash_files=False)
+    assert "code" not in report.details and not [f for f in report.findings if f.kind == "code"]
