@@ -10,7 +10,6 @@ import click
 
 from provenance.atomic import atomic_write
 from provenance.report import FORMATS, load_report, render, verify_checkpoint
-from provenance.report.writer import share_readable
 
 
 @click.group(name="report")
@@ -32,7 +31,6 @@ def render_command(report: Path, fmt: str, output: Path | None) -> None:
         return
     with atomic_write(output, "w") as handle:
         handle.write(text)
-        share_readable(handle)
     click.echo(f"wrote {output}", err=True)
 
 

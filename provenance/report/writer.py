@@ -77,11 +77,4 @@ def write_reports(report: Any, out_dir: str | os.PathLike[str], formats: Iterabl
         for fmt, text in texts.items():
             handle = stack.enter_context(atomic_write(paths[fmt], "w"))
             handle.write(text)
-            share_readable(handle)
     return paths
-
-
-def share_readable(handle) -> None:
-    """Make a report file world-readable (0644): temporary files start 0600, but reports are for sharing."""
-    if hasattr(os, "fchmod"):
-        os.fchmod(handle.fileno(), 0o644)
