@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -84,6 +84,12 @@ __all__ = [
     "extend_tokenizer",
     "upcycle_moe",
     "fake_int8",
+    "QuantisedStateDict",
+    "save_quantised",
+    "to_fp8_block",
+    "to_int8_compressed",
+    "to_gptq",
+    "to_awq",
     "to_gguf",
     "random_llama",
 ]
@@ -1227,6 +1233,177 @@ def fake_int8(sd: StateDict) -> StateDict:
         scale = w.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / 127.0
         out[name] = (torch.round(w / scale).clamp(-127, 127) * scale).to(t.dtype)
     return out
+
+
+class QuantisedStateDict(NamedTuple):
+    """A quantised state dict (packed integers, scales, zero points) and the `quantization_config` a real
+    quantiser writes into config.json beside it (`save_quantised` writes both)."""
+
+    state_dict: StateDict
+    quantization_config: dict[str, Any]
+
+
+def save_quantised(quantised: QuantisedStateDict, config: dict[str, Any], out_dir: PathLike, *,
+                   tokenizer_from: PathLike | None = None, n_shards: int = 1) -> Path:
+    """Write a quantised checkpoint: its tensors, and `config` with the `quantization_config` added."""
+    return save_checkpoint(quantised.state_dict, {**config, "quantization_config": quantised.quantization_config},
+                           out_dir, tokenizer_from=tokenizer_from, n_shards=n_shards)
+
+
+def _quantisable(name: str, t: torch.Tensor, in_multiple: int = 1, out_multiple: int = 1) -> bool:
+    """A linear layer's weight that a weight-only quantiser would pack (embeddings and LM head stay float,
+    as GPTQ/AWQ/llm-compressor leave them by default)."""
+    return (is_linear_weight(name, t) and t.is_floating_point() and name.endswith(".weight")
+            and t.shape[1] % in_multiple == 0 and t.shape[0] % out_multiple == 0)
+
+
+def _stored_scale(scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The scale as it will be stored, back in float32, so values are quantised with exactly that scale."""
+    return scale.to(dtype).to(torch.float32)
+
+
+def to_fp8_block(sd: StateDict, block: tuple[int, int] = (128, 128)) -> QuantisedStateDict:
+    """DeepSeek-V3 / Qwen3-FP8 block-wise fp8: each linear weight becomes float8_e4m3fn with a float32
+    `weight_scale_inv` [ceil(out/b0), ceil(in/b1)] (block absmax / 448); w ≈ q · scale_inv per block."""
+    b0, b1 = block
+    fmax = torch.finfo(torch.float8_e4m3fn).max
+    out: StateDict = {}
+    for name, t in sd.items():
+        if not _quantisable(name, t):
+            out[name] = t
+            continue
+        w = t.to(torch.float32)
+        rows, cols = w.shape
+        pr, pc = -rows % b0, -cols % b1
+        padded = torch.nn.functional.pad(w, (0, pc, 0, pr))
+        blocks = padded.reshape((rows + pr) // b0, b0, (cols + pc) // b1, b1)
+        scale = blocks.abs().amax(dim=(1, 3)).clamp_min(1e-12) / fmax
+        expanded = scale.repeat_interleave(b0, 0).repeat_interleave(b1, 1)[:rows, :cols]
+        out[name] = (w / expanded).clamp(-fmax, fmax).to(torch.float8_e4m3fn)
+        out[name[: -len("weight")] + "weight_scale_inv"] = scale.contiguous()
+    return QuantisedStateDict(out, {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
+                                    "weight_block_size": [b0, b1]})
+
+
+def _compressed_tensors_config(weights: dict[str, Any], fmt: str) -> dict[str, Any]:
+    """A `quantization_config` as llm-compressor writes it for one weight-only config group."""
+    return {"quant_method": "compressed-tensors", "format": fmt, "quantization_status": "compressed",
+            "config_groups": {"group_0": {"targets": ["Linear"], "weights": weights,
+                                          "input_activations": None, "output_activations": None}},
+            "ignore": ["lm_head"], "kv_cache_scheme": None}
+
+
+def to_int8_compressed(sd: StateDict) -> QuantisedStateDict:
+    """compressed-tensors `int-quantized` W8A16: each linear weight becomes int8 with a per-channel
+    `weight_scale` [out, 1] (row absmax / 127, stored in the weight's float dtype); w ≈ q · scale."""
+    out: StateDict = {}
+    for name, t in sd.items():
+        if not _quantisable(name, t):
+            out[name] = t
+            continue
+        w = t.to(torch.float32)
+        scale = _stored_scale(w.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / 127.0, t.dtype)
+        out[name] = torch.round(w / scale).clamp(-128, 127).to(torch.int8)
+        out[name[: -len("weight")] + "weight_scale"] = scale.to(t.dtype)
+    weights = {"num_bits": 8, "type": "int", "symmetric": True, "strategy": "channel", "group_size": None,
+               "dynamic": False, "observer": "minmax"}
+    return QuantisedStateDict(out, _compressed_tensors_config(weights, "int-quantized"))
+
+
+def _pack_rows(values: np.ndarray, bits: int) -> np.ndarray:
+    """Pack unsigned `bits`-bit values along axis 0 into int32 words, lowest bits first (GPTQ qweight)."""
+    per = 32 // bits
+    v = values.astype(np.uint32).reshape(values.shape[0] // per, per, *values.shape[1:])
+    shifts = (np.arange(per, dtype=np.uint32) * bits).reshape(1, per, *([1] * (values.ndim - 1)))
+    return np.bitwise_or.reduce(v << shifts, axis=1).view(np.int32)
+
+
+def _pack_cols(values: np.ndarray, bits: int, order: Sequence[int] | None = None) -> np.ndarray:
+    """Pack along axis 1 (GPTQ qzeros; AWQ qweight/qzeros with `order` = AWQ's interleaving)."""
+    per = 32 // bits
+    v = values.reshape(values.shape[0], values.shape[1] // per, per)
+    if order is not None:
+        v = v[:, :, list(order)]  # word nibble i holds column 8c + order[i]
+    return np.ascontiguousarray(_pack_rows(np.moveaxis(v, 2, 0), bits)[0])
+
+
+def _minmax_params(w: torch.Tensor, maxq: int, sym: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row scale and zero point of one group (GPTQ's `Quantizer.find_params`, round-to-nearest):
+    asymmetric over [min(w,0), max(w,0)], or symmetric with zero (maxq+1)/2."""
+    xmin = w.amin(dim=1).clamp_max(0)
+    xmax = w.amax(dim=1).clamp_min(0)
+    if sym:
+        xmax = torch.maximum(xmin.abs(), xmax)
+        xmin = -xmax
+    scale = _stored_scale(((xmax - xmin) / maxq).clamp_min(1e-8), torch.float16)
+    zero = torch.full_like(scale, (maxq + 1) // 2) if sym else torch.round(-xmin / scale).clamp(0, maxq)
+    return scale, zero
+
+
+def to_gptq(sd: StateDict, bits: int = 4, group_size: int = 128, *, sym: bool = True, desc_act: bool = False,
+            checkpoint_format: str = "gptq", seed: int = 0) -> QuantisedStateDict:
+    """GPTQ checkpoint layout (AutoGPTQ/optimum): `qweight` int32 [in·bits/32, out], `qzeros` int32
+    [groups, out·bits/32], `scales` fp16 [groups, out], `g_idx` int32 [in]. Values are round-to-nearest
+    (no Hessian error feedback: the storage format, not GPTQ's solver, is what a reader must handle).
+    `checkpoint_format` "gptq" stores zero − 1 (the original format), "gptq_v2" the zero itself.
+    `desc_act` quantises inputs in a seeded order (act-order), so `g_idx` is not monotone."""
+    if bits not in (2, 4, 8) or checkpoint_format not in ("gptq", "gptq_v2"):
+        raise ValueError("bits must be 2, 4 or 8 and checkpoint_format 'gptq' or 'gptq_v2'")
+    per, maxq = 32 // bits, 2**bits - 1
+    out: StateDict = {}
+    for name, t in sd.items():
+        if not _quantisable(name, t, per, per):
+            out[name] = t
+            continue
+        w = t.to(torch.float32)
+        n_out, n_in = w.shape
+        order = torch.from_numpy(_rng(seed, n_out, n_in).permutation(n_in)) if desc_act else torch.arange(n_in)
+        g_idx = torch.empty(n_in, dtype=torch.long)
+        g_idx[order] = torch.arange(n_in) // group_size
+        groups = math.ceil(n_in / group_size)
+        scales = torch.empty(groups, n_out)
+        zeros = torch.empty(groups, n_out)
+        for g in range(groups):
+            scales[g], zeros[g] = _minmax_params(w[:, g_idx == g], maxq, sym)
+        q = torch.clamp(torch.round(w / scales[g_idx].T) + zeros[g_idx].T, 0, maxq).to(torch.int64)
+        stored_zeros = zeros.to(torch.int64) - (1 if checkpoint_format == "gptq" else 0)
+        module = name[: -len(".weight")]
+        out[f"{module}.qweight"] = torch.from_numpy(_pack_rows(q.T.numpy(), bits))
+        out[f"{module}.qzeros"] = torch.from_numpy(_pack_cols((stored_zeros.numpy() & maxq), bits))
+        out[f"{module}.scales"] = scales.to(torch.float16)
+        out[f"{module}.g_idx"] = g_idx.to(torch.int32)
+    return QuantisedStateDict(out, {"quant_method": "gptq", "bits": bits, "group_size": group_size,
+                                    "desc_act": desc_act, "sym": sym, "damp_percent": 0.1,
+                                    "true_sequential": True, "static_groups": False,
+                                    "checkpoint_format": checkpoint_format})
+
+
+AWQ_ORDER = (0, 2, 4, 6, 1, 3, 5, 7)
+"""AutoAWQ GEMM packing: nibble i of each int32 holds output column 8c + AWQ_ORDER[i]."""
+
+
+def to_awq(sd: StateDict, group_size: int = 128) -> QuantisedStateDict:
+    """AutoAWQ GEMM layout: `qweight` int32 [in, out/8] and `qzeros` int32 [in/group, out/8] packed in AWQ's
+    interleaved order, `scales` fp16 [in/group, out]; asymmetric 4-bit with zero points, round-to-nearest
+    (AWQ's activation-aware scale search changes values, not the format)."""
+    out: StateDict = {}
+    for name, t in sd.items():
+        if not _quantisable(name, t, group_size, 8):
+            out[name] = t
+            continue
+        w = t.to(torch.float32)
+        n_out, n_in = w.shape
+        grouped = w.reshape(n_out * (n_in // group_size), group_size)
+        scale, zero = _minmax_params(grouped, 15, sym=False)
+        q = torch.clamp(torch.round(grouped / scale[:, None]) + zero[:, None], 0, 15).reshape(n_out, n_in)
+        scales = scale.reshape(n_out, -1).T.contiguous()  # [groups, out]
+        zeros = zero.reshape(n_out, -1).T.to(torch.int64).numpy()
+        module = name[: -len(".weight")]
+        out[f"{module}.qweight"] = torch.from_numpy(_pack_cols(q.T.to(torch.int64).numpy(), 4, AWQ_ORDER))
+        out[f"{module}.qzeros"] = torch.from_numpy(_pack_cols(zeros, 4, AWQ_ORDER))
+        out[f"{module}.scales"] = scales.to(torch.float16)
+    return QuantisedStateDict(out, {"quant_method": "awq", "bits": 4, "group_size": group_size,
+                                    "zero_point": True, "version": "gemm", "modules_to_not_convert": None})
 
 
 GGUF_QTYPES = ("F32", "F16", "BF16", "Q8_0", "Q5_0", "Q5_1", "Q4_0", "Q4_1")

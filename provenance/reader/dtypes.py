@@ -23,6 +23,15 @@ _NUMPY = {
 }
 
 
+def numpy_dtype(dtype: str) -> np.dtype:
+    """The numpy dtype that holds `dtype`'s stored bits unchanged (raw codes for BF16 and the fp8 formats)."""
+    if dtype == "BF16":
+        return np.dtype("<u2")
+    if dtype in ("F8_E4M3", "F8_E5M2"):
+        return np.dtype("u1")
+    return np.dtype(_NUMPY[dtype])
+
+
 @lru_cache(maxsize=None)
 def _fp8_table(dtype: str) -> np.ndarray:
     """All 256 values of an 8-bit float format (OCP FP8: E4M3FN has no infinities, E5M2 is IEEE-like)."""

@@ -14,6 +14,7 @@ import numpy as np
 from ..errors import CheckpointError
 from .base import CheckpointFile, RowSelection, TensorInfo
 from .dtypes import DTYPE_SIZES, to_float32
+from .quantised import dominant_scheme, find_quantised, stored_reader
 from .table import TableCheckpoint
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the limit the safetensors library itself enforces
@@ -23,6 +24,10 @@ _FADVISE = hasattr(os, "posix_fadvise")
 
 class SafetensorsCheckpoint(TableCheckpoint):
     """One or more safetensors files (single, sharded, or in sub-model folders) read lazily.
+
+    Quantised layers (GPTQ, AWQ, scaled fp8/int8, compressed-tensors packed; see `quantised`) are listed
+    as one dequantised `<module>.weight` each, their scales and zero points hidden; `quantisation` names
+    the dominant scheme and `metadata["quantisation"]` what was found.
 
     `shards` pairs each file with the dotted name prefix of its sub-model folder ("" at the root).
     `expected` optionally maps each shard to the tensor names its weight-map index promises it holds.
@@ -50,9 +55,19 @@ class SafetensorsCheckpoint(TableCheckpoint):
             for info in infos:
                 self._add(info)
             self._files.append(CheckpointFile(shard, shard.stat().st_size, "weights"))
+        self._stored = dict(self._infos)
+        self._infos, self._quantised, summary = find_quantised(self._stored, config)
+        if summary:
+            self.metadata["quantisation"] = summary
+            self.quantisation = dominant_scheme(summary)
 
     def read_rows(self, name: str, rows: RowSelection = None) -> np.ndarray:
-        info = self._infos[name]
+        quantised = self._quantised.get(name)
+        if quantised is not None:
+            return quantised.read_rows(rows, stored_reader(self._fd), self._read_stored_rows)
+        return self._read_stored_rows(self._infos[name], rows)
+
+    def _read_stored_rows(self, info: TensorInfo, rows: RowSelection) -> np.ndarray:
         return read_rows(self._fd(info.file), info, rows)
 
 
