@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import click
+import numpy as np
 import torch
 
 from benchmarks.detection import derive
@@ -90,8 +91,12 @@ def _identity(n: int) -> list[list[int]]:
 
 def _sd_case(source: Callable[[Sources], Path], transform: Callable[[derive.StateDict, dict], derive.StateDict],
              *, n_shards: int = 1, tokenizer: bool = True,
-             config_update: dict[str, Any] | None = None) -> Callable[[Path, Sources], Path]:
-    """A case built by loading a source, transforming its state dict, and saving (config fitted to it)."""
+             config_update: dict[str, Any] | None = None,
+             tokenizer_edit: Callable[[Path, Path], Any] | None = None) -> Callable[[Path, Sources], Path]:
+    """A case built by loading a source, transforming its state dict, and saving (config fitted to it).
+
+    `tokenizer_edit(source_dir, out)` rewrites the copied tokenizer to match a vocabulary change.
+    """
 
     def build(out: Path, src: Sources) -> Path:
         path = source(src)
@@ -102,10 +107,38 @@ def _sd_case(source: Callable[[Sources], Path], transform: Callable[[derive.Stat
         except (KeyError, ValueError):
             pass  # renamed / fused layouts: config stays the source's, as a real re-upload would keep it
         config = {**config, **(config_update or {})}
-        return derive.save_checkpoint(new, config, out, tokenizer_from=path if tokenizer else None,
-                                      n_shards=n_shards)
+        built = derive.save_checkpoint(new, config, out, tokenizer_from=path if tokenizer else None,
+                                       n_shards=n_shards)
+        if tokenizer_edit is not None:
+            tokenizer_edit(path, built)
+        return built
 
     return build
+
+
+def _quantised_case(source: Callable[[Sources], Path],
+                    quantise: Callable[[derive.StateDict], derive.QuantisedStateDict]) -> Callable[[Path, Sources], Path]:
+    """A case written by one of the kit's quantising writers (config.json gains its `quantization_config`)."""
+
+    def build(out: Path, src: Sources) -> Path:
+        path = source(src)
+        sd, config = derive.load_checkpoint(path)
+        return derive.save_quantised(quantise(sd), config, out, tokenizer_from=path)
+
+    return build
+
+
+MINILM_VOCAB = 30522
+MINILM_SPECIAL_IDS = (0, 100, 101, 102, 103)  # [PAD] [UNK] [CLS] [SEP] [MASK]
+
+
+def minilm_kept_token_ids(n_keep: int = 20000, seed: int = 28) -> list[int]:
+    """The MiniLM token ids `minilm_vocab_reduced` keeps, in their new order: the special tokens and a seeded
+    sample of the rest, shuffled (new id i holds old id result[i])."""
+    rng = np.random.default_rng(seed)
+    others = np.setdiff1d(np.arange(MINILM_VOCAB), MINILM_SPECIAL_IDS)
+    chosen = rng.choice(others, size=n_keep - len(MINILM_SPECIAL_IDS), replace=False)
+    return [int(i) for i in rng.permutation(np.concatenate([MINILM_SPECIAL_IDS, chosen]))]
 
 
 def _minilm(src: Sources) -> Path:
@@ -173,6 +206,9 @@ def cases() -> list[Case]:
              _gguf_case(_minilm, "Q8_0"), "", mini_all),
         Case("minilm_gguf_q4_1", "minilm", True, ["to_gguf(Q4_1)", "rename_keys(gguf)"],
              _gguf_case(_minilm, "Q4_1"), "", mini_all),
+        Case("minilm_gguf_q6_k", "minilm", True, ["to_gguf(Q6_K; Q8_0 where rows are not whole 256-blocks)",
+                                                  "rename_keys(gguf)"],
+             _gguf_case(_minilm, "Q6_K"), "", mini_all),
         Case("minilm_permuted", "minilm", True,
              ["permute_mlp_neurons", "permute_heads", "permute_residual"],
              _sd_case(_minilm, lambda sd, c: derive.permute_residual(
@@ -184,7 +220,15 @@ def cases() -> list[Case]:
              _sd_case(_minilm, lambda sd, c: derive.prune_mlp_width(derive.drop_layers(sd, [4]), 0.75, 14)), "",
              [[0, 0], [1, 1], [2, 2], [3, 3], [4, 5]]),
         Case("minilm_vocab_extended_int8", "minilm", True, ["extend_vocab(+500)", "fake_int8"],
-             _sd_case(_minilm, lambda sd, c: derive.fake_int8(derive.extend_vocab(sd, 500, 15))), "", mini_all),
+             _sd_case(_minilm, lambda sd, c: derive.fake_int8(derive.extend_vocab(sd, 500, 15)),
+                      tokenizer_edit=lambda s, o: derive.extend_tokenizer(s, o, 500)), "", mini_all),
+        Case("minilm_vocab_reduced", "minilm", True,
+             ["reduce_vocab(20000 of 30522, shuffled, seed=28)", "reduce_tokenizer"],
+             _sd_case(_minilm, lambda sd, c: derive.reduce_vocab(sd, minilm_kept_token_ids()),
+                      tokenizer_edit=lambda s, o: derive.reduce_tokenizer(s, o, minilm_kept_token_ids())),
+             "", mini_all),
+        Case("minilm_int8_compressed", "minilm", True, ["to_int8_compressed(per-channel)"],
+             _quantised_case(_minilm, derive.to_int8_compressed), "", mini_all),
         Case("composite_minilm_vision_tower", "minilm", True, ["composite(vision_tower=minilm, prefixed)"],
              _composite(_minilm, _minilm_trained(3), "prefixed"), "model.vision_tower", mini_all),
         Case("composite_minilm_vision_subfolders", "minilm", True,
@@ -215,9 +259,30 @@ def cases() -> list[Case]:
              _sd_case(_smollm2_bf16, lambda sd, c: derive.prune_mlp_width(
                  derive.prune_heads(sd, 2 / 3, 25, c), 0.5, 26)), "", smol_all),
         Case("smollm2_vocab_extended", "smollm2", True, ["extend_vocab(+1000)", "cast(bfloat16)"],
-             _sd_case(_smollm2_bf16, lambda sd, c: derive.extend_vocab(sd, 1000, 27)), "", smol_all),
+             _sd_case(_smollm2_bf16, lambda sd, c: derive.extend_vocab(sd, 1000, 27),
+                      tokenizer_edit=lambda s, o: derive.extend_tokenizer(s, o, 1000)), "", smol_all),
+        Case("smollm2_moe_mixtral", "smollm2", True, ["upcycle_moe(4, noise=0.01, mixtral)", "cast(bfloat16)"],
+             _sd_case(_smollm2_bf16, lambda sd, c: derive.upcycle_moe(sd, 4, 0.01, "mixtral", seed=29),
+                      config_update={"model_type": "mixtral", "architectures": ["MixtralForCausalLM"],
+                                     "num_local_experts": 4, "num_experts_per_tok": 2}), "", smol_all),
+        Case("smollm2_moe_deepseek", "smollm2", True,
+             ["upcycle_moe(4, noise=0.01, deepseek: + exact dense MLP as shared expert)", "cast(bfloat16)"],
+             _sd_case(_smollm2_bf16, lambda sd, c: derive.upcycle_moe(sd, 4, 0.01, "deepseek", seed=30),
+                      config_update={"model_type": "deepseek_v2", "architectures": ["DeepseekV2ForCausalLM"],
+                                     "n_routed_experts": 4, "n_shared_experts": 1, "num_experts_per_tok": 2,
+                                     "moe_intermediate_size": 1536, "first_k_dense_replace": 0}), "", smol_all),
+        Case("smollm2_gptq_int4", "smollm2", True, ["to_gptq(bits=4, group_size=128, sym, format gptq v1)"],
+             _quantised_case(_smollm2, lambda sd: derive.to_gptq(sd, 4, 128)), "", smol_all),
+        Case("smollm2_awq_int4", "smollm2", True, ["to_awq(bits=4, group_size=64, gemm)"],
+             _quantised_case(_smollm2, lambda sd: derive.to_awq(sd, 64)), "", smol_all),
+        Case("smollm2_fp8_block", "smollm2", True, ["cast(bfloat16)", "to_fp8_block(128x128)"],
+             _quantised_case(_smollm2_bf16, derive.to_fp8_block), "", smol_all),
         Case("smollm2_gguf_q4_0", "smollm2", True, ["to_gguf(Q4_0)", "rename_keys(gguf)", "llama_rope_permute"],
              _gguf_case(_smollm2, "Q4_0", tokenizer_gguf=True), "", smol_all),
+        Case("smollm2_gguf_q4_k", "smollm2", True,
+             ["to_gguf(Q4_K; Q5_0 where rows are not whole 256-blocks; tables Q8_0)", "rename_keys(gguf)",
+              "llama_rope_permute"],
+             _gguf_case(_smollm2, "Q4_K", tokenizer_gguf=True), "", smol_all),
         Case("composite_smollm2_language_model", "smollm2", True,
              ["composite(language_model=smollm2, prefixed)", "cast(bfloat16)"],
              _composite(_minilm_trained(4), _smollm2_bf16, "prefixed"), "model.language_model", smol_all),

@@ -82,6 +82,7 @@ __all__ = [
     "extend_vocab",
     "reduce_vocab",
     "extend_tokenizer",
+    "reduce_tokenizer",
     "upcycle_moe",
     "fake_int8",
     "QuantisedStateDict",
@@ -91,6 +92,9 @@ __all__ = [
     "to_gptq",
     "to_awq",
     "to_gguf",
+    "quantize_q6_k",
+    "quantize_q4_k",
+    "K_QUANT_FALLBACK",
     "random_llama",
 ]
 
@@ -1168,14 +1172,74 @@ def reduce_vocab(sd: StateDict, keep_ids: Sequence[int]) -> StateDict:
 
 
 def extend_tokenizer(src_dir: PathLike, out_dir: PathLike, n_new: int) -> Path:
-    """Write `src_dir`'s tokenizer.json with `n_new` added tokens `<|extra_i|>` (ids follow the vocabulary)."""
+    """Write `src_dir`'s tokenizer.json with `n_new` added tokens `<|extra_i|>` (ids follow the vocabulary),
+    and its vocab.txt (WordPiece) with the same tokens appended, so both files agree with `extend_vocab`."""
     from tokenizers import AddedToken, Tokenizer
 
-    tok = Tokenizer.from_file(str(Path(src_dir) / "tokenizer.json"))
-    tok.add_tokens([AddedToken(f"<|extra_{i}|>", special=False) for i in range(n_new)])
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    tok.save(str(Path(out_dir) / "tokenizer.json"))
-    return Path(out_dir) / "tokenizer.json"
+    src, out = Path(src_dir), Path(out_dir)
+    tok = Tokenizer.from_file(str(src / "tokenizer.json"))
+    base = tok.get_vocab_size()
+    new = [f"<|extra_{i}|>" for i in range(n_new)]
+    tok.add_tokens([AddedToken(t, special=False) for t in new])
+    out.mkdir(parents=True, exist_ok=True)
+    tok.save(str(out / "tokenizer.json"))
+    if (src / "vocab.txt").is_file():
+        lines = (src / "vocab.txt").read_text(encoding="utf-8").splitlines()
+        if len(lines) != base:
+            raise ValueError(f"{src / 'vocab.txt'} has {len(lines)} tokens, tokenizer.json {base}")
+        (out / "vocab.txt").write_text("\n".join(lines + new) + "\n", encoding="utf-8")
+    return out / "tokenizer.json"
+
+
+def _remap_post_processor(proc: Any, new_id: dict[int, int]) -> None:
+    """Special-token ids inside a tokenizer.json post-processor (TemplateProcessing, BertProcessing, …)."""
+    if isinstance(proc, dict):
+        if proc.get("type") == "Sequence":
+            for p in proc.get("processors", []):
+                _remap_post_processor(p, new_id)
+        for spec in (proc.get("special_tokens") or {}).values():
+            spec["ids"] = [new_id[i] for i in spec["ids"]]
+        for key in ("sep", "cls"):
+            if isinstance(proc.get(key), list) and len(proc[key]) == 2:
+                proc[key][1] = new_id[proc[key][1]]
+
+
+def reduce_tokenizer(src_dir: PathLike, out_dir: PathLike, keep_ids: Sequence[int]) -> Path:
+    """Write `src_dir`'s tokenizer keeping only tokens `keep_ids`, renumbered in that order (new id i is old
+    id keep_ids[i], as `reduce_vocab` reorders the embedding rows): tokenizer.json (vocabulary, added tokens,
+    post-processor ids; BPE merges whose parts are gone are dropped) and vocab.txt when the source has one.
+    Special tokens the post-processor or model needs must be kept."""
+    src, out = Path(src_dir), Path(out_dir)
+    data = json.loads((src / "tokenizer.json").read_text(encoding="utf-8"))
+    model = data["model"]
+    old_vocab: dict[str, int] = model["vocab"]
+    by_id = {i: t for t, i in old_vocab.items()}
+    by_id.update({a["id"]: a["content"] for a in data.get("added_tokens", [])})
+    keep = [int(i) for i in keep_ids]
+    if len(set(keep)) != len(keep) or any(i not in by_id for i in keep):
+        raise ValueError("keep_ids must be distinct ids of the source vocabulary")
+    new_id = {old: new for new, old in enumerate(keep)}
+    model["vocab"] = {by_id[old]: new for new, old in enumerate(keep) if by_id[old] in old_vocab}
+    if model.get("unk_token") is not None and model["unk_token"] not in model["vocab"]:
+        raise ValueError(f"the unknown token {model['unk_token']!r} must be kept")
+    if isinstance(model.get("merges"), list):
+        def parts(m: Any) -> list[str]:
+            return m.split(" ") if isinstance(m, str) else list(m)
+        model["merges"] = [m for m in model["merges"]
+                           if all(p in model["vocab"] for p in parts(m)) and "".join(parts(m)) in model["vocab"]]
+    data["added_tokens"] = [{**a, "id": new_id[a["id"]]} for a in data.get("added_tokens", []) if a["id"] in new_id]
+    try:
+        _remap_post_processor(data.get("post_processor"), new_id)
+        if isinstance(data.get("padding"), dict) and "pad_id" in data["padding"]:
+            data["padding"]["pad_id"] = new_id[data["padding"]["pad_id"]]
+    except KeyError as exc:
+        raise ValueError(f"the post-processor's special token id {exc} must be kept") from None
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "tokenizer.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    if (src / "vocab.txt").is_file():
+        lines = (src / "vocab.txt").read_text(encoding="utf-8").splitlines()
+        (out / "vocab.txt").write_text("\n".join(lines[i] for i in keep) + "\n", encoding="utf-8")
+    return out / "tokenizer.json"
 
 
 MOE_NAMINGS = ("mixtral", "qwen_moe", "deepseek")
@@ -1406,9 +1470,87 @@ def to_awq(sd: StateDict, group_size: int = 128) -> QuantisedStateDict:
                                     "zero_point": True, "version": "gemm", "modules_to_not_convert": None})
 
 
-GGUF_QTYPES = ("F32", "F16", "BF16", "Q8_0", "Q5_0", "Q5_1", "Q4_0", "Q4_1")
-"""Types `to_gguf` can write: the ones `gguf.quants.quantize` implements in numpy (gguf 0.19 has no
-K-quant or i-quant quantiser; Q4_K/Q5_K/Q6_K raise NotImplementedError there, so they are refused here)."""
+QK_K = 256  # values per K-quant super-block
+
+
+def _f16_up(x: np.ndarray) -> np.ndarray:
+    """Round up to the next float16 (a stored super-block scale must not shrink the range it covers)."""
+    h = x.astype(np.float16)
+    low = h.astype(np.float32) < x
+    h[low] = np.nextafter(h[low], np.float16(np.inf))
+    return h
+
+
+def quantize_q6_k(rows: np.ndarray) -> np.ndarray:
+    """ggml Q6_K blocks (210 bytes per 256 values: ql[128], qh[64], int8 scales[16], fp16 d) of float rows.
+
+    Round-to-nearest: each 16-value sub-block gets scale d·sc (sc int8 ≤ 127, chosen so |x| ≤ 31·d·sc, no
+    clamping) and q = round(x / (d·sc)) in [-32, 31], stored as q + 32 split into 4 low bits (ql) and 2 high
+    bits (qh) in the order `gguf.quants.Q6_K.dequantize_blocks` (llama.cpp `dequantize_row_q6_K`) reads.
+    """
+    x = np.asarray(rows, dtype=np.float32)
+    blocks = x.reshape(-1, QK_K)
+    n = blocks.shape[0]
+    sub = blocks.reshape(n, 16, 16)
+    need = np.abs(sub).max(axis=2) / 31  # sub-block scale that reaches the largest value
+    d = _f16_up(need.max(axis=1) / 127)
+    d32 = d.astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sc = np.where(d32[:, None] > 0, np.ceil(need / d32[:, None]), 0).clip(0, 127)
+        step = d32[:, None] * sc
+        q = np.where(step[:, :, None] > 0, np.rint(sub / step[:, :, None]), 0).clip(-32, 31)
+    u = (q.astype(np.int16) + 32).astype(np.uint8).reshape(n, 2, 128)  # two halves of 128 values
+    ql = (u[:, :, :64] & 0x0F) | ((u[:, :, 64:] & 0x0F) << 4)  # value t<64: low nibble, t>=64: high nibble
+    hi = (u >> 4).reshape(n, 2, 4, 32)  # value t: 2-bit field t // 32 of byte t % 32
+    qh = hi[:, :, 0] | (hi[:, :, 1] << 2) | (hi[:, :, 2] << 4) | (hi[:, :, 3] << 6)
+    out = np.concatenate([ql.reshape(n, 128), qh.reshape(n, 64), sc.astype(np.int8).view(np.uint8),
+                          d.reshape(n, 1).view(np.uint8)], axis=1)
+    return out.reshape(*x.shape[:-1], x.shape[-1] // QK_K * 210)
+
+
+def quantize_q4_k(rows: np.ndarray) -> np.ndarray:
+    """ggml Q4_K blocks (144 bytes per 256 values: fp16 d, fp16 dmin, 12 bytes of 6-bit scales and mins,
+    qs[128]) of float rows: value = d·sc·q − dmin·m with q in [0, 15] per 32-value sub-block.
+
+    Round-to-nearest: m is rounded up and sc chosen so [−dmin·m, −dmin·m + 15·d·sc] covers the sub-block
+    (no clamping); scales are packed as `gguf.quants.Q4_K.get_scale_min` (llama.cpp `get_scale_min_k4`)
+    unpacks them.
+    """
+    x = np.asarray(rows, dtype=np.float32)
+    blocks = x.reshape(-1, QK_K)
+    n = blocks.shape[0]
+    sub = blocks.reshape(n, 8, 32)
+    lo = np.minimum(sub.min(axis=2), 0)
+    hi = np.maximum(sub.max(axis=2), 0)
+    dmin = _f16_up(-lo.min(axis=1) / 63)
+    dmin32 = dmin.astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        m = np.where(dmin32[:, None] > 0, np.ceil(-lo / dmin32[:, None]), 0).clip(0, 63)
+        offset = dmin32[:, None] * m  # ≥ −lo
+        need = (hi + offset) / 15
+        d = _f16_up(need.max(axis=1) / 63)
+        d32 = d.astype(np.float32)
+        sc = np.where(d32[:, None] > 0, np.ceil(need / d32[:, None]), 0).clip(0, 63)
+        step = d32[:, None] * sc
+        q = np.where(step[:, :, None] > 0, np.rint((sub + offset[:, :, None]) / step[:, :, None]), 0).clip(0, 15)
+    sc8, m8 = sc.astype(np.uint8), m.astype(np.uint8)
+    scales = np.concatenate([sc8[:, :4] | ((sc8[:, 4:] >> 4) << 6),
+                             m8[:, :4] | ((m8[:, 4:] >> 4) << 6),
+                             (sc8[:, 4:] & 0x0F) | ((m8[:, 4:] & 0x0F) << 4)], axis=1)
+    qv = q.astype(np.uint8).reshape(n, 4, 2, 32)  # sub-block 2c + k sits in nibble k of bytes 32c..32c+31
+    qs = qv[:, :, 0] | (qv[:, :, 1] << 4)
+    out = np.concatenate([d.reshape(n, 1).view(np.uint8), dmin.reshape(n, 1).view(np.uint8), scales,
+                          qs.reshape(n, 128)], axis=1)
+    return out.reshape(*x.shape[:-1], x.shape[-1] // QK_K * 144)
+
+
+_K_QUANTISERS = {"Q6_K": quantize_q6_k, "Q4_K": quantize_q4_k}
+K_QUANT_FALLBACK = {"Q6_K": "Q8_0", "Q4_K": "Q5_0"}
+"""What llama.cpp's quantiser writes instead when a row is not a whole number of 256-value super-blocks."""
+
+GGUF_QTYPES = ("F32", "F16", "BF16", "Q8_0", "Q5_0", "Q5_1", "Q4_0", "Q4_1", "Q6_K", "Q4_K")
+"""Types `to_gguf` can write: the ones `gguf.quants.quantize` implements in numpy, plus Q6_K and Q4_K from
+this module's round-to-nearest encoders (gguf 0.19 has no K-quant quantiser)."""
 
 
 def _gguf_tensor(arr: np.ndarray, qtype: str):
@@ -1417,12 +1559,16 @@ def _gguf_tensor(arr: np.ndarray, qtype: str):
 
     kind = GGMLQuantizationType[qtype]
     block = GGML_QUANT_SIZES[kind][0]
+    if qtype in K_QUANT_FALLBACK and arr.ndim >= 2 and arr.shape[-1] % block:
+        return _gguf_tensor(arr, K_QUANT_FALLBACK[qtype])
     if arr.ndim < 2 or arr.shape[-1] % block:
         return arr.astype(np.float32), GGMLQuantizationType.F32
     if kind == GGMLQuantizationType.F32:
         return arr.astype(np.float32), kind
     if kind == GGMLQuantizationType.F16:
         return arr.astype(np.float16), kind
+    if qtype in _K_QUANTISERS:
+        return _K_QUANTISERS[qtype](arr), kind
     return quantize(arr.astype(np.float32), kind), kind
 
 
@@ -1491,7 +1637,8 @@ def to_gguf(sd_or_dir: StateDict | PathLike, out_path: PathLike, qtype: str = "Q
         is_table = name.startswith(("token_embd", "output.", "position_embd", "token_types"))
         data, kind = _gguf_tensor(t.numpy(), "Q8_0" if is_table and low_bit else qtype)
         writer.add_tensor(name, data, raw_dtype=kind)
-    writer.add_file_type(int(LlamaFileType.ALL_F32 if qtype == "F32" else LlamaFileType[f"MOSTLY_{qtype}"]))
+    file_type = {"F32": "ALL_F32", "Q4_K": "MOSTLY_Q4_K_M"}.get(qtype, f"MOSTLY_{qtype}")
+    writer.add_file_type(int(LlamaFileType[file_type]))
     writer.add_quantization_version(GGML_QUANT_VERSION)
     vocab_txt = None if isinstance(sd_or_dir, dict) else Path(sd_or_dir) / "vocab.txt"
     if tokenizer_gguf is None and fam == "bert" and vocab_txt is not None and vocab_txt.is_file():
