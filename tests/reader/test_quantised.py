@@ -220,3 +220,28 @@ def test_malformed_quantised_layers_fail_in_one_line(tmp_path, cli, build, tenso
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "model.safetensors" in lines[0] and tensor in lines[0] and "Traceback" not in result.stderr
+
+
+# ---- GGUF MoE expert stacks ------------------------------------------------------------------------
+
+
+def test_gguf_expert_stack_reads_one_expert_per_row(tmp_path):
+    """llama.cpp stores MoE experts as one 3-D tensor (`blk.N.ffn_up_exps.weight`, [n_expert, ffn, d] in
+    PyTorch order); a row of the 2-D view is one whole expert, dequantised from its own blocks."""
+    import gguf
+    from gguf.quants import dequantize, quantize
+
+    x = np.random.default_rng(0).standard_normal((4, 6, 64)).astype(np.float32)
+    blocks = quantize(x, gguf.GGMLQuantizationType.Q8_0)
+    writer = gguf.GGUFWriter(str(tmp_path / "moe.gguf"), "llama")
+    writer.add_tensor("blk.0.ffn_up_exps.weight", blocks, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with open_checkpoint(tmp_path / "moe.gguf") as ck:
+        info = ck.tensor("blk.0.ffn_up_exps.weight")
+        assert (info.shape, info.rows, info.row_length) == ((4, 6, 64), 4, 6 * 64)
+        expected = dequantize(blocks, gguf.GGMLQuantizationType.Q8_0)
+        np.testing.assert_array_equal(ck.read(info.name), expected)
+        np.testing.assert_array_equal(ck.read_rows(info.name, [2]).reshape(6, 64), expected[2])
