@@ -1321,6 +1321,21 @@ def _quantisable(name: str, t: torch.Tensor, in_multiple: int = 1, out_multiple:
             and t.shape[1] % in_multiple == 0 and t.shape[0] % out_multiple == 0)
 
 
+def _quantise_linears(sd: StateDict, quantise: Callable[[str, torch.Tensor], StateDict],
+                      in_multiple: int = 1, out_multiple: int = 1) -> StateDict:
+    """`sd` with every quantisable linear weight replaced by the tensors `quantise(module, float32 weight)`
+    returns (keys relative to the module, e.g. "qweight"); everything else kept as it is."""
+    out: StateDict = {}
+    for name, t in sd.items():
+        if not _quantisable(name, t, in_multiple, out_multiple):
+            out[name] = t
+            continue
+        module = name[: -len(".weight")]
+        for leaf, value in quantise(module, t.to(torch.float32)).items():
+            out[f"{module}.{leaf}"] = value
+    return out
+
+
 def _stored_scale(scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """The scale as it will be stored, back in float32, so values are quantised with exactly that scale."""
     return scale.to(dtype).to(torch.float32)
@@ -1331,20 +1346,18 @@ def to_fp8_block(sd: StateDict, block: tuple[int, int] = (128, 128)) -> Quantise
     `weight_scale_inv` [ceil(out/b0), ceil(in/b1)] (block absmax / 448); w ≈ q · scale_inv per block."""
     b0, b1 = block
     fmax = torch.finfo(torch.float8_e4m3fn).max
-    out: StateDict = {}
-    for name, t in sd.items():
-        if not _quantisable(name, t):
-            out[name] = t
-            continue
-        w = t.to(torch.float32)
+
+    def quantise(module: str, w: torch.Tensor) -> StateDict:
         rows, cols = w.shape
         pr, pc = -rows % b0, -cols % b1
         padded = torch.nn.functional.pad(w, (0, pc, 0, pr))
         blocks = padded.reshape((rows + pr) // b0, b0, (cols + pc) // b1, b1)
         scale = blocks.abs().amax(dim=(1, 3)).clamp_min(1e-12) / fmax
         expanded = scale.repeat_interleave(b0, 0).repeat_interleave(b1, 1)[:rows, :cols]
-        out[name] = (w / expanded).clamp(-fmax, fmax).to(torch.float8_e4m3fn)
-        out[name[: -len("weight")] + "weight_scale_inv"] = scale.contiguous()
+        return {"weight": (w / expanded).clamp(-fmax, fmax).to(torch.float8_e4m3fn),
+                "weight_scale_inv": scale.contiguous()}
+
+    out = _quantise_linears(sd, quantise)
     return QuantisedStateDict(out, {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
                                     "weight_block_size": [b0, b1]})
 
@@ -1360,15 +1373,13 @@ def _compressed_tensors_config(weights: dict[str, Any], fmt: str) -> dict[str, A
 def to_int8_compressed(sd: StateDict) -> QuantisedStateDict:
     """compressed-tensors `int-quantized` W8A16: each linear weight becomes int8 with a per-channel
     `weight_scale` [out, 1] (row absmax / 127, stored in the weight's float dtype); w ≈ q · scale."""
-    out: StateDict = {}
-    for name, t in sd.items():
-        if not _quantisable(name, t):
-            out[name] = t
-            continue
-        w = t.to(torch.float32)
-        scale = _stored_scale(w.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / 127.0, t.dtype)
-        out[name] = torch.round(w / scale).clamp(-128, 127).to(torch.int8)
-        out[name[: -len("weight")] + "weight_scale"] = scale.to(t.dtype)
+
+    def quantise(module: str, w: torch.Tensor) -> StateDict:
+        dtype = sd[f"{module}.weight"].dtype
+        scale = _stored_scale(w.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / 127.0, dtype)
+        return {"weight": torch.round(w / scale).clamp(-128, 127).to(torch.int8), "weight_scale": scale.to(dtype)}
+
+    out = _quantise_linears(sd, quantise)
     weights = {"num_bits": 8, "type": "int", "symmetric": True, "strategy": "channel", "group_size": None,
                "dynamic": False, "observer": "minmax"}
     return QuantisedStateDict(out, _compressed_tensors_config(weights, "int-quantized"))
@@ -1414,12 +1425,8 @@ def to_gptq(sd: StateDict, bits: int = 4, group_size: int = 128, *, sym: bool = 
     if bits not in (2, 4, 8) or checkpoint_format not in ("gptq", "gptq_v2"):
         raise ValueError("bits must be 2, 4 or 8 and checkpoint_format 'gptq' or 'gptq_v2'")
     per, maxq = 32 // bits, 2**bits - 1
-    out: StateDict = {}
-    for name, t in sd.items():
-        if not _quantisable(name, t, per, per):
-            out[name] = t
-            continue
-        w = t.to(torch.float32)
+
+    def quantise(module: str, w: torch.Tensor) -> StateDict:
         n_out, n_in = w.shape
         order = torch.from_numpy(_rng(seed, n_out, n_in).permutation(n_in)) if desc_act else torch.arange(n_in)
         g_idx = torch.empty(n_in, dtype=torch.long)
@@ -1431,11 +1438,11 @@ def to_gptq(sd: StateDict, bits: int = 4, group_size: int = 128, *, sym: bool = 
             scales[g], zeros[g] = _minmax_params(w[:, g_idx == g], maxq, sym)
         q = torch.clamp(torch.round(w / scales[g_idx].T) + zeros[g_idx].T, 0, maxq).to(torch.int64)
         stored_zeros = zeros.to(torch.int64) - (1 if checkpoint_format == "gptq" else 0)
-        module = name[: -len(".weight")]
-        out[f"{module}.qweight"] = torch.from_numpy(_pack_rows(q.T.numpy(), bits))
-        out[f"{module}.qzeros"] = torch.from_numpy(_pack_cols((stored_zeros.numpy() & maxq), bits))
-        out[f"{module}.scales"] = scales.to(torch.float16)
-        out[f"{module}.g_idx"] = g_idx.to(torch.int32)
+        return {"qweight": torch.from_numpy(_pack_rows(q.T.numpy(), bits)),
+                "qzeros": torch.from_numpy(_pack_cols((stored_zeros.numpy() & maxq), bits)),
+                "scales": scales.to(torch.float16), "g_idx": g_idx.to(torch.int32)}
+
+    out = _quantise_linears(sd, quantise, per, per)
     return QuantisedStateDict(out, {"quant_method": "gptq", "bits": bits, "group_size": group_size,
                                     "desc_act": desc_act, "sym": sym, "damp_percent": 0.1,
                                     "true_sequential": True, "static_groups": False,
@@ -1450,22 +1457,17 @@ def to_awq(sd: StateDict, group_size: int = 128) -> QuantisedStateDict:
     """AutoAWQ GEMM layout: `qweight` int32 [in, out/8] and `qzeros` int32 [in/group, out/8] packed in AWQ's
     interleaved order, `scales` fp16 [in/group, out]; asymmetric 4-bit with zero points, round-to-nearest
     (AWQ's activation-aware scale search changes values, not the format)."""
-    out: StateDict = {}
-    for name, t in sd.items():
-        if not _quantisable(name, t, group_size, 8):
-            out[name] = t
-            continue
-        w = t.to(torch.float32)
+    def quantise(module: str, w: torch.Tensor) -> StateDict:
         n_out, n_in = w.shape
         grouped = w.reshape(n_out * (n_in // group_size), group_size)
         scale, zero = _minmax_params(grouped, 15, sym=False)
         q = torch.clamp(torch.round(grouped / scale[:, None]) + zero[:, None], 0, 15).reshape(n_out, n_in)
-        scales = scale.reshape(n_out, -1).T.contiguous()  # [groups, out]
-        zeros = zero.reshape(n_out, -1).T.to(torch.int64).numpy()
-        module = name[: -len(".weight")]
-        out[f"{module}.qweight"] = torch.from_numpy(_pack_cols(q.T.to(torch.int64).numpy(), 4, AWQ_ORDER))
-        out[f"{module}.qzeros"] = torch.from_numpy(_pack_cols(zeros, 4, AWQ_ORDER))
-        out[f"{module}.scales"] = scales.to(torch.float16)
+        zeros = zero.reshape(n_out, -1).T.to(torch.int64).numpy()  # [groups, out]
+        return {"qweight": torch.from_numpy(_pack_cols(q.T.to(torch.int64).numpy(), 4, AWQ_ORDER)),
+                "qzeros": torch.from_numpy(_pack_cols(zeros, 4, AWQ_ORDER)),
+                "scales": scale.reshape(n_out, -1).T.contiguous().to(torch.float16)}
+
+    out = _quantise_linears(sd, quantise, group_size, 8)
     return QuantisedStateDict(out, {"quant_method": "awq", "bits": 4, "group_size": group_size,
                                     "zero_point": True, "version": "gemm", "modules_to_not_convert": None})
 

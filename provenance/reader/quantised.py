@@ -461,6 +461,8 @@ def _scaled(module: str, weight: TensorInfo, infos: dict[str, TensorInfo], qcfg:
     block = (0, 0)
     if numel == 1:
         kind = "TENSOR"
+    elif scale.shape in ((n_out,), (n_out, 1)) and not scale.name.endswith("_inv"):
+        kind = "CHANNEL"
     elif is_block and len(scale.shape) == 2:
         b = block_cfg if isinstance(block_cfg, (list, tuple)) and len(block_cfg) == 2 else DEFAULT_FP8_BLOCK
         block = (_int(b[0], 128), _int(b[1], 128))
@@ -469,8 +471,6 @@ def _scaled(module: str, weight: TensorInfo, infos: dict[str, TensorInfo], qcfg:
             raise _fail(scale, f"block scale {list(scale.shape)} does not fit weight {[n_out, n_in]} in "
                         f"{list(block)} blocks (expected {list(expected)})")
         kind = "BLOCK"
-    elif scale.shape in ((n_out,), (n_out, 1)):
-        kind = "CHANNEL"
     elif len(scale.shape) == 2 and scale.shape[0] == n_out and scale.shape[1] <= n_in:
         kind = "GROUP"
     else:
