@@ -18,7 +18,6 @@ Three levels are reported, strong tensors only (norm weights and biases are neve
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -32,9 +31,11 @@ from rich.table import Table
 from scipy import stats
 
 from benchmarks.detection.metrics import (
-    empirical_fpr, fisher_z_array, null_summary, threshold_for_fpr,
+    empirical_fpr, fisher_z_array, null_summary, rate_upper_bound, threshold_for_fpr,
 )
-from benchmarks.detection.run import DEFAULT_DOC, DEFAULT_SUITE, ROOT, load_suite, wide_console, write_json, write_markdown
+from benchmarks.detection.run import (
+    DEFAULT_DOC, DEFAULT_SUITE, ROOT, extract, load_suite, md_escape, wide_console, write_json, write_markdown,
+)
 
 DEFAULT_OUT = ROOT / "benchmarks" / "_work" / "calibration.json"
 TARGETS = (1e-2, 1e-3)
@@ -115,6 +116,27 @@ def collect(folder: Path, console: Console | None = None) -> list[NullPair]:
     return out
 
 
+def scan_scores(folder: Path, console: Console | None = None) -> list[dict[str, Any]]:
+    """The scanner's own verdict and score for each independent case against every weights reference of the index.
+
+    The per-model null of the statistic the scanner decides on; the score is −log10 p from
+    `details.weights.references[i].score` when the scan reports it ("score"), else from a finding ("finding").
+    """
+    from provenance.scan import scan
+
+    suite = load_suite(folder)
+    rows = []
+    for c in (c for c in suite["cases"] if not c["derived"]):
+        report = scan(folder / c["path"], index=None, tokenizer=False, code=False, hash_files=False)
+        for ref in report.details["weights"]["references"]:
+            got = extract(report, c, ref["reference"])
+            rows.append({"suspect": c["case"], "reference": ref["reference"], "score": got["score"],
+                         "score_source": got["score_source"], "verdict": got["verdict"]})
+        if console:
+            console.print(f"{c['case']}: scanned")
+    return rows
+
+
 @dataclass
 class TensorPick:
     """The best suspect candidate for one reference tensor of one null model pair (the scanner's pick)."""
@@ -148,8 +170,11 @@ def _passes(picks: list[TensorPick], min_centred: float, max_log10_p: float) -> 
     return np.array([t.centred >= min_centred and t.log10_p <= max_log10_p for t in picks], bool)
 
 
-def calibrate(pairs: list[NullPair]) -> dict[str, Any]:
-    """The pair-, tensor- and model-level null summaries, false-positive rates and thresholds."""
+def calibrate(pairs: list[NullPair], scanned: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The pair-, tensor- and model-level null summaries, false-positive rates and thresholds.
+
+    `scanned`: rows of `scan_scores` (the scanner's own per-reference verdicts on independent cases).
+    """
     from provenance.scan import WeightThresholds
 
     th = WeightThresholds()
@@ -184,7 +209,7 @@ def calibrate(pairs: list[NullPair]) -> dict[str, Any]:
         "median_candidates": float(np.median([t.candidates for t in picks])) if picks else None,
         "max_centred": float(max(t.centred for t in picks)) if picks else None,
         "max_score": float(score.max()) if picks else None,
-        "fpr_at_scanner_thresholds": float(_passes(picks, th.derived_similarity, th.max_log10_p).mean()) if picks else None,
+        "at_scanner_thresholds": _rate(int(_passes(picks, th.derived_similarity, th.max_log10_p).sum()), len(picks)),
         "fpr_p_only": empirical_fpr(score, -th.max_log10_p) if picks else None,
         "fpr_centred_only": float(np.mean([t.centred >= th.derived_similarity for t in picks])) if picks else None,
         "thresholds": {f"{t:g}": {"empirical_minus_log10_p": threshold_for_fpr(score, t) if picks else None,
@@ -197,25 +222,41 @@ def calibrate(pairs: list[NullPair]) -> dict[str, Any]:
                    "max_centred": float(max(t.centred for t in ts)),
                    "false_positive": bool(_passes(ts, th.derived_similarity, th.max_log10_p).any())}
                   for (sm, rm), ts in sorted(models.items())]
-    tensors_per_model = float(np.median([m["tensors"] for m in model_rows])) if model_rows else 0.0
+    per_model = max(float(np.median([m["tensors"] for m in model_rows])) if model_rows else 0.0, 1.0)
     model_scores = np.array([m["max_score"] for m in model_rows])
     model_level = {
         "model_pairs": len(model_rows),
-        "false_positives_at_scanner_thresholds": sum(m["false_positive"] for m in model_rows),
+        "at_scanner_thresholds": _rate(sum(m["false_positive"] for m in model_rows), len(model_rows)),
         "max_score": float(model_scores.max()) if model_rows else None,
-        "median_tensors_per_model_pair": tensors_per_model,
-        "thresholds": {f"{t:g}": {
+        "median_tensors_per_model_pair": per_model,
+        "thresholds": {f"{t:g}": {  # any of T tensors passing: Bonferroni over the T tensors of a model pair
             "empirical_minus_log10_p": threshold_for_fpr(model_scores, t) if model_rows else None,
-            # any of T tensors passing: Bonferroni over the T tensors of a model pair
-            "bonferroni_minus_log10_p": -math.log10(t / max(tensors_per_model, 1.0)),
-            "empirical_tensor_fpr_at_bonferroni": empirical_fpr(score, -math.log10(t / max(tensors_per_model, 1.0)))
-            if picks else None,
+            "bonferroni_minus_log10_p": -math.log10(t / per_model),
+            "empirical_tensor_fpr_at_bonferroni": empirical_fpr(score, -math.log10(t / per_model)) if picks else None,
         } for t in TARGETS},
         "rows": model_rows,
     }
+    scanned = scanned or []
+    scan_level = {
+        "model_pairs": len(scanned),
+        "findings": _rate(sum(r["verdict"] in ("derived", "copied") for r in scanned), len(scanned)),
+        "max_score": max((r["score"] for r in scanned), default=None),
+        "score_sources": sorted({r["score_source"] for r in scanned}),
+        "rows": scanned,
+    }
     return {"thresholds_in_scanner": th.to_dict(), "pairs": len(pairs), "strong_pairs": len(strong),
-            "pair": pair_level, "pair_thresholds": pair_thresholds, "median_n": n_median, "weak": weak_level, "tensor": tensor_level, "model": model_level,
-            "z_for_target": {f"{t:g}": float(stats.norm.isf(t)) for t in TARGETS}}
+            "median_n": n_median, "pair": pair_level, "pair_thresholds": pair_thresholds, "weak": weak_level,
+            "tensor": tensor_level, "model": model_level, "scan": scan_level}
+
+
+def _rate(events: int, trials: int) -> dict[str, Any]:
+    """A false-positive count with its rate and one-sided 95% upper bound."""
+    return {"events": events, "trials": trials, "rate": events / trials if trials else None,
+            "upper_95": rate_upper_bound(events, trials) if trials else None}
+
+
+def _count(r: dict[str, Any]) -> str:
+    return f"{r['events']}/{r['trials']}, 95% upper bound {_f(r['upper_95'])}"
 
 
 def _f(x: Any, d: int = 3) -> str:
@@ -229,7 +270,8 @@ def _f(x: Any, d: int = 3) -> str:
 def summary_rows(c: dict[str, Any]) -> list[tuple[str, str]]:
     rows = []
     for key, s in c["pair"].items():
-        rows.append((f"pair z ({key}): count, mean, sd, max", f"{s['count']}, {s['mean']:.3f}, {s['sd']:.3f}, {s['max']:.2f}"))
+        rows.append((f"pair z ({key}): count, mean, sd, max",
+                     f"{s['count']}, {s['mean']:.3f}, {s['sd']:.3f}, {s['max']:.2f}"))
         rows.append((f"pair z ({key}): KS vs N(0,1) D, p; counts > 2.33 / > 3.09",
                      f"{s['ks_statistic']:.4f}, {_f(s['ks_p'])}; {s['tail_1e2']} / {s['tail_1e3']} "
                      f"(expected {s['count'] * 1e-2:.0f} / {s['count'] * 1e-3:.1f})"))
@@ -241,20 +283,27 @@ def summary_rows(c: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("norm weights and biases (never evidence): pairs, z mean, sd, max",
                      f"{w['pairs']}, {w['z']['mean']:.3f}, {w['z']['sd']:.3f}, {w['z']['max']:.2f}"))
     rows.append(("norm weights: pairs, median raw cosine, max |centred|",
-                 f"{w['norm_weight_pairs']}, {_f(w['norm_weight_median_raw_cosine'])}, {_f(w['norm_weight_max_abs_centred'])}"))
+                 f"{w['norm_weight_pairs']}, {_f(w['norm_weight_median_raw_cosine'])}, "
+                 f"{_f(w['norm_weight_max_abs_centred'])}"))
     t = c["tensor"]
     th = c["thresholds_in_scanner"]
     rows.append(("tensor picks (best of k, Bonferroni): count, median k, max r, max −log10 p",
                  f"{t['tensors']}, {_f(t['median_candidates'])}, {_f(t['max_centred'])}, {_f(t['max_score'])}"))
-    rows.append((f"tensor FPR at scanner thresholds (r ≥ {th['derived_similarity']} and −log10 p ≥ {-th['max_log10_p']:g})",
-                 f"{_f(t['fpr_at_scanner_thresholds'])} (p alone {_f(t['fpr_p_only'])}, r alone {_f(t['fpr_centred_only'])})"))
+    rows.append((f"tensor false positives at scanner thresholds (r ≥ {th['derived_similarity']}, "
+                 f"−log10 p ≥ {-th['max_log10_p']:g})", f"{_count(t['at_scanner_thresholds'])} "
+                 f"(rate with p alone {_f(t['fpr_p_only'])}, r alone {_f(t['fpr_centred_only'])})"))
     for target, v in t["thresholds"].items():
         rows.append((f"tensor threshold for FPR {target}: empirical / nominal −log10 p",
                      f"{_f(v['empirical_minus_log10_p'])} / {_f(v['nominal_minus_log10_p'])}"))
     m = c["model"]
-    rows.append(("model pairs: count, false positives at scanner thresholds, max −log10 p, median tensors",
-                 f"{m['model_pairs']}, {m['false_positives_at_scanner_thresholds']}, {_f(m['max_score'])}, "
+    rows.append(("model pairs: false positives at scanner thresholds", _count(m["at_scanner_thresholds"])))
+    rows.append(("model pairs: max −log10 p, median tensors", f"{_f(m['max_score'])}, "
                  f"{_f(m['median_tensors_per_model_pair'])}"))
+    sc = c.get("scan") or {}
+    if sc.get("model_pairs"):
+        rows.append(("scan of independent cases × index references: findings", _count(sc["findings"])))
+        rows.append(("scan of independent cases: max −log10 p (score taken from)",
+                     f"{_f(sc['max_score'])} ({', '.join(sc['score_sources'])})"))
     for target, v in m["thresholds"].items():
         rows.append((f"model threshold for FPR {target}: empirical / Bonferroni −log10 p (tensor FPR there)",
                      f"{_f(v['empirical_minus_log10_p'])} / {_f(v['bonferroni_minus_log10_p'])} "
@@ -264,7 +313,7 @@ def summary_rows(c: dict[str, Any]) -> list[tuple[str, str]]:
 
 def markdown(c: dict[str, Any], command: str) -> str:
     lines = [f"Generated by `{command}`.", "", "| measure | value |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in summary_rows(c)]
+    lines += [f"| {md_escape(k)} | {md_escape(v)} |" for k, v in summary_rows(c)]
     lines += ["", "| suspect | reference | tensors | max r | max −log10 p | false positive |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['suspect']} | {r['reference']} | {r['tensors']} | {r['max_centred']:.4f} | {r['max_score']:.2f} | "
               f"{'yes' if r['false_positive'] else 'no'} |" for r in c["model"]["rows"]]
@@ -279,7 +328,7 @@ def markdown(c: dict[str, Any], command: str) -> str:
 @click.option("--doc", type=click.Path(path_type=Path, dir_okay=False), default=DEFAULT_DOC, show_default=True)
 def main(folder: Path, out: Path, write_md: bool, doc: Path) -> None:
     err = Console(stderr=True)
-    result = calibrate(collect(folder, err))
+    result = calibrate(collect(folder, err), scan_scores(folder, err))
     write_json(out, result)
     table = Table(title="Null calibration", show_header=False)
     table.add_column()

@@ -72,7 +72,8 @@ def separation_margin(truth: Sequence[bool], scores: Sequence[float]) -> float |
     return float(s[y].min() - s[~y].max())
 
 
-def layer_pair_scores(found: Iterable[Sequence[int]], expected: Iterable[Sequence[int]]) -> tuple[float | None, float | None]:
+def layer_pair_scores(found: Iterable[Sequence[int]],
+                      expected: Iterable[Sequence[int]]) -> tuple[float | None, float | None]:
     """Precision and recall of (suspect layer, reference layer) pairs; None where the denominator is empty."""
     f = {(int(a), int(b)) for a, b in found}
     e = {(int(a), int(b)) for a, b in expected}
@@ -148,6 +149,13 @@ def empirical_fpr(null_scores: Sequence[float], threshold: float) -> float:
     if s.size == 0:
         raise ValueError("empty null sample")
     return float((s >= threshold).mean())
+
+
+def rate_upper_bound(events: int, trials: int, confidence: float = 0.95) -> float:
+    """One-sided Clopper–Pearson upper bound of a rate seen `events` times in `trials` (0 of n: ≈ 3/n)."""
+    if trials <= 0 or not 0 <= events <= trials:
+        raise ValueError("need 0 <= events <= trials and trials > 0")
+    return 1.0 if events == trials else float(stats.beta.ppf(confidence, events + 1, trials - events))
 
 
 def threshold_for_fpr(null_scores: Sequence[float], target: float) -> float | None:
