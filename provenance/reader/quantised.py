@@ -371,12 +371,14 @@ def _packed_int(module: str, qweight: TensorInfo, infos: dict[str, TensorInfo],
         raise _fail(scales, f"scales {list(scales.shape)} and qzeros {qzeros.dtype} {list(qzeros.shape)} must be "
                     "2-D (qzeros I32)")
     method = str(qcfg.get("quant_method", "")).lower()
-    bits = _int(qcfg.get("bits"), 4)
+    if method not in ("gptq", "awq"):  # no config: tell GPTQ (packed along inputs) from AWQ by the shapes
+        method = "gptq" if scales.shape[1] == qweight.shape[1] else "awq"
+    # bits from the config, else from how many zero points one int32 of qzeros holds (outputs per word)
+    per_zero_word = scales.shape[1] // max(qzeros.shape[1], 1)
+    bits = _int(qcfg.get("bits"), 32 // per_zero_word if per_zero_word in (4, 8, 16) else 4)
     if bits not in (2, 4, 8):
         raise _fail(qweight, f"{bits}-bit packing is not supported (2, 4 or 8 bits)")
     per_word = 32 // bits
-    if method not in ("gptq", "awq"):  # no config: tell GPTQ (packed along inputs) from AWQ by the shapes
-        method = "gptq" if scales.shape[1] == qweight.shape[1] else "awq"
     if method == "awq":
         version = str(qcfg.get("version", qcfg.get("format", "gemm"))).lower()
         if version != "gemm" or bits != 4:

@@ -245,3 +245,17 @@ def test_gguf_expert_stack_reads_one_expert_per_row(tmp_path):
         expected = dequantize(blocks, gguf.GGMLQuantizationType.Q8_0)
         np.testing.assert_array_equal(ck.read(info.name), expected)
         np.testing.assert_array_equal(ck.read_rows(info.name, [2]).reshape(6, 64), expected[2])
+
+
+def test_gptq_bits_come_from_the_zero_packing_without_a_config(tmp_path):
+    from benchmarks.detection import derive
+
+    gen = torch.Generator().manual_seed(5)
+    sd = {"model.layers.0.mlp.up_proj.weight": torch.randn(32, 64, generator=gen)}
+    q = derive.to_gptq(sd, bits=8, group_size=32)
+    derive.save_quantised(q, {}, tmp_path / "g8")
+    (tmp_path / "g8" / "config.json").write_text("{}")  # no quantization_config
+    with open_checkpoint(tmp_path / "g8") as ck:
+        assert ck.tensor("model.layers.0.mlp.up_proj.weight").dtype == "GPTQ_INT8"
+        w = ck.read("model.layers.0.mlp.up_proj.weight")
+    assert np.abs(w - sd["model.layers.0.mlp.up_proj.weight"].numpy()).max() < 0.02
