@@ -121,6 +121,9 @@ def scan_scores(folder: Path, console: Console | None = None) -> list[dict[str, 
 
     The per-model null of the statistic the scanner decides on; the score is −log10 p from
     `details.weights.references[i].score` when the scan reports it ("score"), else from a finding ("finding").
+    When the scan also lists every aligned match (`details.weights.references[i].matches`, TensorMatch
+    dicts, significant or not), their centred similarity and corrected log10 p are kept: the exact
+    per-tensor statistic the scanner thresholds.
     """
     from provenance.scan import scan
 
@@ -130,8 +133,11 @@ def scan_scores(folder: Path, console: Console | None = None) -> list[dict[str, 
         report = scan(folder / c["path"], index=None, tokenizer=False, code=False, hash_files=False)
         for ref in report.details["weights"]["references"]:
             got = extract(report, c, ref["reference"])
+            matches = [m for m in ref.get("matches", []) if not m.get("weak_evidence")]
             rows.append({"suspect": c["case"], "reference": ref["reference"], "score": got["score"],
-                         "score_source": got["score_source"], "verdict": got["verdict"]})
+                         "score_source": got["score_source"], "verdict": got["verdict"],
+                         "matches": [{"centred": m["centred"], "log10_p": m["log10_p"],
+                                      "significant": bool(m.get("significant"))} for m in matches]})
         if console:
             console.print(f"{c['case']}: scanned")
     return rows
@@ -237,8 +243,12 @@ def calibrate(pairs: list[NullPair], scanned: list[dict[str, Any]] | None = None
         "rows": model_rows,
     }
     scanned = scanned or []
+    scanner_matches = [m for r in scanned for m in r["matches"]]
     scan_level = {
         "model_pairs": len(scanned),
+        "matches": len(scanner_matches),  # 0 until the scan reports all matches (see scan_scores)
+        "significant_matches": _rate(sum(m["significant"] for m in scanner_matches), len(scanner_matches)),
+        "max_match_score": max((-m["log10_p"] for m in scanner_matches), default=None),
         "findings": _rate(sum(r["verdict"] in ("derived", "copied") for r in scanned), len(scanned)),
         "max_score": max((r["score"] for r in scanned), default=None),
         "score_sources": sorted({r["score_source"] for r in scanned}),
@@ -302,6 +312,9 @@ def summary_rows(c: dict[str, Any]) -> list[tuple[str, str]]:
     sc = c.get("scan") or {}
     if sc.get("model_pairs"):
         rows.append(("scan of independent cases × index references: findings", _count(sc["findings"])))
+        if sc.get("matches"):
+            rows.append(("scan's own aligned matches on independent cases: significant; max −log10 p",
+                         f"{_count(sc['significant_matches'])}; {_f(sc['max_match_score'])}"))
         rows.append(("scan of independent cases: max −log10 p (score taken from)",
                      f"{_f(sc['max_score'])} ({', '.join(sc['score_sources'])})"))
     for target, v in m["thresholds"].items():
