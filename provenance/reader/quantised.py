@@ -48,7 +48,8 @@ import numpy as np
 from ..errors import CheckpointError
 from .base import RowSelection, TensorInfo
 
-__all__ = ["QuantisedWeight", "find_quantised", "AWQ_ORDER", "AWQ_REVERSE_ORDER", "StoredReader", "FloatReader"]
+__all__ = ["QuantisedWeight", "find_quantised", "dominant_scheme", "quantization_config", "stored_reader",
+           "AWQ_ORDER", "AWQ_REVERSE_ORDER", "StoredReader", "FloatReader"]
 
 AWQ_ORDER = (0, 2, 4, 6, 1, 3, 5, 7)
 """AutoAWQ GEMM: nibble i of a packed int32 holds output column 8c + AWQ_ORDER[i]."""
@@ -63,8 +64,6 @@ StoredReader = Callable[[TensorInfo, int, int], np.ndarray]
 FloatReader = Callable[[TensorInfo, RowSelection], np.ndarray]
 """`(info, rows)` -> selected rows of a stored tensor as float32 (the ordinary reader)."""
 
-_AUX_SUFFIXES = ("qzeros", "scales", "g_idx", "weight_scale", "weight_scale_inv", "weight_zero_point",
-                 "weight_shape", "input_scale")
 _FP8 = {"F8_E4M3": "FP8_E4M3", "F8_E5M2": "FP8_E5M2"}
 
 
@@ -94,7 +93,7 @@ class QuantisedWeight:
         idx = np.arange(sel.start, sel.stop) if isinstance(sel, slice) else np.asarray(sel, dtype=np.int64)
         kind = self.scheme.split("_")[0]
         if kind in ("FP8", "INT8") and not self.scheme.endswith("PACKED"):
-            return self._scaled(rows, idx, stored, as_float)
+            return self._scaled(rows, idx, as_float)
         if kind == "GPTQ":
             return self._gptq(idx, stored, as_float)
         if kind == "AWQ":
@@ -102,8 +101,7 @@ class QuantisedWeight:
         return self._packed(idx, stored, as_float)
 
     # ---- scaled fp8 / int8 -------------------------------------------------------------------------
-    def _scaled(self, rows: RowSelection, idx: np.ndarray, stored: StoredReader,
-                as_float: FloatReader) -> np.ndarray:
+    def _scaled(self, rows: RowSelection, idx: np.ndarray, as_float: FloatReader) -> np.ndarray:
         w = as_float(self.parts["q"], rows)
         n_in = self.info.shape[1]
         scale = _whole(as_float, self.parts["scale"])
@@ -127,7 +125,7 @@ class QuantisedWeight:
 
     # ---- GPTQ ---------------------------------------------------------------------------------------
     def _gptq(self, idx: np.ndarray, stored: StoredReader, as_float: FloatReader) -> np.ndarray:
-        n_out, n_in = self.info.shape
+        n_in = self.info.shape[1]
         per_word = 32 // self.bits
         mask = (1 << self.bits) - 1
         scales = _whole(as_float, self.parts["scale"])[:, idx]  # (groups, n)
@@ -162,7 +160,7 @@ class QuantisedWeight:
 
     # ---- AWQ ----------------------------------------------------------------------------------------
     def _awq(self, idx: np.ndarray, stored: StoredReader, as_float: FloatReader) -> np.ndarray:
-        n_out, n_in = self.info.shape
+        n_in = self.info.shape[1]
         scales = _whole(as_float, self.parts["scale"])[:, idx]
         zeros = _awq_unpack(_whole_stored(stored, self.parts["zero"]))[:, idx].astype(np.float32)
         col = idx // 8
