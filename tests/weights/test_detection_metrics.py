@@ -7,13 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from benchmarks.detection.calibrate import NullPair, independent_model_pairs, tensor_picks
 from benchmarks.detection.metrics import (
     confusion, empirical_fpr, fisher_z_array, layer_pair_scores, localisation_matches, null_summary,
     rate_upper_bound, replace_between_markers, roc_auc, separation_margin, threshold_for_fpr,
 )
-from benchmarks.detection.run import extract, reference_name, run
+from benchmarks.detection.run import CaseResult, by_transformation, extract, main, reference_name, run
 
 
 def test_confusion_counts_each_cell() -> None:
@@ -140,6 +141,17 @@ def test_extract_prefers_the_per_reference_score() -> None:
     assert extract({"findings": [], "details": {}}, case, "ref")["verdict"] == "none"
 
 
+def test_by_transformation_counts_cases_per_kind() -> None:
+    def case(name: str, steps: list[str], verdict: str, recall: float | None = 1.0) -> CaseResult:
+        return CaseResult(name, True, "ref", 0.0, "none", verdict, None, "", localised=verdict != "none",
+                          layer_recall=recall, transformations_truth=steps)
+
+    got = by_transformation([case("a", ["prune_mlp_width(0.75)", "cast(bf16)"], "derived", 0.5),
+                             case("b", ["prune_mlp_width(0.5)"], "none", 0.0), case("c", ["cast(bf16)"], "copied")])
+    assert got == {"cast": {"cases": 2, "detected": 2, "localised": 1},
+                   "prune_mlp_width": {"cases": 2, "detected": 1, "localised": 0}}
+
+
 def test_runner_on_a_two_case_suite(tmp_path: Path, minilm_dir: Path, minilm_independent_fresh: Path) -> None:
     """The real scanner on the reference itself (derived) and a fresh initialisation of it (independent)."""
     (tmp_path / "copy").symlink_to(minilm_dir)
@@ -152,11 +164,19 @@ def test_runner_on_a_two_case_suite(tmp_path: Path, minilm_dir: Path, minilm_ind
     ]}
     (tmp_path / "suite.json").write_text(json.dumps(suite))
     assert reference_name(suite, "minilm") == "all-MiniLM-L6-v2"
-    results, summary = run(tmp_path)
-    copy, fresh = results
-    assert copy.verdict == "copied" and copy.localised and copy.layer_recall == 1.0 and copy.score > 6
-    assert fresh.verdict == "none" and fresh.score < 6
+    doc = tmp_path / "detection.md"
+    doc.write_text("# Doc\nhand-written\n")
+    out = tmp_path / "detection.json"
+    result = CliRunner().invoke(main, ["--suite", str(tmp_path), "--out", str(out), "--markdown", "--doc", str(doc)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    copy, fresh = data["cases"]
+    assert copy["verdict"] == "copied" and copy["localised"] and copy["layer_recall"] == 1.0 and copy["score"] > 6
+    assert fresh["verdict"] == "none" and fresh["score"] < 6
+    summary = data["summary"]
     assert summary["confusion"]["true_positive"] == 1 and summary["confusion"]["true_negative"] == 1
     assert summary["roc_auc"] == 1.0 and summary["margin"] > 0
+    text = doc.read_text()
+    assert text.startswith("# Doc\nhand-written\n") and "| copy | derived |" in text and "| fresh | independent |" in text
     only, _ = run(tmp_path, only={"fresh"})
     assert [r.case for r in only] == ["fresh"]
