@@ -294,13 +294,14 @@ def _weights_args(qcfg: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def find_quantised(infos: dict[str, TensorInfo], config: dict[str, Any] | None
+def find_quantised(infos: dict[str, TensorInfo], config: dict[str, Any] | None, stored: StoredReader | None = None
                    ) -> tuple[dict[str, TensorInfo], dict[str, QuantisedWeight], dict[str, Any] | None]:
     """Group quantised tensors into logical weights.
 
     Returns the tensor table to present (logical weights in place of their packed tensor, auxiliary
     tensors removed, order otherwise kept), the `QuantisedWeight` of each logical name, and a summary for
-    `checkpoint.metadata["quantisation"]` (None when nothing is quantised).
+    `checkpoint.metadata["quantisation"]` (None when nothing is quantised). `stored` reads the few small
+    tensors a layout keeps its logical shape in (compressed-tensors `weight_shape`).
     """
     qcfg = quantization_config(config)
     found: dict[str, QuantisedWeight] = {}
@@ -312,7 +313,7 @@ def find_quantised(infos: dict[str, TensorInfo], config: dict[str, Any] | None
         if leaf == "qweight":
             q = _packed_int(module, info, infos, qcfg)
         elif leaf == "weight_packed":
-            q = _compressed_packed(module, info, infos, qcfg)
+            q = _compressed_packed(module, info, infos, qcfg, stored)
         elif leaf == "weight" and info.dtype in (*_FP8, "I8") and (
                 f"{module}.weight_scale" in infos or f"{module}.weight_scale_inv" in infos):
             q = _scaled(module, info, infos, qcfg)
@@ -420,7 +421,7 @@ def _group_size(part: TensorInfo, qcfg: dict[str, Any], n_in: int, groups: int) 
 
 
 def _compressed_packed(module: str, packed: TensorInfo, infos: dict[str, TensorInfo],
-                       qcfg: dict[str, Any]) -> QuantisedWeight:
+                       qcfg: dict[str, Any], stored: StoredReader | None) -> QuantisedWeight:
     """compressed-tensors `pack-quantized`: `weight_packed` + `weight_scale` (+ `weight_shape`, zero point)."""
     scale = _aux(infos, module, "weight_scale")
     if scale is None:
@@ -435,8 +436,15 @@ def _compressed_packed(module: str, packed: TensorInfo, infos: dict[str, TensorI
     groups = scale.numel // n_out if n_out else 0
     if scale.numel != n_out * groups or groups < 1:
         raise _fail(scale, f"scale {list(scale.shape)} does not fit {n_out} packed rows")
+    shape_info = _aux(infos, module, "weight_shape")
+    if shape_info is not None and stored is not None and shape_info.numel == 2 and shape_info.dtype.startswith("I"):
+        true_out, true_in = (int(v) for v in _whole_stored(stored, shape_info).reshape(-1))
+        if true_out != n_out or not 0 < true_in <= n_in:
+            raise _fail(shape_info, f"weight_shape [{true_out}, {true_in}] does not fit the packed weight "
+                        f"{list(packed.shape)} ({n_out} rows of at most {n_in} values)")
+        n_in = true_in  # the packed rows are padded to whole int32 words
     width = _int(_weights_args(qcfg).get("group_size"), 0) or math.ceil(n_in / groups)
-    n_in = min(n_in, groups * width)  # the packed row may be padded to whole int32 words
+    n_in = min(n_in, groups * width)
     logical = replace(packed, name=f"{module}.weight", dtype=f"INT{bits}_PACKED", shape=(n_out, n_in))
     zero = _aux(infos, module, "weight_zero_point")
     return QuantisedWeight(logical, f"INT{bits}_PACKED", {"q": packed, "scale": scale,

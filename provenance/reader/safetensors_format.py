@@ -56,7 +56,11 @@ class SafetensorsCheckpoint(TableCheckpoint):
                 self._add(info)
             self._files.append(CheckpointFile(shard, shard.stat().st_size, "weights"))
         self._stored = dict(self._infos)
-        self._infos, self._quantised, summary = find_quantised(self._stored, config)
+        try:  # may read a few small shape tensors; a malformed layer must not leave descriptors open
+            self._infos, self._quantised, summary = find_quantised(self._stored, config, stored_reader(self._fd))
+        except CheckpointError:
+            self.close()
+            raise
         if summary:
             self.metadata["quantisation"] = summary
             self.quantisation = dominant_scheme(summary)

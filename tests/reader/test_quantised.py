@@ -259,3 +259,19 @@ def test_gptq_bits_come_from_the_zero_packing_without_a_config(tmp_path):
         assert ck.tensor("model.layers.0.mlp.up_proj.weight").dtype == "GPTQ_INT8"
         w = ck.read("model.layers.0.mlp.up_proj.weight")
     assert np.abs(w - sd["model.layers.0.mlp.up_proj.weight"].numpy()).max() < 0.02
+
+
+def test_compressed_tensors_weight_shape_trims_the_word_padding(tmp_path):
+    """12 inputs pack into 2 words (16 slots); `weight_shape` says the last 4 are padding."""
+    packed = _words(0x76543210, 0x00003210).reshape(1, 2)
+    cfg = {"quant_method": "compressed-tensors", "format": "pack-quantized",
+           "config_groups": {"group_0": {"weights": {"num_bits": 4}}}}
+    folder = _write(tmp_path / "pad", {"p.weight_packed": packed, "p.weight_scale": torch.tensor([[1.0]]),
+                                        "p.weight_shape": torch.tensor([1, 12])}, cfg)
+    with open_checkpoint(folder) as ck:
+        assert ck.tensor("p.weight").shape == (1, 12)
+        np.testing.assert_array_equal(ck.read("p.weight")[0], np.r_[np.arange(8), np.arange(4)] - 8.0)
+    bad = _write(tmp_path / "bad", {"p.weight_packed": packed, "p.weight_scale": torch.tensor([[1.0]]),
+                                     "p.weight_shape": torch.tensor([3, 12])}, cfg)
+    with pytest.raises(CheckpointError, match="weight_shape"):
+        open_checkpoint(bad)
