@@ -447,6 +447,9 @@ def _compressed_packed(module: str, packed: TensorInfo, infos: dict[str, TensorI
     n_in = min(n_in, groups * width)
     logical = replace(packed, name=f"{module}.weight", dtype=f"INT{bits}_PACKED", shape=(n_out, n_in))
     zero = _aux(infos, module, "weight_zero_point")
+    if zero is not None and (zero.dtype == "I32" or zero.numel != scale.numel):
+        raise _fail(zero, f"zero point {zero.dtype} {list(zero.shape)} is packed or does not match the scale "
+                    f"{list(scale.shape)} (packed asymmetric zero points are not supported)")
     return QuantisedWeight(logical, f"INT{bits}_PACKED", {"q": packed, "scale": scale,
                                                          **({"zero": zero} if zero is not None else {})},
                            bits, width, hidden=_present(infos, module, ("weight_scale", "weight_zero_point",
