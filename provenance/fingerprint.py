@@ -251,6 +251,48 @@ def fingerprint_tensor(
 
 
 @dataclass
+class EmbeddingAnchors:
+    """Whole rows of a token embedding for a seeded sample of tokens, keyed by token bytes.
+
+    They let the matcher undo a permuted or rotated residual stream (fit the map on shared tokens) and
+    align vocabularies that grew, shrank or were reordered, which fixed-position sketches cannot.
+    """
+
+    ids: np.ndarray  # reference token ids (int64), the embedding rows sampled
+    rows: np.ndarray  # (len(ids), width) float32
+    tokens: list[bytes] | None = None  # normalised token bytes per id; None: no tokenizer, align by id
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ids": [int(i) for i in self.ids],
+                "tokens": None if self.tokens is None else [t.hex() for t in self.tokens]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], rows: np.ndarray) -> "EmbeddingAnchors":
+        tokens = d.get("tokens")
+        return cls(np.asarray(d["ids"], dtype=np.int64), rows,
+                   None if tokens is None else [bytes.fromhex(t) for t in tokens])
+
+
+def anchor_count(vocab: int, width: int) -> int:
+    """Anchors kept: about four per hidden unit (enough to fit a rotation), between 1,024 and 4,096."""
+    return min(vocab, max(1024, min(4096, 4 * width)))
+
+
+def select_anchors(ckpt: Checkpoint, info: TensorInfo, tokens: dict[bytes, int] | None) -> EmbeddingAnchors:
+    """Sample embedding rows (regular tokens when a tokenizer is known, seeded by the row count) and read them."""
+    n_rows, width = view_shape(info.shape)
+    if tokens:
+        by_id = {i: t for t, i in tokens.items() if 0 <= i < n_rows}
+        candidates = np.asarray(sorted(by_id), dtype=np.int64)
+    else:
+        by_id, candidates = {}, np.arange(n_rows, dtype=np.int64)
+    k = anchor_count(len(candidates), width)
+    ids = candidates[sample_indices(len(candidates), k, SKETCH_VERSION)]
+    rows = ckpt.read_rows(info.name, ids).reshape(len(ids), width).astype(np.float32)
+    return EmbeddingAnchors(ids, rows, [by_id[int(i)] for i in ids] if tokens else None)
+
+
+@dataclass
 class ModelFingerprint:
     """The fingerprint of a whole model: tensors (in storage order) and their sketches by tensor name."""
 
@@ -258,6 +300,7 @@ class ModelFingerprint:
     sketches: dict[str, np.ndarray]
     spec: SketchSpec = field(default_factory=SketchSpec)
     source: dict[str, Any] = field(default_factory=dict)  # format, quantisation, files, transformations
+    anchors: dict[str, EmbeddingAnchors] = field(default_factory=dict)  # by token-embedding tensor name
 
     @property
     def parameter_count(self) -> int:
@@ -280,12 +323,14 @@ def _heads_from_config(config: dict[str, Any] | None) -> tuple[int | None, int |
 def fingerprint_checkpoint(
     ckpt: Checkpoint, spec: SketchSpec | None = None, *, progress: ProgressFn | None = None,
     undo_gguf_qk_permutation: bool | None = None, heads: tuple[int | None, int | None] | None = None,
+    tokens: dict[bytes, int] | None = None,
 ) -> ModelFingerprint:
     """Fingerprint every float tensor of a checkpoint (full read: digests need every byte).
 
     For a GGUF of the Llama family, q/k rows are put back into Hugging Face order (llama.cpp permutes
     them for rotary embeddings) so the reference lines up with safetensors derivatives; the manifest
-    records this.
+    records this. Token embeddings also keep `EmbeddingAnchors` (whole rows of sampled tokens; `tokens`
+    is the tokenizer's regular vocabulary, bytes → id, so anchors can be found again by string).
     """
     spec = spec or SketchSpec()
     infos = [i for i in ckpt.tensors() if is_fingerprintable(i)]
@@ -317,4 +362,6 @@ def fingerprint_checkpoint(
         "attention_heads": n_heads,
         "kv_heads": n_kv,
     }
-    return ModelFingerprint(tensors, sketches, spec, source)
+    anchors = {i.name: select_anchors(ckpt, i, tokens) for i in infos
+               if infer_role(i.name, i.shape) == "token_embedding" and len(i.shape) == 2}
+    return ModelFingerprint(tensors, sketches, spec, source, anchors)

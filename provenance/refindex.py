@@ -4,8 +4,9 @@ Layout of an index folder::
 
     index.json              name, version, created, digest, entries (one per reference and kind)
     catalog.toml            public families: Hub repo ids, organisation, country, license, fingerprinted?
-    weights/<name>.safetensors   sketches (float16), one per tensor
-    weights/<name>.json          manifest: reference, sketch spec, source, per-tensor fingerprints
+    weights/<name>.safetensors   sketches (float16), one per tensor, and `anchors:<tensor>` embedding rows
+    weights/<name>.json          manifest: reference, sketch spec, source, per-tensor fingerprints,
+                                 anchor token ids and bytes
     tokenizers/, code/           written by the tokenizer and code features
 
 The digest covers every file of the folder (sorted relative paths and their sha256) and index.json
@@ -29,13 +30,14 @@ import numpy as np
 from .atomic import atomic_write
 from .errors import ReferenceIndexError
 from .findings import Reference
-from .fingerprint import ModelFingerprint, SketchSpec, TensorFingerprint
+from .fingerprint import EmbeddingAnchors, ModelFingerprint, SketchSpec, TensorFingerprint
 
 INDEX_FILE = "index.json"
 CATALOG_FILE = "catalog.toml"
 FORMAT_VERSION = 1
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 _FP16_MAX = float(np.finfo(np.float16).max)
+_ANCHOR_PREFIX = "anchors:"  # sketch-file key of a token embedding's anchor rows
 
 
 def default_index_dir() -> Path:
@@ -237,6 +239,9 @@ class ReferenceIndex:
         arrays = {t.name: np.ascontiguousarray(np.clip(fingerprint.sketches[t.name], -_FP16_MAX, _FP16_MAX),
                                                dtype=np.float16)
                   for t in fingerprint.tensors}
+        for tensor, anchors in fingerprint.anchors.items():
+            arrays[_ANCHOR_PREFIX + tensor] = np.ascontiguousarray(np.clip(anchors.rows, -_FP16_MAX, _FP16_MAX),
+                                                                   dtype=np.float16)
         manifest = {
             "reference": reference.to_dict(),
             "sketch": fingerprint.spec.to_dict(),
@@ -244,6 +249,7 @@ class ReferenceIndex:
             "source": {**fingerprint.source, "files": list(files)},
             "parameter_count": fingerprint.parameter_count,
             "tensors": [t.to_dict() for t in fingerprint.tensors],
+            "anchors": {name: a.to_dict() for name, a in sorted(fingerprint.anchors.items())},
         }
         blob = save_safetensors(arrays, metadata={"reference": name, "sketch_version": str(fingerprint.spec.version)})
         with atomic_write(self.root / sketch_rel, "wb") as handle:
@@ -284,7 +290,12 @@ class ReferenceIndex:
         if missing:
             raise ReferenceIndexError(sketch_path, f"{len(missing)} sketches missing, e.g. {missing[0]!r}")
         sketches = {t.name: raw[t.name].astype(np.float32) for t in tensors}
-        fp = ModelFingerprint(tensors, sketches, spec, manifest.get("source", {}))
+        try:
+            anchors = {name: EmbeddingAnchors.from_dict(d, raw[_ANCHOR_PREFIX + name].astype(np.float32))
+                       for name, d in manifest.get("anchors", {}).items()}
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ReferenceIndexError(manifest_path, f"malformed embedding anchors ({exc.__class__.__name__}: {exc})") from None
+        fp = ModelFingerprint(tensors, sketches, spec, manifest.get("source", {}), anchors)
         fp.source["reference"] = entry.reference.to_dict()
         self._fingerprints[name] = fp
         return fp
@@ -341,10 +352,11 @@ def add_checkpoint(index: ReferenceIndex, path: str | os.PathLike[str], referenc
     """Fingerprint the checkpoint at `path` (full read) and store it in `index` as reference `reference`."""
     from .fingerprint import fingerprint_checkpoint
     from .reader import open_checkpoint
+    from .tokenizers import checkpoint_tokens
 
     check_name(reference.name)
     with open_checkpoint(path) as ckpt:
-        fp = fingerprint_checkpoint(ckpt, spec, progress=progress)
+        fp = fingerprint_checkpoint(ckpt, spec, progress=progress, tokens=checkpoint_tokens(ckpt))
         files = [{"name": f.path.name, "role": f.role, "size": f.size, "sha256": sha256_file(f.path)}
                  for f in ckpt.files() if f.role == "weights"]
     if not fp.tensors:

@@ -33,6 +33,34 @@ def locate_tokenizer(checkpoint_path: str | os.PathLike[str]) -> Path | None:
     return None
 
 
+def checkpoint_tokenizer(checkpoint_path: str | os.PathLike[str], gguf_metadata: dict[str, Any] | None = None
+                         ) -> tuple[Tokenizer, Path] | None:
+    """The tokenizer a local checkpoint ships (file or GGUF metadata) and where it was found, or None."""
+    located = locate_tokenizer(checkpoint_path)
+    if located is None:
+        return None
+    if located.suffix.lower() == ".gguf" and gguf_metadata and "tokenizer.ggml.tokens" in gguf_metadata:
+        return tokenizer_from_gguf_metadata(gguf_metadata, located), located
+    return read_tokenizer(located), located
+
+
+def checkpoint_tokens(ckpt: Any) -> dict[bytes, int] | None:
+    """A checkpoint's regular vocabulary (token bytes → id) for aligning embedding rows, or None.
+
+    None also for Hub checkpoints (their tokenizer is not fetched) and unreadable tokenizer files: the
+    tokenizer scan reports those; weight matching then aligns rows by id.
+    """
+    from ..errors import ProvenanceError
+
+    if not ckpt.path.exists():
+        return None
+    try:
+        found = checkpoint_tokenizer(ckpt.path, ckpt.metadata if ckpt.format == "gguf" else None)
+    except ProvenanceError:
+        return None
+    return found[0].tokens if found and found[0].tokens else None
+
+
 def compare_with_references(tokenizer: Tokenizer, index_dir: str | os.PathLike[str] | None = None,
                             entries: list[ReferenceTokenizerEntry] | None = None
                             ) -> list[tuple[ReferenceTokenizerEntry, TokenizerComparison]]:
@@ -76,13 +104,10 @@ def scan_tokenizers(checkpoint_path: str | os.PathLike[str], index_dir: str | os
     """
     if str(checkpoint_path).startswith("hf://"):
         return [], {"tokenizer": None, "reason": "tokenizers of Hub checkpoints are not fetched"}
-    located = locate_tokenizer(checkpoint_path)
-    if located is None:
+    found = checkpoint_tokenizer(checkpoint_path, gguf_metadata)
+    if found is None:
         return [], {"tokenizer": None, "reason": "no tokenizer file found"}
-    if located.suffix.lower() == ".gguf" and gguf_metadata and "tokenizer.ggml.tokens" in gguf_metadata:
-        tokenizer = tokenizer_from_gguf_metadata(gguf_metadata, located)
-    else:
-        tokenizer = read_tokenizer(located)
+    tokenizer, located = found
     base = Path(checkpoint_path)
     base = base if base.is_dir() else base.parent
     try:
