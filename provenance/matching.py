@@ -321,7 +321,7 @@ def describe_alignment(mapping: list[int | None]) -> list[str]:
         elif j1 < j0:
             notes.append(f"reference layers restart at {j1} after {j0} (suspect layer {i1}): stacked copy")
         elif j1 > j0 + 1:
-            notes.append(f"reference layers {j0 + 1}-{j1 - 1} skipped")
+            notes.append(f"reference layer {j0 + 1} skipped" if j1 == j0 + 2 else f"reference layers {j0 + 1}-{j1 - 1} skipped")
     return notes
 
 

@@ -7,6 +7,7 @@ engine and report writers add their parts to the same `ScanReport`.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
@@ -17,59 +18,20 @@ from . import __version__
 from .errors import NothingToScanError
 from .findings import Finding, Reference, ScanReport, Subject
 from .fingerprint import WEAK_ROLES, TensorFingerprint, ValueDigests, digests_match
+from .tensor_match import TensorMatch, WeightThresholds
 from .matching import (
     AlignmentCosts, Pair, ReferenceBank, StackMatch, SuspectReader, describe_alignment, sketch_pairs,
     stack_matches, suspect_fingerprints,
 )
+from .naming import role_family
 from .reader import Checkpoint, open_checkpoint
 from .refindex import ReferenceIndex
-from .similarity import Similarity, null_sd, similarity, stouffer
+from .residual import identity_map
+from .robust import NEURON_PLACEMENT, VOCAB_ROLES, RobustResult, anchor_tensor_match, reference_width, residual_maps, robust_stack
+from .similarity import Similarity, log10_sf, null_sd, similarity, stouffer
 from .tokenizers import scan_tokenizers
 
 ProgressFn = Callable[[int, int, str], None]
-
-
-@dataclass(frozen=True)
-class WeightThresholds:
-    """Verdict thresholds; docs/weights.md gives the measured independent nulls that justify them."""
-
-    derived_similarity: float = 0.1  # median centred similarity of matched tensors; measured nulls stay < 0.03
-    max_log10_p: float = -6.0  # after Bonferroni over the candidates a tensor was picked from
-    exact_candidate: float = 0.9999  # sketch similarity at which the full tensor is read to compare digests
-    copied_share: float = 0.9  # share of matched evidence parameters confirmed exact for "copied"
-
-    def to_dict(self) -> dict[str, float]:
-        return asdict(self)
-
-
-@dataclass
-class TensorMatch:
-    """A suspect tensor (or block of it) matched to a reference tensor."""
-
-    suspect: str
-    reference_tensor: str
-    role: str
-    placement: str
-    similarity: Similarity
-    parameters: int
-    suspect_layer: int | None = None
-    reference_layer: int | None = None
-    exact: str | None = None  # precision at which digests agree ("f32", "bf16", "f16")
-    weak: bool = False  # norm weights and biases: reported, never evidence
-
-    @property
-    def significant(self) -> bool:
-        return self._significant
-
-    _significant: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "suspect": self.suspect, "reference": self.reference_tensor, "role": self.role,
-            "placement": self.placement, "suspect_layer": self.suspect_layer,
-            "reference_layer": self.reference_layer, "parameters": self.parameters, "exact": self.exact,
-            "weak_evidence": self.weak, "significant": self._significant, **self.similarity.to_dict(),
-        }
 
 
 @dataclass
@@ -110,11 +72,13 @@ def scan_weights(
     findings: list[Finding] = []
     per_reference: list[dict[str, Any]] = []
     best_by_component: dict[str, dict[str, Any]] = {}
+    tokens = _LazyTokens(ckpt)
     for ri, ref in enumerate(bank.references):
         stacks = stack_matches(suspects, bank, pairs, ri, costs)
         matches = _tensor_matches(suspects, bank, pairs, ri, stacks, thresholds)
         if verify_exact:
             _verify_exact(matches, suspects, bank, ri, reader, pairs, thresholds)
+        robust = _robust_pass(reader, suspects, bank, ri, matches, tokens, costs)
         for p in pairs:  # closest reference per component, whatever the alignment says (a diagnostic)
             if bank.tensors[p.ref_tensor].ref != ri or bank.tensors[p.ref_tensor].fp.role in WEAK_ROLES:
                 continue
@@ -124,12 +88,17 @@ def scan_weights(
                 best_by_component[comp] = {"reference": ref.name, "max_centred_similarity": round(p.centred, 4),
                                            "suspect": suspects[p.suspect].name,
                                            "reference_tensor": bank.tensors[p.ref_tensor].fp.name, "n": p.n}
+        matches, stacks = robust.merge(matches, stacks, thresholds)
+        notes = robust.notes(comp_of := {s.name: s.component for s in suspects})
+        for comp, extra in _structure_notes(matches, suspects, bank, pairs, ri, stacks, thresholds).items():
+            notes.setdefault(comp, []).extend(extra)
         by_comp: dict[str, list[TensorMatch]] = {}
-        comp_of = {s.name: s.component for s in suspects}
         for m in matches:
             by_comp.setdefault(comp_of[m.suspect], []).append(m)
         per_reference.append({"reference": ref.name, "stacks": [s.to_dict() for s in stacks],
-                              "weak_matches": _weak_diagnostics(bank, pairs, ri, suspects)})
+                              "weak_matches": _weak_diagnostics(bank, pairs, ri, suspects),
+                              "robust": robust.to_dict(),
+                              "score": _reference_score(matches, bank, pairs, ri)})
         weak_only[ri] = {comp: sum(m.parameters for m in ms if m.similarity.centred >= thresholds.derived_similarity)
                          for comp, ms in by_comp.items() if comp not in strong_comps}
         for comp, ms in sorted(by_comp.items()):
@@ -137,7 +106,7 @@ def scan_weights(
             if not evidence:
                 continue
             findings.append(_component_finding(ref, comp, ms, evidence, stacks, comp_params, comp_layers,
-                                               total_params, thresholds))
+                                               total_params, thresholds, notes.get(comp, [])))
     findings = _merge_whole_model(findings, strong_comps, total_params,
                                   {bank.references[ri].name: w for ri, w in weak_only.items()})
     components = {
@@ -196,6 +165,114 @@ def _tensor_matches(
     return out
 
 
+class _LazyTokens:
+    """The suspect's tokenizer vocabulary, read only if some embedding needs aligning by token string."""
+
+    def __init__(self, ckpt: Checkpoint) -> None:
+        self._ckpt = ckpt
+        self._tokens: dict[bytes, int] | None = None
+        self._read = False
+
+    def get(self) -> dict[bytes, int] | None:
+        if not self._read:
+            from .tokenizers import checkpoint_tokens
+
+            self._tokens, self._read = checkpoint_tokens(self._ckpt), True
+        return self._tokens
+
+
+_COVERED_SHARE = 0.9  # a stack whose strong tensors the sketch pass matched to this share needs no neuron matching
+
+
+def _robust_pass(reader: SuspectReader, suspects: list[TensorFingerprint], bank: ReferenceBank, ri: int,
+                 matches: list[TensorMatch], tokens: _LazyTokens, costs: AlignmentCosts) -> RobustResult:
+    """Neuron-match the suspect stacks (and anchor-match the embeddings) the sketch pass left unmatched."""
+    fp = bank.fingerprints[ri]
+    width = reference_width(fp)
+    result = RobustResult()
+    if width is None:
+        return result
+    covered = {m.suspect for m in matches if m.significant and not m.weak}
+    ref_families = {role_family(t.role) for t in fp.tensors if t.stack is not None and t.role not in WEAK_ROLES}
+    for stack in sorted({s.stack for s in suspects if s.stack is not None}):
+        # units: (layer, role family) the reference also has; MoE experts of one family count once
+        units: dict[tuple[int, str], bool] = {}
+        for s in suspects:
+            fam = role_family(s.role)
+            if s.stack == stack and s.role not in WEAK_ROLES and len(s.shape) == 2 and fam in ref_families | {"other"}:
+                units[(s.layer, fam)] = units.get((s.layer, fam), False) or s.name in covered
+        if units and sum(units.values()) < _COVERED_SHARE * len(units):
+            result.ran_for.append(stack)
+    loose_embeddings = [s for s in suspects if s.role in VOCAB_ROLES and len(s.shape) == 2 and s.name not in covered]
+    if not result.ran_for and not loose_embeddings:
+        return result
+    result.maps = residual_maps(reader, suspects, fp, tokens.get()) if fp.anchors else {}
+    for stack in result.ran_for:
+        maps = list(result.maps.values())
+        if any(width in s.shape for s in suspects if s.stack == stack):
+            maps.append(identity_map(width))
+        found = robust_stack(reader, suspects, stack, fp, maps, costs)
+        if found is not None:
+            result.stacks.append(found)
+    stacks_found = any(e.match.hits for st in result.stacks for e in st.evidence)
+    anchor_tensor = next((t for t in fp.tensors if t.name in fp.anchors), None)
+    for s in loose_embeddings:
+        rmap = result.maps.get(s.name)
+        # a fitted map is no evidence by itself (independently trained embeddings share geometry); the
+        # identity map involves no fit, and with matched layers the embedding belongs to the derived model
+        if rmap is not None and anchor_tensor is not None and (rmap.method == "identity" or stacks_found):
+            result.embeddings.append(anchor_tensor_match(s, anchor_tensor, rmap, WeightThresholds()))
+    return result
+
+
+def _reference_score(matches: list[TensorMatch], bank: ReferenceBank, pairs: list[Pair], ri: int) -> dict[str, Any]:
+    """The strongest single piece of evidence for this reference, corrected for every comparison made.
+
+    Present for every reference (with or without a finding), so detection can be scored as a ranking.
+    """
+    ref_pairs = [p for p in pairs if bank.tensors[p.ref_tensor].ref == ri and bank.tensors[p.ref_tensor].fp.role not in WEAK_ROLES]
+    tries = max(len(ref_pairs) + len(matches), 1)
+    best = min([similarity(p.centred, p.raw_cosine, p.n).log10_p for p in ref_pairs]
+               + [m.similarity.log10_p for m in matches if not m.weak], default=0.0)
+    return {"log10_p": min(0.0, best + math.log10(tries)), "comparisons": tries,
+            "statistic": "min over compared tensor pairs of the one-sided p, Bonferroni over all comparisons"}
+
+
+def _structure_notes(matches: list[TensorMatch], suspects: list[TensorFingerprint], bank: ReferenceBank,
+                     pairs: list[Pair], ri: int, stacks: list[StackMatch], th: WeightThresholds) -> dict[str, list[str]]:
+    """Vocabulary growth or shrinkage and MoE upcycling, in words, by suspect component."""
+    facts = {s.name: s for s in suspects}
+    ref_facts = {t.fp.name: t.fp for t in bank.tensors if t.ref == ri}
+    out: dict[str, list[str]] = {}
+    for m in matches:
+        if not m.significant or m.role not in ("token_embedding", "lm_head"):
+            continue
+        s, r = facts[m.suspect], ref_facts[m.reference_tensor]
+        grown = s.shape[0] - r.shape[0]
+        if grown and len(s.shape) == 2 and len(r.shape) == 2:
+            what = f"vocabulary {'extended' if grown > 0 else 'reduced'} by {abs(grown):,} tokens ({m.suspect}: {s.shape[0]:,} rows, reference {r.shape[0]:,})"
+            out.setdefault(s.component, []).append(what)
+    on_path = {(st.suspect_stack, st.suspect_layers[i], st.reference_layers[j])
+               for st in stacks for i, j in enumerate(st.mapping) if j is not None}
+    experts: dict[tuple[str, int], set[int]] = {}
+    for p in pairs:
+        rt, s = bank.tensors[p.ref_tensor], suspects[p.suspect]
+        if rt.ref != ri or s.expert is None or not rt.fp.role.startswith("mlp") or rt.fp.expert is not None:
+            continue
+        if (s.stack, s.layer, rt.fp.layer) in on_path and similarity(p.centred, p.raw_cosine, p.n).log10_p <= th.max_log10_p \
+                and p.centred >= th.derived_similarity:
+            experts.setdefault((s.component, s.layer), set()).add(s.expert)
+    by_comp: dict[str, list[int]] = {}
+    for (comp, _), found in experts.items():
+        by_comp.setdefault(comp, []).append(len(found))
+    for comp, counts in by_comp.items():
+        if max(counts) >= 2:
+            out.setdefault(comp, []).append(
+                f"MoE upcycling: the reference's dense MLP found in up to {max(counts)} experts per layer "
+                f"({len(counts)} layers)")
+    return out
+
+
 def _weak_diagnostics(bank: ReferenceBank, pairs: list[Pair], ri: int,
                       suspects: list[TensorFingerprint]) -> list[dict[str, Any]]:
     """For each norm weight or bias of the reference: its closest suspect vector, centred and raw.
@@ -230,7 +307,9 @@ def _verify_exact(matches: list[TensorMatch], suspects: list[TensorFingerprint],
     for m in matches:
         if m.similarity.centred < th.exact_candidate and not (m.weak and m.similarity.raw_cosine >= th.exact_candidate):
             continue
-        p: Pair = m._pair  # type: ignore[attr-defined]
+        p: Pair | None = getattr(m, "_pair", None)
+        if p is None:  # neuron or anchor matches: no fixed placement to read back
+            continue
         rt = by_name[m.reference_tensor]
         d = ValueDigests()
         for block in reader.region(m.suspect, rt.shape2d, p.placement):
@@ -241,7 +320,7 @@ def _verify_exact(matches: list[TensorMatch], suspects: list[TensorFingerprint],
 def _component_finding(
     ref: Reference, comp: str, ms: list[TensorMatch], evidence: list[TensorMatch], stacks: list[StackMatch],
     comp_params: dict[str, int], comp_layers: dict[str, set[tuple[str, int]]], total_params: int,
-    th: WeightThresholds,
+    th: WeightThresholds, notes: list[str] = (),
 ) -> Finding:
     """One finding: suspect component `comp` against reference `ref`, with per-layer statistics."""
     sus_names = {m.suspect for m in ms}
@@ -282,7 +361,7 @@ def _component_finding(
     raw = [m.similarity.raw_cosine for m in evidence]
     n_total = int(sum(m.similarity.n for m in evidence))
     layers_total = len(comp_layers.get(comp, set()))
-    transformations = _transformations(evidence, stacks)
+    transformations = list(dict.fromkeys([*_transformations(evidence, stacks), *notes]))
     share = n_params / total_params if total_params else 0.0
     median_c = float(np.median(centred))
     summary = (
@@ -322,7 +401,7 @@ def _transformations(evidence: list[TensorMatch], stacks: list[StackMatch]) -> l
     renamed = sum(1 for m in evidence if m.suspect != m.reference_tensor and not m.suspect.endswith("." + m.reference_tensor))
     if renamed:
         out.append(f"tensor names differ from the reference ({renamed}/{len(evidence)} tensors)")
-    for kind in sorted({m.placement for m in evidence} - {"as is"}):
+    for kind in sorted({m.placement for m in evidence if not m.placement.startswith(NEURON_PLACEMENT)} - {"as is"}):
         out.append(f"{kind} ({sum(1 for m in evidence if m.placement == kind)} tensors)")
     casts = sorted({m.exact for m in evidence if m.exact and m.exact != "f32"})
     for c in casts:

@@ -112,3 +112,8 @@ def fisher_combined_log10_p(log10_ps: Sequence[float]) -> float:
 def null_sd(n: int) -> float:
     """Analytic standard deviation of the centred similarity of n entries of independent tensors."""
     return 1.0 / math.sqrt(n) if n > 0 else float("inf")
+
+
+def z_from_log10_p(log10_p: float) -> float:
+    """The one-sided normal z whose tail probability is 10**log10_p (inverse of `log10_sf`)."""
+    return float(stats.norm.isf(10.0 ** max(log10_p, LOG10_P_FLOOR)))

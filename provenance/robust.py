@@ -1,0 +1,423 @@
+"""Robust matching of layer stacks that fixed-position sketches miss: permuted, rotated or pruned layers.
+
+For one reference and one suspect layer stack: (1) find how the suspect's residual coordinates map
+onto the reference's (`provenance.residual`: token-embedding anchors paired by token string or id;
+or unchanged); (2) probe a few suspect layers, so an unrelated model costs three layers' reads;
+(3) score every (suspect layer, reference layer) pair by the share of sampled reference neurons that
+find a match, and align the stacks with the same monotone alignment as the sketch matcher (depth
+up-scaling, dropped layers); (4) in aligned layers pair every reference tensor's sampled neurons
+with the suspect's one-to-one (`provenance.neurons`), which yields a p-value and the arrangement
+(in order, heads permuted, permuted, pruned).
+
+Reference side this needs nothing beyond the index: a sketch's sampled rows of an input projection
+(q, k, v, up, gate) *are* neuron vectors over the sampled residual coordinates, and a sketch of an
+output projection (o, down) holds them as columns.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from .fingerprint import SKETCH_VERSION, EmbeddingAnchors, ModelFingerprint, TensorFingerprint, sample_indices
+from .matching import AlignmentCosts, StackMatch, SuspectReader, align_layers
+from .naming import role_family, roles_compatible
+from .neurons import NeuronMatch, hit_shares, match_neurons, rank_rows
+from .residual import ResidualMap, fit_residual_map
+from .similarity import Similarity, z_from_log10_p
+from .tensor_match import TensorMatch, WeightThresholds
+
+IN_ROLES = frozenset({"attn_q", "attn_k", "attn_v", "attn_qkv", "mlp_up", "mlp_gate", "mlp_gate_up"})
+OUT_ROLES = frozenset({"attn_o", "mlp_down"})
+VOCAB_ROLES = frozenset({"token_embedding", "lm_head"})  # rows are tokens
+_LAYER_PROBE = 16  # reference neurons per tensor used to score layer pairs
+_PROBE_LAYERS = 3
+_PROBE_MIN_SHARE = 0.1  # an independent layer pair hits with probability ~α = 0.001 per neuron (best of several tries: measured ≤ 0.03)
+_MIN_ANCHOR_PAIRS = 64
+
+
+@dataclass
+class RefNeurons:
+    """One reference tensor's sampled neurons, as rank vectors over the sampled residual coordinates."""
+
+    fp: TensorFingerprint
+    ids: np.ndarray  # reference neuron index of each vector
+    vectors: np.ndarray  # ranked (K × residual sample)
+    count: int  # neurons of the tensor
+    head_dim: int | None
+
+
+@dataclass
+class NeuronEvidence:
+    """A reference tensor found, by neuron matching, in a suspect tensor of an aligned layer."""
+
+    suspect: str
+    reference: TensorFingerprint
+    match: NeuronMatch
+    orientation: str  # "rows" or "columns": which axis of the suspect tensor holds the neurons
+    suspect_layer: int | None
+    arrangement: str
+    parameters: int
+
+
+@dataclass
+class StackEvidence:
+    """What robust matching found for one suspect stack against one reference."""
+
+    suspect_stack: str
+    residual: ResidualMap
+    probe_share: float
+    stack: StackMatch | None = None
+    evidence: list[NeuronEvidence] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def notes(self) -> list[str]:
+        """Plain words for the transformations found (residual map, neuron arrangements, pruning)."""
+        out = []
+        if self.residual.method != "identity":
+            how = "rotated" if self.residual.method == "rotation" else "permuted"
+            out.append(f"residual stream {how} (undone via {self.residual.heldout_rows * 2:,} shared-token "
+                       f"embedding rows paired by {self.residual.pairing}, held-out r {self.residual.heldout_r:.3f})")
+        kinds: dict[str, set[int]] = {}
+        for e in self.evidence:
+            if not e.match.hits:
+                continue
+            family = "attention" if e.reference.role.startswith("attn") else "MLP"
+            for part in e.arrangement.split(", "):
+                what = {"permuted": f"{family} neurons permuted", "heads permuted": "attention heads permuted",
+                        "heads kept": "attention heads pruned (whole heads kept)"}.get(part)
+                if part.startswith("pruned"):
+                    what = f"{family} width {part}"
+                if what:
+                    kinds.setdefault(what, set()).add(-1 if e.suspect_layer is None else e.suspect_layer)
+        for what, layers in sorted(kinds.items()):
+            out.append(f"{what}: found by neuron matching in {len(layers)} layers")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"suspect_stack": self.suspect_stack, "residual_map": self.residual.to_dict(),
+                "probe_hit_share": round(self.probe_share, 4), "seconds": round(self.seconds, 2),
+                "stack": self.stack.to_dict() if self.stack else None,
+                "tensors": [{"suspect": e.suspect, "reference": e.reference.name, "orientation": e.orientation,
+                             "arrangement": e.arrangement, **e.match.to_dict()} for e in self.evidence]}
+
+
+def reference_width(fp: ModelFingerprint) -> int | None:
+    """The reference's residual width: its token embedding's row length, else the commonest input width."""
+    for t in fp.tensors:
+        if t.role == "token_embedding" and len(t.shape) == 2:
+            return t.shape[1]
+    widths = [t.shape2d[1] for t in fp.tensors if t.role in IN_ROLES and len(t.shape) == 2]
+    return max(set(widths), key=widths.count) if widths else None
+
+
+def reference_neurons(fp: ModelFingerprint, width: int) -> list[RefNeurons]:
+    """Neuron vectors of every input/output projection of the reference's layer stacks."""
+    res = sample_indices(width, fp.spec.cols, SKETCH_VERSION)
+    out = []
+    for t in fp.tensors:
+        if t.stack is None or len(t.shape) != 2:
+            continue
+        a, b = t.shape
+        sketch = fp.sketches[t.name]
+        if t.role in IN_ROLES and b == width:
+            ids, vectors, count = sample_indices(a, fp.spec.rows, SKETCH_VERSION), sketch, a
+        elif t.role in OUT_ROLES and a == width:
+            ids, vectors, count = sample_indices(b, fp.spec.cols, SKETCH_VERSION), sketch.T, b
+        else:
+            continue
+        if vectors.shape[1] != len(res):
+            continue
+        head_dim = count // t.heads if t.heads and t.role in ("attn_q", "attn_k") else None
+        if head_dim is None and t.role in ("attn_v", "attn_o"):
+            head_dim = _head_dim_from(fp, t)
+        out.append(RefNeurons(t, ids, rank_rows(vectors), count, head_dim))
+    return out
+
+
+def _head_dim_from(fp: ModelFingerprint, t: TensorFingerprint) -> int | None:
+    for q in fp.tensors:
+        if q.role == "attn_q" and q.heads and q.layer == t.layer and q.stack == t.stack:
+            return q.shape[0] // q.heads
+    return None
+
+
+def residual_maps(reader: SuspectReader, suspects: list[TensorFingerprint], fp: ModelFingerprint,
+                  tokens: dict[bytes, int] | None) -> dict[str, ResidualMap]:
+    """Residual maps fitted on each suspect token embedding or output head (by tensor name) against the
+    reference's anchors (an output head tied to the embedding in the reference shares its rows)."""
+    out: dict[str, ResidualMap] = {}
+    for s in suspects:
+        if s.role not in VOCAB_ROLES or len(s.shape) != 2:
+            continue
+        best: ResidualMap | None = None
+        for anchors in fp.anchors.values():
+            for pairing, (sus_ids, keep) in _pairings(anchors, tokens, s.shape[0]).items():
+                if len(sus_ids) < _MIN_ANCHOR_PAIRS:
+                    continue
+                rows = reader._rows(reader._infos[s.name], sus_ids)
+                fitted = fit_residual_map(rows, anchors.rows[keep], pairing=pairing)
+                if best is None or fitted.heldout_r > best.heldout_r:
+                    best = fitted
+        if best is not None:
+            out[s.name] = best
+    return out
+
+
+def _pairings(anchors: EmbeddingAnchors, tokens: dict[bytes, int] | None, rows: int
+              ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Suspect row ids for the reference anchors, by token string (when both know tokens) and by id."""
+    out = {}
+    if anchors.tokens is not None and tokens:
+        pairs = [(tokens[t], k) for k, t in enumerate(anchors.tokens) if t in tokens and tokens[t] < rows]
+        out["token"] = (np.asarray([p[0] for p in pairs], dtype=np.int64), np.asarray([p[1] for p in pairs], dtype=np.int64))
+    keep = np.flatnonzero(anchors.ids < rows)
+    out["id"] = (anchors.ids[keep], keep)
+    return out
+
+
+SuspectViews = dict[str, list[tuple[str, np.ndarray]]]  # suspect tensor → [(orientation, ranked vectors)]
+
+
+def _suspect_views(reader: SuspectReader, tensors: list[TensorFingerprint], rmap: ResidualMap,
+                   columns: np.ndarray) -> SuspectViews:
+    """Ranked neuron vectors (in reference residual coordinates) of each 2-D projection of a suspect layer."""
+    width = rmap.matrix.shape[0]
+    out: SuspectViews = {}
+    for s in tensors:
+        if len(s.shape) != 2 or (s.role not in IN_ROLES | OUT_ROLES and s.role != "other"):
+            continue
+        a, b = s.shape
+        if width not in (a, b):
+            continue
+        full = reader._rows(reader._infos[s.name], None)
+        views = []
+        if b == width:
+            views.append(("rows", rank_rows(rmap.apply(full, columns))))
+        if a == width:
+            views.append(("columns", rank_rows(rmap.apply(np.ascontiguousarray(full.T), columns))))
+        out[s.name] = views
+    return out
+
+
+def _compatible(ref: RefNeurons, s: TensorFingerprint) -> bool:
+    return roles_compatible(s.role, ref.fp.role)
+
+
+@dataclass
+class _ProbeFamily:
+    """One reference tensor per layer of a role family, their first probe neurons stacked for one product."""
+
+    layers: list[int]
+    refs: list[RefNeurons]
+    vectors: np.ndarray  # (len(layers)·_LAYER_PROBE) × residual sample
+
+
+def _probe_families(rlayers: dict[int, list[RefNeurons]]) -> list[_ProbeFamily]:
+    by_family: dict[str, dict[int, RefNeurons]] = {}
+    for lj, refs in sorted(rlayers.items()):
+        for r in refs:
+            if len(r.ids) >= _LAYER_PROBE:
+                by_family.setdefault(role_family(r.fp.role), {}).setdefault(lj, r)
+    out = []
+    for fam in by_family.values():
+        if len(fam) * 2 < len(rlayers):  # a family most layers lack would skew the mean
+            continue
+        layers = sorted(fam)
+        out.append(_ProbeFamily(layers, [fam[lj] for lj in layers],
+                                np.concatenate([fam[lj].vectors[:_LAYER_PROBE] for lj in layers])))
+    return out
+
+
+def _layer_scores(views: SuspectViews, facts: dict[str, TensorFingerprint], families: list[_ProbeFamily],
+                  ref_layers: list[int]) -> np.ndarray:
+    """Quick score of one suspect layer against every reference layer: mean over role families of the
+    share of probe neurons whose best match in a compatible suspect tensor beats τ."""
+    total = np.zeros(len(ref_layers))
+    count = np.zeros(len(ref_layers))
+    pos = {lj: k for k, lj in enumerate(ref_layers)}
+    for fam in families:
+        best = np.zeros(len(fam.layers))
+        for name, vs in views.items():
+            if not _compatible(fam.refs[0], facts[name]):
+                continue
+            for _, v in vs:
+                best = np.maximum(best, hit_shares(fam.vectors, len(fam.layers), v))
+        idx = [pos[lj] for lj in fam.layers]
+        total[idx] += best
+        count[idx] += 1
+    return np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+
+
+def robust_stack(
+    reader: SuspectReader, suspects: list[TensorFingerprint], stack: str, fp: ModelFingerprint,
+    maps: list[ResidualMap], costs: AlignmentCosts = AlignmentCosts(),
+    progress: Callable[[str], None] | None = None,
+) -> StackEvidence | None:
+    """Neuron-match suspect stack `stack` against the reference's stacks under the best residual map.
+
+    Each suspect layer is read once: its quick scores against every reference layer, and full one-to-one
+    matches against the reference layers it plausibly holds; the alignment then keeps those on its path.
+    """
+    start = time.perf_counter()
+    width = reference_width(fp)
+    refs = reference_neurons(fp, width) if width else []
+    maps = [m for m in maps if m.matrix.shape[1] == width]
+    by_layer: dict[int, list[TensorFingerprint]] = {}
+    for s in suspects:
+        if s.stack == stack and s.layer is not None:
+            by_layer.setdefault(s.layer, []).append(s)
+    if not refs or not maps or not by_layer:
+        return None
+    columns = sample_indices(width, fp.spec.cols, SKETCH_VERSION)
+    layers = sorted(by_layer)
+    ref_stacks: dict[str, dict[int, list[RefNeurons]]] = {}
+    for r in refs:
+        ref_stacks.setdefault(r.fp.stack, {}).setdefault(r.fp.layer, []).append(r)
+    probe_layers = sorted({layers[round(q * (len(layers) - 1))] for q in np.linspace(0.25, 0.75, _PROBE_LAYERS)})
+    best: tuple[float, int, str, dict[int, np.ndarray]] | None = None
+    for mi, rmap in enumerate(maps):
+        views = {li: _suspect_views(reader, by_layer[li], rmap, columns) for li in probe_layers}
+        for rname, rlayers in ref_stacks.items():
+            families, ref_ids = _probe_families(rlayers), sorted(rlayers)
+            rows = {li: _layer_scores(views[li], _facts(by_layer[li]), families, ref_ids) for li in probe_layers}
+            share = max(float(r.max(initial=0.0)) for r in rows.values())
+            if best is None or share > best[0]:
+                best = (share, mi, rname, rows)
+    assert best is not None
+    share, mi, rname, probe_rows = best
+    rmap = maps[mi]
+    result = StackEvidence(stack, rmap, share)
+    if share < _PROBE_MIN_SHARE:
+        result.seconds = time.perf_counter() - start
+        return result
+    rlayers = ref_stacks[rname]
+    families, ref_ids = _probe_families(rlayers), sorted(rlayers)
+    mat = np.zeros((len(layers), len(ref_ids)))
+    candidates: dict[tuple[int, int], list[NeuronEvidence]] = {}
+    for i, li in enumerate(layers):
+        views = _suspect_views(reader, by_layer[li], rmap, columns)
+        facts = _facts(by_layer[li])
+        mat[i] = probe_rows[li] if li in probe_rows else _layer_scores(views, facts, families, ref_ids)
+        for j, lj in enumerate(ref_ids):
+            if mat[i, j] >= _PROBE_MIN_SHARE:
+                candidates[(li, lj)] = _layer_evidence(rlayers[lj], views, facts, li)
+        if progress:
+            progress(f"{stack}.{li}")
+    mapping = align_layers(mat, costs)
+    result.stack = StackMatch(stack, rname, layers, ref_ids, mat, mapping)
+    for i, j in enumerate(mapping):
+        if j is not None:
+            result.evidence.extend(candidates.get((layers[i], ref_ids[j]), []))
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _facts(tensors: list[TensorFingerprint]) -> dict[str, TensorFingerprint]:
+    return {s.name: s for s in tensors}
+
+
+def _layer_evidence(refs: list[RefNeurons], views: SuspectViews, facts: dict[str, TensorFingerprint],
+                    layer: int) -> list[NeuronEvidence]:
+    out = []
+    for ref in refs:
+        found = _best_view(ref, views, facts)
+        if found is not None:
+            name, orientation, match = found
+            same_role = facts[name].role == ref.fp.role
+            out.append(NeuronEvidence(name, ref.fp, match, orientation, layer,
+                                      match.arrangement(ref.head_dim, same_role), min(facts[name].numel, ref.fp.numel)))
+    return out
+
+
+def _best_view(ref: RefNeurons, views: SuspectViews, facts: dict[str, TensorFingerprint]
+               ) -> tuple[str, str, NeuronMatch] | None:
+    """The compatible suspect view with the most probe hits, matched one-to-one on all sampled neurons."""
+    probe = ref.vectors[:_LAYER_PROBE * 2]
+    cands = [(float(hit_shares(probe, 1, v)[0]), name, orient, v) for name, vs in views.items()
+             if _compatible(ref, facts[name]) for orient, v in vs]
+    if not cands:
+        return None
+    _, name, orient, v = max(cands, key=lambda c: c[0])
+    match = match_neurons(ref.vectors, ref.ids, ref.count, v)
+    match.log10_p = min(0.0, match.log10_p + math.log10(len(cands)))  # Bonferroni: best of the views tried
+    return name, orient, match
+
+
+# --- Glue to the scan: robust evidence as tensor matches -------------------------------------------------
+
+NEURON_PLACEMENT = "neurons matched one-to-one"
+
+
+def neuron_tensor_match(e: NeuronEvidence, th: WeightThresholds) -> TensorMatch:
+    """A neuron-matching result as a `TensorMatch`: r is the median Spearman r of hits, p the binomial one.
+
+    Both similarity fields carry that rank correlation (there is no raw cosine of a neuron matching).
+    """
+    r = e.match.median_correlation
+    sim = Similarity(r, r, e.match.hits * e.match.coordinates, z_from_log10_p(e.match.log10_p), e.match.log10_p)
+    m = TensorMatch(e.suspect, e.reference.name, e.reference.role, f"{NEURON_PLACEMENT} ({e.arrangement})", sim,
+                    e.parameters, e.suspect_layer, e.reference.layer)
+    m._significant = r >= th.derived_similarity and e.match.log10_p <= th.max_log10_p
+    return m
+
+
+def anchor_tensor_match(s: TensorFingerprint, anchors_tensor: TensorFingerprint, rmap: ResidualMap,
+                        th: WeightThresholds) -> TensorMatch:
+    """A token embedding matched through its anchors (rows paired by token string or id, held out of the fit)."""
+    how = f"rows paired by {rmap.pairing}" + ("" if rmap.method == "identity" else f", residual {rmap.method}")
+    sim = Similarity(rmap.heldout_r, rmap.heldout_r, rmap.heldout_rows, z_from_log10_p(rmap.log10_p), rmap.log10_p)
+    m = TensorMatch(s.name, anchors_tensor.name, s.role, f"embedding anchors ({how})", sim,
+                    min(s.numel, anchors_tensor.numel))
+    m._significant = rmap.heldout_r >= th.derived_similarity and rmap.log10_p <= th.max_log10_p
+    return m
+
+
+@dataclass
+class RobustResult:
+    """Everything the robust pass found for one reference: stacks neuron-matched, embeddings matched by anchors."""
+
+    stacks: list[StackEvidence] = field(default_factory=list)
+    maps: dict[str, ResidualMap] = field(default_factory=dict)  # fitted on each suspect embedding/head, by tensor
+    embeddings: list[TensorMatch] = field(default_factory=list)
+    ran_for: list[str] = field(default_factory=list)  # suspect stacks the sketch pass left (partly) unmatched
+
+    def merge(self, matches: list[TensorMatch], stacks: list[StackMatch], th: WeightThresholds
+              ) -> tuple[list[TensorMatch], list[StackMatch]]:
+        """Add robust evidence for suspect tensors the sketch pass did not match; a robust alignment that maps
+        more layers replaces the sketch alignment of that stack (and sketch matches off its path go)."""
+        covered = {m.suspect for m in matches if m.significant and not m.weak}
+        out_matches, out_stacks = list(matches), list(stacks)
+        for ev in self.stacks:
+            robust = [neuron_tensor_match(e, th) for e in ev.evidence]
+            if ev.stack is None or not any(m.significant for m in robust):
+                continue
+            old = [st for st in out_stacks if st.suspect_stack == ev.suspect_stack]
+            mapped = lambda st: sum(j is not None for j in st.mapping)  # noqa: E731
+            if not old or mapped(ev.stack) > mapped(old[0]):
+                out_stacks = [st for st in out_stacks if st.suspect_stack != ev.suspect_stack] + [ev.stack]
+                path = {(ev.stack.suspect_layers[i], ev.stack.reference_layers[j])
+                        for i, j in enumerate(ev.stack.mapping) if j is not None}
+                out_matches = [m for m in out_matches if not (m.suspect.startswith(ev.suspect_stack + ".") and
+                                                              (m.suspect_layer, m.reference_layer) not in path)]
+            out_matches += [m for m in robust if m.suspect not in covered]
+        out_matches += [m for m in self.embeddings if m.suspect not in covered]
+        return out_matches, out_stacks
+
+    def notes(self, component_of: dict[str, str]) -> dict[str, list[str]]:
+        """Transformations found, by suspect component."""
+        out: dict[str, list[str]] = {}
+        for ev in self.stacks:
+            if ev.evidence and any(e.match.hits for e in ev.evidence):
+                comp = component_of.get(ev.evidence[0].suspect, "")
+                out.setdefault(comp, []).extend(ev.notes())
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ran_for": self.ran_for, "residual_maps": {c: m.to_dict() for c, m in self.maps.items()},
+                "stacks": [s.to_dict() for s in self.stacks],
+                "embeddings": [m.to_dict() for m in self.embeddings]}
