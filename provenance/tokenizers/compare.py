@@ -184,6 +184,8 @@ def compare_tokenizers(suspect: Tokenizer, reference: Tokenizer, *, suspect_sket
             and merges.rank_correlation >= RELATED_MERGE_CORRELATION):
         reasons.append(f"merge orders agree (rank correlation {merges.rank_correlation:.3f}, "
                        f"{merges.top_overlap:.1%} of the first {TOP_MERGES} merges shared)")
+    if n >= MIN_SHARED and n_s < n_r and s_in_r >= SUBSET:  # independent pairs: at most 0.872 contained
+        reasons.append(f"{s_in_r:.2%} of the suspect's {n_s:,} tokens are reference tokens (ids reordered or not)")
     related = bool(reasons) and n >= min(MIN_SHARED, n_s, n_r)
     # Same merge products in (almost) the same order: converters may list ties differently; the vocabulary
     # and ids are what a reused embedding depends on.

@@ -114,6 +114,21 @@ def test_pruned_qwen_with_renumbered_ids(qwen_tok, tmp_path, write_tiktoken):
     assert result.merges.rank_correlation == pytest.approx(1.0)
 
 
+def test_pruned_and_shuffled_wordpiece_without_merges_is_pruned(bert_tok):
+    """No merges and no ids kept: only near-total containment links a pruned, reordered WordPiece vocabulary."""
+    rng = np.random.default_rng(4)
+    tokens = list(bert_tok.tokens)
+    kept = [tokens[i] for i in rng.choice(len(tokens), size=20_000, replace=False)]
+    suspect = Tokenizer(source="pruned", format="vocab.txt", model="wordpiece", encoding="wordpiece",
+                        tokens={t: i for i, t in enumerate(kept)})
+    result = compare_tokenizers(suspect, bert_tok)
+    assert result.verdict == "pruned" and result.id_agreement < 0.01
+    # the same size drawn mostly from elsewhere is no relation, though most tokens are shared
+    foreign = Tokenizer(source="mixed", format="vocab.txt", model="wordpiece", encoding="wordpiece",
+                        tokens={t: i for i, t in enumerate(kept[:17_000] + _new_tokens(bert_tok.tokens, 3_000))})
+    assert compare_tokenizers(foreign, bert_tok).verdict == "unrelated"
+
+
 def test_reordered_ids_are_modified(qwen_tok):
     rng = np.random.default_rng(2)
     tokens = list(qwen_tok.tokens)
