@@ -110,4 +110,5 @@ def print_report(report: ScanReport) -> None:
     b = details.get("bytes")
     if b:
         out.print(f"read {b['read_for_sketches'] / b['checkpoint']:.1%} of {b['checkpoint']:,} checkpoint bytes for "
-                  f"sketches; {b['read_total']:,} bytes in all, with full reads confirming exact copies", highlight=False)
+                  f"sketches; {b['read_total']:,} bytes in all, with full reads confirming exact copies and "
+                  f"matching neurons", highlight=False)
