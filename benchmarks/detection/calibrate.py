@@ -34,7 +34,8 @@ from benchmarks.detection.metrics import (
     empirical_fpr, fisher_z_array, null_summary, rate_upper_bound, threshold_for_fpr,
 )
 from benchmarks.detection.run import (
-    DEFAULT_DOC, DEFAULT_SUITE, ROOT, extract, load_suite, md_escape, wide_console, write_json, write_markdown,
+    DEFAULT_DOC, DEFAULT_SUITE, ROOT, extract, load_suite, md_escape, provenance_state, ran_on, wide_console,
+    write_json, write_markdown,
 )
 
 DEFAULT_OUT = ROOT / "benchmarks" / "_work" / "calibration.json"
@@ -116,30 +117,59 @@ def collect(folder: Path, console: Console | None = None) -> list[NullPair]:
     return out
 
 
-def scan_scores(folder: Path, console: Console | None = None) -> list[dict[str, Any]]:
-    """The scanner's own verdict and score for each independent case against every weights reference of the index.
+def scan_scores(folder: Path, console: Console | None = None, *, pairwise: bool = True) -> list[dict[str, Any]]:
+    """The scanner's own verdict and score for each independent case against every weights reference it meets.
 
-    The per-model null of the statistic the scanner decides on; the score is −log10 p from
-    `details.weights.references[i].score` when the scan reports it ("score"), else from a finding ("finding").
-    When the scan also lists every aligned match (`details.weights.references[i].matches`, TensorMatch
-    dicts, significant or not), their centred similarity and corrected log10 p are kept: the exact
-    per-tensor statistic the scanner thresholds.
+    First against the shipped index ("index"); with `pairwise`, also against an index built in a temporary
+    folder from the independent cases themselves ("suite"), so every unrelated same-architecture pair is
+    judged end to end by the scanner (a case is not scored against itself or a case sharing its seed, and
+    pairs where the scan compared nothing — `score.comparisons` ≤ 1, other architectures — are dropped).
+    The score is −log10 p from `details.weights.references[i].score` when the scan reports it ("score"),
+    else from a finding ("finding"). When the scan also lists every aligned match
+    (`details.weights.references[i].matches`, TensorMatch dicts, significant or not), their centred
+    similarity and corrected log10 p are kept: the exact per-tensor statistic the scanner thresholds.
     """
-    from provenance.scan import scan
+    import tempfile
+
+    from provenance.findings import Reference
+    from provenance.refindex import ReferenceIndex, add_checkpoint
 
     suite = load_suite(folder)
+    independent = [c for c in suite["cases"] if not c["derived"]]
+    rows = _scan_rows(folder, independent, None, "index", console)
+    if pairwise:
+        with tempfile.TemporaryDirectory(prefix="calibration-index-") as tmp:
+            index = ReferenceIndex.create(tmp)
+            for c in independent:
+                add_checkpoint(index, folder / c["path"], Reference(name=c["case"]))
+            rows += _scan_rows(folder, independent, ReferenceIndex.load(tmp), "suite", console)
+    return rows
+
+
+def _scan_rows(folder: Path, cases: list[dict[str, Any]], index: Any, source: str,
+               console: Console | None) -> list[dict[str, Any]]:
+    from provenance.scan import scan
+
+    by_name = {c["case"]: c for c in cases}
     rows = []
-    for c in (c for c in suite["cases"] if not c["derived"]):
-        report = scan(folder / c["path"], index=None, tokenizer=False, code=False, hash_files=False)
+    for c in cases:
+        report = scan(folder / c["path"], index=index, tokenizer=False, code=False, hash_files=False)
         for ref in report.details["weights"]["references"]:
+            other = by_name.get(ref["reference"])
+            if other is not None and (other is c or _seeds(other) & _seeds(c)):
+                continue  # itself, or shares weights through a seed
+            comparisons = (ref.get("score") or {}).get("comparisons")
+            if comparisons is not None and comparisons <= 1:
+                continue  # nothing of a fitting shape was compared (another architecture): no null sample
             got = extract(report, c, ref["reference"])
             matches = [m for m in ref.get("matches", []) if not m.get("weak_evidence")]
-            rows.append({"suspect": c["case"], "reference": ref["reference"], "score": got["score"],
-                         "score_source": got["score_source"], "verdict": got["verdict"],
+            rows.append({"suspect": c["case"], "reference": ref["reference"], "source": source,
+                         "comparisons": comparisons,
+                         "score": got["score"], "score_source": got["score_source"], "verdict": got["verdict"],
                          "matches": [{"centred": m["centred"], "log10_p": m["log10_p"],
                                       "significant": bool(m.get("significant"))} for m in matches]})
         if console:
-            console.print(f"{c['case']}: scanned")
+            console.print(f"{c['case']}: scanned against the {source} references")
     return rows
 
 
@@ -252,6 +282,9 @@ def calibrate(pairs: list[NullPair], scanned: list[dict[str, Any]] | None = None
         "findings": _rate(sum(r["verdict"] in ("derived", "copied") for r in scanned), len(scanned)),
         "max_score": max((r["score"] for r in scanned), default=None),
         "score_sources": sorted({r["score_source"] for r in scanned}),
+        # a calibrated −log10 p exceeds t with probability ≤ 10^-t: observed vs that bound
+        "score_tail": {f"{t:g}": {"observed": sum(r["score"] >= t for r in scanned), "bound": len(scanned) * 10.0 ** -t}
+                       for t in (1.0, 2.0, 3.0)},
         "rows": scanned,
     }
     return {"thresholds_in_scanner": th.to_dict(), "pairs": len(pairs), "strong_pairs": len(strong),
@@ -311,12 +344,15 @@ def summary_rows(c: dict[str, Any]) -> list[tuple[str, str]]:
                  f"{_f(m['median_tensors_per_model_pair'])}"))
     sc = c.get("scan") or {}
     if sc.get("model_pairs"):
-        rows.append(("scan of independent cases × index references: findings", _count(sc["findings"])))
+        rows.append(("scan of independent cases × shipped and independent references: findings",
+                     _count(sc["findings"])))
         if sc.get("matches"):
             rows.append(("scan's own aligned matches on independent cases: significant; max −log10 p",
                          f"{_count(sc['significant_matches'])}; {_f(sc['max_match_score'])}"))
         rows.append(("scan of independent cases: max −log10 p (score taken from)",
                      f"{_f(sc['max_score'])} ({', '.join(sc['score_sources'])})"))
+        rows.append(("scan of independent cases: scores ≥ 1 / 2 / 3 (calibrated bound)", " / ".join(
+            f"{v['observed']} ({v['bound']:.2g})" for v in sc["score_tail"].values())))
     for target, v in m["thresholds"].items():
         rows.append((f"model threshold for FPR {target}: empirical / Bonferroni −log10 p (tensor FPR there)",
                      f"{_f(v['empirical_minus_log10_p'])} / {_f(v['bonferroni_minus_log10_p'])} "
@@ -325,11 +361,18 @@ def summary_rows(c: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def markdown(c: dict[str, Any], command: str) -> str:
-    lines = [f"Generated by `{command}`.", "", "| measure | value |", "|---|---|"]
+    lines = [f"Generated by `{command}`{ran_on(c.get('code'))}.", "", "| measure | value |", "|---|---|"]
     lines += [f"| {md_escape(k)} | {md_escape(v)} |" for k, v in summary_rows(c)]
     lines += ["", "| suspect | reference | tensors | max r | max −log10 p | false positive |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['suspect']} | {r['reference']} | {r['tensors']} | {r['max_centred']:.4f} | {r['max_score']:.2f} | "
               f"{'yes' if r['false_positive'] else 'no'} |" for r in c["model"]["rows"]]
+    scanned = (c.get("scan") or {}).get("rows") or []
+    if scanned:
+        lines += ["", "The scanner end to end on independent pairs (`scan_scores`):", "",
+                  "| suspect | reference | against | comparisons | verdict | −log10 p (from) |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {r['suspect']} | {r['reference']} | {r['source']} | {_f(r['comparisons'])} | {r['verdict']} | "
+                  f"{r['score']:.2f} ({r['score_source']}) |" for r in scanned]
     return "\n".join(lines)
 
 
@@ -341,7 +384,7 @@ def markdown(c: dict[str, Any], command: str) -> str:
 @click.option("--doc", type=click.Path(path_type=Path, dir_okay=False), default=DEFAULT_DOC, show_default=True)
 def main(folder: Path, out: Path, write_md: bool, doc: Path) -> None:
     err = Console(stderr=True)
-    result = calibrate(collect(folder, err), scan_scores(folder, err))
+    result = {"code": provenance_state(), **calibrate(collect(folder, err), scan_scores(folder, err))}
     write_json(out, result)
     table = Table(title="Null calibration", show_header=False)
     table.add_column()
