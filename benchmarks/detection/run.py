@@ -332,7 +332,8 @@ def markdown_tables(results: list[CaseResult], summary: dict[str, Any], command:
     lines += ["| " + " | ".join(md_escape(x) for x in row) + " |" for row in case_rows(results)]
     lines += ["", "Score: −log10 p of the combined evidence for the case's source reference "
                   "(\\* = taken from the finding's log10 p because the report has no per-reference score; "
-                  "0.0 = no evidence). p is floored at 1e-300, so 300 is the ceiling. Block sim: the best "
+                  "0.0 = no evidence). p is floored at 1e-300, so scores stop just below 300 (300 less the "
+                  "Bonferroni term). Block sim: the best "
                   "layer × layer mean centred similarity to the reference (sketches)."]
     return "\n".join(lines)
 
@@ -380,10 +381,18 @@ def run(folder: Path = DEFAULT_SUITE, only: set[str] | None = None, scan_fn: Sca
 @click.option("--doc", type=click.Path(path_type=Path, dir_okay=False), default=DEFAULT_DOC, show_default=True)
 @click.option("--results", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help=f"Also write the compact summary (e.g. {DEFAULT_RESULTS.relative_to(ROOT)}).")
-def main(folder: Path, only: tuple[str, ...], out: Path, markdown: bool, doc: Path, results: Path | None) -> None:
+@click.option("--render-only", is_flag=True, help="Scan nothing: re-render the tables from the JSON at --out.")
+def main(folder: Path, only: tuple[str, ...], out: Path, markdown: bool, doc: Path, results: Path | None,
+         render_only: bool) -> None:
     err = Console(stderr=True)
-    rows, summary = run(folder, set(only) or None, console=err)
-    data = {"suite": str(folder), "code": provenance_state(), "summary": summary, "cases": [r.to_dict() for r in rows]}
+    if render_only:
+        data = json.loads(out.read_text())
+        rows = [CaseResult(**{k: v for k, v in c.items() if k != "positive"}) for c in data["cases"]]
+        summary = data["summary"] = summarise(rows)
+    else:
+        rows, summary = run(folder, set(only) or None, console=err)
+        data = {"suite": str(folder), "code": provenance_state(), "summary": summary,
+                "cases": [r.to_dict() for r in rows]}
     write_json(out, data)
     print_tables(rows, summary, wide_console())
     if results:

@@ -178,5 +178,9 @@ def test_runner_on_a_two_case_suite(tmp_path: Path, minilm_dir: Path, minilm_ind
     assert summary["roc_auc"] == 1.0 and summary["margin"] > 0
     text = doc.read_text()
     assert text.startswith("# Doc\nhand-written\n") and "| copy | derived |" in text and "| fresh | independent |" in text
+    doc.write_text("# Doc\nhand-written\n")  # re-rendered from the JSON alone, without scanning
+    result = CliRunner().invoke(main, ["--render-only", "--out", str(out), "--markdown", "--doc", str(doc)])
+    assert result.exit_code == 0, result.output
+    assert "| copy | derived |" in doc.read_text() and json.loads(out.read_text())["summary"] == summary
     only, _ = run(tmp_path, only={"fresh"})
     assert [r.case for r in only] == ["fresh"]
