@@ -84,7 +84,7 @@ class StackEvidence:
                        f"embedding rows paired by {self.residual.pairing}, held-out r {self.residual.heldout_r:.3f})")
         kinds: dict[str, set[int]] = {}
         for e in self.evidence:
-            if not e.match.hits:
+            if e.match.median_correlation < 0.5:  # arrangements are read off strong matches only
                 continue
             family = "attention" if e.reference.role.startswith("attn") else "MLP"
             for part in e.arrangement.split(", "):
@@ -336,13 +336,15 @@ def _layer_evidence(refs: list[RefNeurons], views: SuspectViews, facts: dict[str
 
 def _best_view(ref: RefNeurons, views: SuspectViews, facts: dict[str, TensorFingerprint]
                ) -> tuple[str, str, NeuronMatch] | None:
-    """The compatible suspect view with the most probe hits, matched one-to-one on all sampled neurons."""
+    """The compatible suspect view with the most probe hits (a view of the same role first: neurons of one
+    model resemble each other, so a reference k also hits the derived q a little), matched one-to-one."""
     probe = ref.vectors[:_LAYER_PROBE * 2]
-    cands = [(float(hit_shares(probe, 1, v)[0]), name, orient, v) for name, vs in views.items()
-             if _compatible(ref, facts[name]) for orient, v in vs]
+    cands = [(facts[name].role == ref.fp.role, float(hit_shares(probe, 1, v)[0]), name, orient, v)
+             for name, vs in views.items() if _compatible(ref, facts[name]) for orient, v in vs]
     if not cands:
         return None
-    _, name, orient, v = max(cands, key=lambda c: c[0])
+    same_role_hit = any(c[0] and c[1] > 0 for c in cands)
+    _, _, name, orient, v = max(cands, key=lambda c: (c[0] and same_role_hit, c[1]))
     match = match_neurons(ref.vectors, ref.ids, ref.count, v)
     match.log10_p = min(0.0, match.log10_p + math.log10(len(cands)))  # Bonferroni: best of the views tried
     return name, orient, match

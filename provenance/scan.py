@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -240,7 +241,7 @@ def _reference_score(matches: list[TensorMatch], bank: ReferenceBank, pairs: lis
 
 def _structure_notes(matches: list[TensorMatch], suspects: list[TensorFingerprint], bank: ReferenceBank,
                      pairs: list[Pair], ri: int, stacks: list[StackMatch], th: WeightThresholds) -> dict[str, list[str]]:
-    """Vocabulary growth or shrinkage and MoE upcycling, in words, by suspect component."""
+    """Vocabulary growth or shrinkage, quantised storage and MoE upcycling, in words, by suspect component."""
     facts = {s.name: s for s in suspects}
     ref_facts = {t.fp.name: t.fp for t in bank.tensors if t.ref == ri}
     out: dict[str, list[str]] = {}
@@ -252,6 +253,15 @@ def _structure_notes(matches: list[TensorMatch], suspects: list[TensorFingerprin
         if grown and len(s.shape) == 2 and len(r.shape) == 2:
             what = f"vocabulary {'extended' if grown > 0 else 'reduced'} by {abs(grown):,} tokens ({m.suspect}: {s.shape[0]:,} rows, reference {r.shape[0]:,})"
             out.setdefault(s.component, []).append(what)
+    stored: dict[str, dict[str, int]] = {}
+    for m in matches:
+        dtype = facts[m.suspect].dtype
+        if m.significant and dtype not in ("F64", "F32", "F16", "BF16"):
+            per = stored.setdefault(facts[m.suspect].component, {})
+            per[dtype] = per.get(dtype, 0) + 1
+    for comp, dtypes in stored.items():
+        out.setdefault(comp, []).extend(f"stored quantised as {d} ({n} tensors)"
+                                        for d, n in sorted(dtypes.items(), key=lambda kv: -kv[1]))
     on_path = {(st.suspect_stack, st.suspect_layers[i], st.reference_layers[j])
                for st in stacks for i, j in enumerate(st.mapping) if j is not None}
     experts: dict[tuple[str, int], set[int]] = {}
@@ -411,6 +421,26 @@ def _transformations(evidence: list[TensorMatch], stacks: list[StackMatch]) -> l
     return list(dict.fromkeys(out))
 
 
+_COUNTED = re.compile(r"^(?P<text>.*) \((?P<n>\d+)(?:/(?P<of>\d+))? tensors\)$")
+
+
+def combine_counted(lines: Iterable[str]) -> list[str]:
+    """Merge lines that differ only in their "(n tensors)" / "(n/m tensors)" count by adding the counts."""
+    out: dict[str, list[int] | None] = {}
+    for line in lines:
+        m = _COUNTED.match(line)
+        if not m:
+            out.setdefault(line, None)
+            continue
+        key = m["text"] + ("/" if m["of"] else "")
+        prev = out.setdefault(key, [0, 0])
+        if prev is not None:
+            prev[0] += int(m["n"])
+            prev[1] += int(m["of"] or 0)
+    return [k if v is None else f"{k.rstrip('/')} ({v[0]}/{v[1]} tensors)" if k.endswith("/")
+            else f"{k} ({v[0]} tensors)" for k, v in out.items()]
+
+
 def _merge_whole_model(findings: list[Finding], strong_comps: dict[str, int], total: int,
                        weak_only: dict[str, dict[str, int]]) -> list[Finding]:
     """All components that match the same reference become one finding per reference.
@@ -465,7 +495,7 @@ def _merge_whole_model(findings: list[Finding], strong_comps: dict[str, int], to
                    f"{merged_stats['layers_matched']}/{merged_stats['layers_total']} blocks, {len(evidence)} tensors, "
                    f"median centred similarity {merged_stats['centred_similarity']:.4f} "
                    f"(raw cosine {merged_stats['raw_cosine']:.4f}), {100 * share:.1f}% of all parameters")
-        transformations = list(dict.fromkeys(t for f in fs for t in f.transformations))
+        transformations = combine_counted(t for f in fs for t in f.transformations)
         out.append(Finding("weights", verdict, first.reference, subject, summary, merged_stats, params, share,
                            [], transformations))
     return out
