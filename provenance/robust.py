@@ -256,12 +256,14 @@ def _layer_scores(views: SuspectViews, facts: dict[str, TensorFingerprint], fami
 def robust_stack(
     reader: SuspectReader, suspects: list[TensorFingerprint], stack: str, fp: ModelFingerprint,
     maps: list[ResidualMap], costs: AlignmentCosts = AlignmentCosts(),
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] | None = None, probe_cache: dict[tuple, SuspectViews] | None = None,
 ) -> StackEvidence | None:
     """Neuron-match suspect stack `stack` against the reference's stacks under the best residual map.
 
     Each suspect layer is read once: its quick scores against every reference layer, and full one-to-one
     matches against the reference layers it plausibly holds; the alignment then keeps those on its path.
+    `probe_cache` keeps the probe layers' views under the unchanged residual map, shared by every
+    reference of the same width (an unrelated model then costs three layer reads per width, not per reference).
     """
     start = time.perf_counter()
     width = reference_width(fp)
@@ -281,7 +283,15 @@ def robust_stack(
     probe_layers = sorted({layers[round(q * (len(layers) - 1))] for q in np.linspace(0.25, 0.75, _PROBE_LAYERS)})
     best: tuple[float, int, str, dict[int, np.ndarray]] | None = None
     for mi, rmap in enumerate(maps):
-        views = {li: _suspect_views(reader, by_layer[li], rmap, columns) for li in probe_layers}
+        views = {}
+        for li in probe_layers:
+            key = (stack, li, width) if rmap.pairing == "none" and probe_cache is not None else None
+            if key is not None and key in probe_cache:
+                views[li] = probe_cache[key]
+                continue
+            views[li] = _suspect_views(reader, by_layer[li], rmap, columns)
+            if key is not None:
+                probe_cache[key] = views[li]
         for rname, rlayers in ref_stacks.items():
             families, ref_ids = _probe_families(rlayers), sorted(rlayers)
             rows = {li: _layer_scores(views[li], _facts(by_layer[li]), families, ref_ids) for li in probe_layers}

@@ -74,12 +74,13 @@ def scan_weights(
     per_reference: list[dict[str, Any]] = []
     best_by_component: dict[str, dict[str, Any]] = {}
     tokens = _LazyTokens(ckpt)
+    probe_cache: dict[tuple, Any] = {}  # probe-layer neuron views under the unchanged residual map, by width
     for ri, ref in enumerate(bank.references):
         stacks = stack_matches(suspects, bank, pairs, ri, costs)
         matches = _tensor_matches(suspects, bank, pairs, ri, stacks, thresholds)
         if verify_exact:
             _verify_exact(matches, suspects, bank, ri, reader, pairs, thresholds)
-        robust = _robust_pass(reader, suspects, bank, ri, matches, tokens, costs)
+        robust = _robust_pass(reader, suspects, bank, ri, matches, tokens, costs, probe_cache)
         for p in pairs:  # closest reference per component, whatever the alignment says (a diagnostic)
             if bank.tensors[p.ref_tensor].ref != ri or bank.tensors[p.ref_tensor].fp.role in WEAK_ROLES:
                 continue
@@ -186,7 +187,8 @@ _COVERED_SHARE = 0.9  # a stack whose strong tensors the sketch pass matched to 
 
 
 def _robust_pass(reader: SuspectReader, suspects: list[TensorFingerprint], bank: ReferenceBank, ri: int,
-                 matches: list[TensorMatch], tokens: _LazyTokens, costs: AlignmentCosts) -> RobustResult:
+                 matches: list[TensorMatch], tokens: _LazyTokens, costs: AlignmentCosts,
+                 probe_cache: dict[tuple, Any]) -> RobustResult:
     """Neuron-match the suspect stacks (and anchor-match the embeddings) the sketch pass left unmatched."""
     fp = bank.fingerprints[ri]
     width = reference_width(fp)
@@ -212,7 +214,7 @@ def _robust_pass(reader: SuspectReader, suspects: list[TensorFingerprint], bank:
         maps = list(result.maps.values())
         if any(width in s.shape for s in suspects if s.stack == stack):
             maps.append(identity_map(width))
-        found = robust_stack(reader, suspects, stack, fp, maps, costs)
+        found = robust_stack(reader, suspects, stack, fp, maps, costs, probe_cache=probe_cache)
         if found is not None:
             result.stacks.append(found)
     stacks_found = any(e.match.hits for st in result.stacks for e in st.evidence)
