@@ -29,7 +29,7 @@ from .reader import Checkpoint, open_checkpoint
 from .refindex import ReferenceIndex
 from .residual import identity_map
 from .robust import NEURON_PLACEMENT, VOCAB_ROLES, RobustResult, anchor_tensor_match, reference_width, residual_maps, robust_stack
-from .similarity import Similarity, log10_sf, null_sd, similarity, stouffer
+from .similarity import null_sd, similarity, stouffer
 from .tokenizers import scan_tokenizers
 
 ProgressFn = Callable[[int, int, str], None]
