@@ -41,13 +41,20 @@ class ResidualMap:
     pairing: str = "token"  # how anchor rows were paired: "token" (by string) or "id"
     candidates: dict[str, float] = field(default_factory=dict)  # held-out r of every method tried
 
+    def gather(self, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """For a (signed) permutation: the suspect coordinate and sign behind each reference coordinate; None for a rotation."""
+        if self.method == "rotation":
+            return None
+        q = self.matrix[:, columns]
+        src = np.argmax(np.abs(q), axis=0)
+        return src, q[src, np.arange(len(columns))]
+
     def apply(self, vectors: np.ndarray, columns: np.ndarray) -> np.ndarray:
         """Suspect vectors (… × suspect width) in reference coordinates `columns` (a gather for permutations)."""
-        q = self.matrix[:, columns]
-        if self.method != "rotation":
-            src = np.argmax(np.abs(q), axis=0)
-            return vectors[:, src] * q[src, np.arange(len(columns))]
-        return vectors @ q
+        g = self.gather(columns)
+        if g is not None:
+            return vectors[:, g[0]] * g[1]
+        return vectors @ self.matrix[:, columns]
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "pairing": self.pairing, "heldout_r": round(self.heldout_r, 6),

@@ -194,14 +194,45 @@ def _suspect_views(reader: SuspectReader, tensors: list[TensorFingerprint], rmap
         a, b = s.shape
         if width not in (a, b):
             continue
-        full = reader._rows(reader._infos[s.name], None)
         views = []
         if b == width:
-            views.append(("rows", rank_rows(rmap.apply(full, columns))))
+            views.append(("rows", rank_rows(_row_neurons(reader, s, rmap, columns))))
         if a == width:
-            views.append(("columns", rank_rows(rmap.apply(np.ascontiguousarray(full.T), columns))))
+            views.append(("columns", rank_rows(_column_neurons(reader, s, rmap, columns))))
         out[s.name] = views
     return out
+
+
+_BLOCK_ENTRIES = 1 << 22  # rows are read in blocks of about this many entries (16 MB as float32)
+
+
+def _blocks(reader: SuspectReader, s: TensorFingerprint):
+    info = reader._infos[s.name]
+    step = max(1, _BLOCK_ENTRIES // s.shape[1])
+    for start in range(0, s.shape[0], step):
+        yield start, reader._rows(info, slice(start, min(s.shape[0], start + step)))
+
+
+def _row_neurons(reader: SuspectReader, s: TensorFingerprint, rmap: ResidualMap, columns: np.ndarray) -> np.ndarray:
+    """Neurons stored as rows (residual along columns), mapped: read in row blocks, memory bounded."""
+    return np.concatenate([rmap.apply(block, columns) for _, block in _blocks(reader, s)])
+
+
+def _column_neurons(reader: SuspectReader, s: TensorFingerprint, rmap: ResidualMap, columns: np.ndarray) -> np.ndarray:
+    """Neurons stored as columns (residual along rows), mapped: a permutation reads only the rows it needs,
+    a rotation accumulates blockwise."""
+    g = rmap.gather(columns)
+    if g is not None:
+        src, sign = g
+        order = np.argsort(src, kind="stable")
+        rows = np.empty((len(src), s.shape[1]), dtype=np.float32)
+        rows[order] = reader._rows(reader._infos[s.name], src[order])
+        return (rows * sign[:, None]).T
+    q = rmap.matrix[:, columns]
+    acc = np.zeros((s.shape[1], len(columns)), dtype=np.float64)
+    for start, block in _blocks(reader, s):
+        acc += block.T @ q[start:start + len(block)]
+    return acc
 
 
 def _compatible(ref: RefNeurons, s: TensorFingerprint) -> bool:
