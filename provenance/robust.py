@@ -17,7 +17,6 @@ output projection (o, down) holds them as columns.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -73,7 +72,6 @@ class StackEvidence:
     probe_share: float
     stack: StackMatch | None = None
     evidence: list[NeuronEvidence] = field(default_factory=list)
-    seconds: float = 0.0
 
     def notes(self) -> list[str]:
         """Plain words for the transformations found (residual map, neuron arrangements, pruning)."""
@@ -100,7 +98,7 @@ class StackEvidence:
 
     def to_dict(self) -> dict[str, Any]:
         return {"suspect_stack": self.suspect_stack, "residual_map": self.residual.to_dict(),
-                "probe_hit_share": round(self.probe_share, 4), "seconds": round(self.seconds, 2),
+                "probe_hit_share": round(self.probe_share, 4),
                 "stack": self.stack.to_dict() if self.stack else None,
                 "tensors": [{"suspect": e.suspect, "reference": e.reference.name, "orientation": e.orientation,
                              "arrangement": e.arrangement, **e.match.to_dict()} for e in self.evidence]}
@@ -296,7 +294,6 @@ def robust_stack(
     `probe_cache` keeps the probe layers' views under the unchanged residual map, shared by every
     reference of the same width (an unrelated model then costs three layer reads per width, not per reference).
     """
-    start = time.perf_counter()
     width = reference_width(fp)
     refs = reference_neurons(fp, width) if width else []
     maps = [m for m in maps if m.matrix.shape[1] == width]
@@ -334,7 +331,6 @@ def robust_stack(
     rmap = maps[mi]
     result = StackEvidence(stack, rmap, share)
     if share < _PROBE_MIN_SHARE:
-        result.seconds = time.perf_counter() - start
         return result
     rlayers = ref_stacks[rname]
     families, ref_ids = _probe_families(rlayers), sorted(rlayers)
@@ -354,7 +350,6 @@ def robust_stack(
     for i, j in enumerate(mapping):
         if j is not None:
             result.evidence.extend(candidates.get((layers[i], ref_ids[j]), []))
-    result.seconds = time.perf_counter() - start
     return result
 
 
