@@ -108,3 +108,23 @@ def test_rotated_residual_stream_is_undone(smollm2_derived_rotated: Path):
     assert any("residual stream rotated" in t for t in finding.transformations)
     [stack] = _reference_details(report, "SmolLM2-135M-Instruct")["robust"]["stacks"]
     assert stack["residual_map"]["method"] == "rotation" and stack["residual_map"]["heldout_r"] > 0.95
+
+
+def test_moe_upcycled_smollm2_is_found_with_its_experts(smollm2_hf_dir: Path, tmp_path: Path):
+    sd, config = derive.load_checkpoint(smollm2_hf_dir)
+    moe = derive.cast(derive.upcycle_moe(sd, 2, 0.01, "mixtral", seed=3), "bfloat16")
+    out = derive.save_checkpoint(moe, config, tmp_path / "moe")
+    report = scan(out, None, hash_files=False, tokenizer=False, code=False)
+    [finding] = [f for f in _weights(report) if f.reference.name == "SmolLM2-135M-Instruct"]
+    assert finding.subject == "(whole model)" and finding.statistics["layers_matched"] == 30
+    assert any("MoE upcycling" in t and "2 experts per layer (30 layers)" in t for t in finding.transformations)
+
+
+def test_gptq_packed_minilm_is_read_dequantised_and_found(minilm_dir: Path, minilm_index: Path, tmp_path: Path):
+    sd, config = derive.load_checkpoint(minilm_dir)
+    out = derive.save_quantised(derive.to_gptq(sd, bits=4, group_size=128), config, tmp_path / "gptq")
+    report = scan(out, minilm_index, hash_files=False, tokenizer=False, code=False)
+    [finding] = _weights(report)
+    assert finding.verdict == "derived" and finding.statistics["layers_matched"] == 6
+    assert finding.statistics["centred_similarity"] > 0.98  # 4-bit round-to-nearest keeps r ≈ 0.99
+    assert any(t.startswith("stored quantised as GPTQ_INT4") for t in finding.transformations)
