@@ -151,21 +151,32 @@ class SuspectReader:
         self._last = (info.name, key, block)
         return block
 
+    def rows(self, name: str, rows: np.ndarray | slice | None = None) -> np.ndarray:
+        """Rows (any order; all when None) of tensor `name`'s 2-D view, counted in `bytes_read`."""
+        return self._rows(self._infos[name], rows)
+
+    def row_blocks(self, name: str, start: int = 0, stop: int | None = None, *, entries: int = 1 << 24
+                   ) -> Iterator[tuple[int, np.ndarray]]:
+        """Rows `start`..`stop` of tensor `name` in blocks of about `entries` entries (bounded memory)."""
+        info = self._infos[name]
+        n_rows, width = view_shape(info.shape)
+        stop = n_rows if stop is None else stop
+        step = max(1, entries // max(width, 1))
+        for lo in range(start, stop, step):
+            yield lo, self._rows(info, slice(lo, min(stop, lo + step)))
+
     def region(self, name: str, ref_shape2d: tuple[int, int], placement: Placement) -> Iterator[np.ndarray]:
         """The full block of the suspect that holds the reference, in reference layout, in row blocks."""
-        info = self._infos[name]
-        a, b = ref_shape2d
+        a = ref_shape2d[0]
         if placement.transpose:
-            full = self._rows(info, None).T
+            full = self.rows(name).T
             yield full[placement.row_offset: placement.row_offset + a]
             return
         if placement.row_map:
-            yield self._rows(info, placement.suspect_rows(np.arange(a)))
+            yield self.rows(name, placement.suspect_rows(np.arange(a)))
             return
-        step = max(1, (1 << 24) // max(b, 1))
-        for start in range(0, a, step):
-            stop = min(a, start + step)
-            yield self._rows(info, slice(placement.row_offset + start, placement.row_offset + stop))
+        for _, block in self.row_blocks(name, placement.row_offset, placement.row_offset + a):
+            yield block
 
 
 # --- The bank of reference sketches ---------------------------------------------------------------------

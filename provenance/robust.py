@@ -157,7 +157,7 @@ def residual_maps(reader: SuspectReader, suspects: list[TensorFingerprint], fp: 
             for pairing, (sus_ids, keep) in _pairings(anchors, tokens, s.shape[0]).items():
                 if len(sus_ids) < _MIN_ANCHOR_PAIRS:
                     continue
-                rows = reader._rows(reader._infos[s.name], sus_ids)
+                rows = reader.rows(s.name, sus_ids)
                 fitted = fit_residual_map(rows, anchors.rows[keep], pairing=pairing)
                 if best is None or fitted.heldout_r > best.heldout_r:
                     best = fitted
@@ -201,19 +201,13 @@ def _suspect_views(reader: SuspectReader, tensors: list[TensorFingerprint], rmap
     return out
 
 
-_BLOCK_ENTRIES = 1 << 22  # rows are read in blocks of about this many entries (16 MB as float32)
-
-
-def _blocks(reader: SuspectReader, s: TensorFingerprint):
-    info = reader._infos[s.name]
-    step = max(1, _BLOCK_ENTRIES // s.shape[1])
-    for start in range(0, s.shape[0], step):
-        yield start, reader._rows(info, slice(start, min(s.shape[0], start + step)))
+_BLOCK_ENTRIES = 1 << 22  # whole matrices are read in blocks of about this many entries (16 MB as float32)
 
 
 def _row_neurons(reader: SuspectReader, s: TensorFingerprint, rmap: ResidualMap, columns: np.ndarray) -> np.ndarray:
     """Neurons stored as rows (residual along columns), mapped: read in row blocks, memory bounded."""
-    return np.concatenate([rmap.apply(block, columns) for _, block in _blocks(reader, s)])
+    return np.concatenate([rmap.apply(block, columns)
+                           for _, block in reader.row_blocks(s.name, entries=_BLOCK_ENTRIES)])
 
 
 def _column_neurons(reader: SuspectReader, s: TensorFingerprint, rmap: ResidualMap, columns: np.ndarray) -> np.ndarray:
@@ -222,13 +216,10 @@ def _column_neurons(reader: SuspectReader, s: TensorFingerprint, rmap: ResidualM
     g = rmap.gather(columns)
     if g is not None:
         src, sign = g
-        order = np.argsort(src, kind="stable")
-        rows = np.empty((len(src), s.shape[1]), dtype=np.float32)
-        rows[order] = reader._rows(reader._infos[s.name], src[order])
-        return (rows * sign[:, None]).T
+        return (reader.rows(s.name, src) * sign[:, None]).T
     q = rmap.matrix[:, columns]
     acc = np.zeros((s.shape[1], len(columns)), dtype=np.float64)
-    for start, block in _blocks(reader, s):
+    for start, block in reader.row_blocks(s.name, entries=_BLOCK_ENTRIES):
         acc += block.T @ q[start:start + len(block)]
     return acc
 
