@@ -275,10 +275,11 @@ def _layer_scores(views: SuspectViews, facts: dict[str, TensorFingerprint], fami
 
 def robust_stack(
     reader: SuspectReader, suspects: list[TensorFingerprint], stack: str, fp: ModelFingerprint,
-    maps: list[ResidualMap], costs: AlignmentCosts = AlignmentCosts(),
+    refs: list[RefNeurons], maps: list[ResidualMap], costs: AlignmentCosts = AlignmentCosts(),
     progress: Callable[[str], None] | None = None, probe_cache: dict[tuple, SuspectViews] | None = None,
 ) -> StackEvidence | None:
-    """Neuron-match suspect stack `stack` against the reference's stacks under the best residual map.
+    """Neuron-match suspect stack `stack` against the reference's stacks (`refs`: its `reference_neurons`,
+    ranked once per reference) under the best residual map.
 
     Each suspect layer is read once: its quick scores against every reference layer, and full one-to-one
     matches against the reference layers it plausibly holds; the alignment then keeps those on its path.
@@ -286,7 +287,6 @@ def robust_stack(
     reference of the same width (an unrelated model then costs three layer reads per width, not per reference).
     """
     width = reference_width(fp)
-    refs = reference_neurons(fp, width) if width else []
     maps = [m for m in maps if m.matrix.shape[1] == width]
     by_layer: dict[int, list[TensorFingerprint]] = {}
     for s in suspects:
@@ -299,6 +299,7 @@ def robust_stack(
     ref_stacks: dict[str, dict[int, list[RefNeurons]]] = {}
     for r in refs:
         ref_stacks.setdefault(r.fp.stack, {}).setdefault(r.fp.layer, []).append(r)
+    probes = {rname: (_probe_families(rlayers), sorted(rlayers)) for rname, rlayers in ref_stacks.items()}
     probe_layers = sorted({layers[round(q * (len(layers) - 1))] for q in np.linspace(0.25, 0.75, _PROBE_LAYERS)})
     best: tuple[float, int, str, dict[int, np.ndarray]] | None = None
     for mi, rmap in enumerate(maps):
@@ -311,8 +312,7 @@ def robust_stack(
             views[li] = _suspect_views(reader, by_layer[li], rmap, columns)
             if key is not None:
                 probe_cache[key] = views[li]
-        for rname, rlayers in ref_stacks.items():
-            families, ref_ids = _probe_families(rlayers), sorted(rlayers)
+        for rname, (families, ref_ids) in probes.items():
             rows = {li: _layer_scores(views[li], _facts(by_layer[li]), families, ref_ids) for li in probe_layers}
             share = max(float(r.max(initial=0.0)) for r in rows.values())
             if best is None or share > best[0]:
@@ -324,7 +324,7 @@ def robust_stack(
     if share < _PROBE_MIN_SHARE:
         return result
     rlayers = ref_stacks[rname]
-    families, ref_ids = _probe_families(rlayers), sorted(rlayers)
+    families, ref_ids = probes[rname]
     mat = np.zeros((len(layers), len(ref_ids)))
     candidates: dict[tuple[int, int], list[NeuronEvidence]] = {}
     for i, li in enumerate(layers):

@@ -28,7 +28,10 @@ from .naming import role_family
 from .reader import Checkpoint, open_checkpoint
 from .refindex import ReferenceIndex
 from .residual import identity_map
-from .robust import NEURON_PLACEMENT, VOCAB_ROLES, RobustResult, anchor_tensor_match, reference_width, residual_maps, robust_stack
+from .robust import (
+    NEURON_PLACEMENT, VOCAB_ROLES, RobustResult, anchor_tensor_match, reference_neurons, reference_width,
+    residual_maps, robust_stack,
+)
 from .similarity import null_sd, similarity, stouffer
 from .tokenizers import scan_tokenizers
 
@@ -73,6 +76,7 @@ def scan_weights(
     findings: list[Finding] = []
     per_reference: list[dict[str, Any]] = []
     best_by_component: dict[str, dict[str, Any]] = {}
+    comp_of = {s.name: s.component for s in suspects}
     tokens = _LazyTokens(ckpt)
     probe_cache: dict[tuple, Any] = {}  # probe-layer neuron views under the unchanged residual map, by width
     for ri, ref in enumerate(bank.references):
@@ -80,7 +84,7 @@ def scan_weights(
         matches = _tensor_matches(suspects, bank, pairs, ri, stacks, thresholds)
         if verify_exact:
             _verify_exact(matches, suspects, bank, ri, reader, pairs, thresholds)
-        robust = _robust_pass(reader, suspects, bank, ri, matches, tokens, costs, probe_cache)
+        robust = _robust_pass(reader, suspects, bank, ri, matches, tokens, thresholds, costs, probe_cache)
         for p in pairs:  # closest reference per component, whatever the alignment says (a diagnostic)
             if bank.tensors[p.ref_tensor].ref != ri or bank.tensors[p.ref_tensor].fp.role in WEAK_ROLES:
                 continue
@@ -91,7 +95,7 @@ def scan_weights(
                                            "suspect": suspects[p.suspect].name,
                                            "reference_tensor": bank.tensors[p.ref_tensor].fp.name, "n": p.n}
         matches, stacks = robust.merge(matches, stacks, thresholds)
-        notes = robust.notes(comp_of := {s.name: s.component for s in suspects})
+        notes = robust.notes(comp_of)
         for comp, extra in _structure_notes(matches, suspects, bank, pairs, ri, stacks, thresholds).items():
             notes.setdefault(comp, []).extend(extra)
         by_comp: dict[str, list[TensorMatch]] = {}
@@ -187,7 +191,7 @@ _COVERED_SHARE = 0.9  # a stack whose strong tensors the sketch pass matched to 
 
 
 def _robust_pass(reader: SuspectReader, suspects: list[TensorFingerprint], bank: ReferenceBank, ri: int,
-                 matches: list[TensorMatch], tokens: _LazyTokens, costs: AlignmentCosts,
+                 matches: list[TensorMatch], tokens: _LazyTokens, th: WeightThresholds, costs: AlignmentCosts,
                  probe_cache: dict[tuple, Any]) -> RobustResult:
     """Neuron-match the suspect stacks (and anchor-match the embeddings) the sketch pass left unmatched."""
     fp = bank.fingerprints[ri]
@@ -210,11 +214,12 @@ def _robust_pass(reader: SuspectReader, suspects: list[TensorFingerprint], bank:
     if not result.ran_for and not loose_embeddings:
         return result
     result.maps = residual_maps(reader, suspects, fp, tokens.get()) if fp.anchors else {}
+    refs = reference_neurons(fp, width) if result.ran_for else []
     for stack in result.ran_for:
         maps = list(result.maps.values())
         if any(width in s.shape for s in suspects if s.stack == stack):
             maps.append(identity_map(width))
-        found = robust_stack(reader, suspects, stack, fp, maps, costs, probe_cache=probe_cache)
+        found = robust_stack(reader, suspects, stack, fp, refs, maps, costs, probe_cache=probe_cache)
         if found is not None:
             result.stacks.append(found)
     stacks_found = any(e.match.hits for st in result.stacks for e in st.evidence)
@@ -224,7 +229,7 @@ def _robust_pass(reader: SuspectReader, suspects: list[TensorFingerprint], bank:
         # a fitted map is no evidence by itself (independently trained embeddings share geometry); the
         # identity map involves no fit, and with matched layers the embedding belongs to the derived model
         if rmap is not None and anchor_tensor is not None and (rmap.method == "identity" or stacks_found):
-            result.embeddings.append(anchor_tensor_match(s, anchor_tensor, rmap, WeightThresholds()))
+            result.embeddings.append(anchor_tensor_match(s, anchor_tensor, rmap, th))
     return result
 
 
@@ -248,7 +253,7 @@ def _structure_notes(matches: list[TensorMatch], suspects: list[TensorFingerprin
     ref_facts = {t.fp.name: t.fp for t in bank.tensors if t.ref == ri}
     out: dict[str, list[str]] = {}
     for m in matches:
-        if not m.significant or m.role not in ("token_embedding", "lm_head"):
+        if not m.significant or m.role not in VOCAB_ROLES:
             continue
         s, r = facts[m.suspect], ref_facts[m.reference_tensor]
         grown = s.shape[0] - r.shape[0]
