@@ -109,10 +109,10 @@ def _inside(component: str, prefix: str) -> bool:
 # --- Null calibration -------------------------------------------------------------------------------------
 
 def fisher_z_array(r: Sequence[float], n: Sequence[int]) -> np.ndarray:
-    """z = atanh(r)·sqrt(n − 3) elementwise (r clipped away from ±1), the scanner's per-tensor statistic."""
-    r = np.clip(np.asarray(r, float), -1 + 1e-12, 1 - 1e-12)
-    n = np.asarray(n, float)
-    return np.arctanh(r) * np.sqrt(np.maximum(n - 3, 0))
+    """The scanner's per-tensor statistic (`provenance.similarity.fisher_z`) for each (r, n) pair."""
+    from provenance.similarity import fisher_z
+
+    return np.array([fisher_z(float(a), int(b)) for a, b in zip(r, n)], dtype=float)
 
 
 @dataclass(frozen=True)
