@@ -25,10 +25,10 @@ from provenance.reader import open_checkpoint
 from provenance.refindex import ReferenceIndex
 from provenance.residual import identity_map
 from provenance.robust import (
-    _LAYER_PROBE, SKETCH_VERSION, _compatible, _facts, _layer_scores, _probe_families, _suspect_views,
+    _LAYER_PROBE, _compatible, _facts, _layer_scores, _probe_families, _suspect_views,
     reference_neurons, reference_width, residual_maps,
 )
-from provenance.fingerprint import sample_indices
+from provenance.fingerprint import SKETCH_VERSION, sample_indices
 from provenance.tokenizers import checkpoint_tokens
 
 DEFAULT_SUITE = Path(__file__).resolve().parent / "_work" / "suite"

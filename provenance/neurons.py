@@ -78,10 +78,6 @@ class NeuronMatch:
         return self.correlations > self.threshold
 
     @property
-    def hit_share(self) -> float:
-        return self.hits / len(self.reference_ids) if len(self.reference_ids) else 0.0
-
-    @property
     def median_correlation(self) -> float:
         """Median r of the hits (what a matched neuron looks like); 0 without hits."""
         return float(np.median(self.correlations[self.hit_mask])) if self.hits else 0.0
