@@ -33,7 +33,7 @@ from .robust import (
     residual_maps, robust_stack,
 )
 from .similarity import null_sd, similarity, stouffer
-from .tokenizers import scan_tokenizers
+from .tokenizers import CheckpointTokenizer, scan_tokenizers
 
 ProgressFn = Callable[[int, int, str], None]
 
@@ -50,9 +50,12 @@ class WeightsScan:
 def scan_weights(
     ckpt: Checkpoint, index: ReferenceIndex, *, progress: ProgressFn | None = None,
     thresholds: WeightThresholds = WeightThresholds(), verify_exact: bool = True,
-    costs: AlignmentCosts = AlignmentCosts(),
+    costs: AlignmentCosts = AlignmentCosts(), tokenizer: CheckpointTokenizer | None = None,
 ) -> WeightsScan:
-    """Compare a checkpoint with every weights reference of the index; findings per suspect component."""
+    """Compare a checkpoint with every weights reference of the index; findings per suspect component.
+
+    `tokenizer` (read only if an embedding must be aligned by token string) may be shared with the tokenizer scan.
+    """
     suspects = suspect_fingerprints(ckpt)
     if not suspects:
         raise NothingToScanError(ckpt.path, "checkpoint holds no floating-point tensors")
@@ -77,14 +80,14 @@ def scan_weights(
     per_reference: list[dict[str, Any]] = []
     best_by_component: dict[str, dict[str, Any]] = {}
     comp_of = {s.name: s.component for s in suspects}
-    tokens = _LazyTokens(ckpt)
+    tokenizer = tokenizer or CheckpointTokenizer.of(ckpt)
     probe_cache: dict[tuple, Any] = {}  # probe-layer neuron views under the unchanged residual map, by width
     for ri, ref in enumerate(bank.references):
         stacks = stack_matches(suspects, bank, pairs, ri, costs)
         matches = _tensor_matches(suspects, bank, pairs, ri, stacks, thresholds)
         if verify_exact:
             _verify_exact(matches, suspects, bank, ri, reader, pairs, thresholds)
-        robust = _robust_pass(reader, suspects, bank, ri, matches, tokens, thresholds, costs, probe_cache)
+        robust = _robust_pass(reader, suspects, bank, ri, matches, tokenizer, thresholds, costs, probe_cache)
         for p in pairs:  # closest reference per component, whatever the alignment says (a diagnostic)
             if bank.tensors[p.ref_tensor].ref != ri or bank.tensors[p.ref_tensor].fp.role in WEAK_ROLES:
                 continue
@@ -171,27 +174,11 @@ def _tensor_matches(
     return out
 
 
-class _LazyTokens:
-    """The suspect's tokenizer vocabulary, read only if some embedding needs aligning by token string."""
-
-    def __init__(self, ckpt: Checkpoint) -> None:
-        self._ckpt = ckpt
-        self._tokens: dict[bytes, int] | None = None
-        self._read = False
-
-    def get(self) -> dict[bytes, int] | None:
-        if not self._read:
-            from .tokenizers import checkpoint_tokens
-
-            self._tokens, self._read = checkpoint_tokens(self._ckpt), True
-        return self._tokens
-
-
 _COVERED_SHARE = 0.9  # a stack whose strong tensors the sketch pass matched to this share needs no neuron matching
 
 
 def _robust_pass(reader: SuspectReader, suspects: list[TensorFingerprint], bank: ReferenceBank, ri: int,
-                 matches: list[TensorMatch], tokens: _LazyTokens, th: WeightThresholds, costs: AlignmentCosts,
+                 matches: list[TensorMatch], tokenizer: CheckpointTokenizer, th: WeightThresholds, costs: AlignmentCosts,
                  probe_cache: dict[tuple, Any]) -> RobustResult:
     """Neuron-match the suspect stacks (and anchor-match the embeddings) the sketch pass left unmatched."""
     fp = bank.fingerprints[ri]
@@ -213,7 +200,7 @@ def _robust_pass(reader: SuspectReader, suspects: list[TensorFingerprint], bank:
     loose_embeddings = [s for s in suspects if s.role in VOCAB_ROLES and len(s.shape) == 2 and s.name not in covered]
     if not result.ran_for and not loose_embeddings:
         return result
-    result.maps = residual_maps(reader, suspects, fp, tokens.get()) if fp.anchors else {}
+    result.maps = residual_maps(reader, suspects, fp, tokenizer.tokens()) if fp.anchors else {}
     refs = reference_neurons(fp, width) if result.ran_for else []
     for stack in result.ran_for:
         maps = list(result.maps.values())
@@ -524,12 +511,12 @@ def scan(path: str | os.PathLike[str] | Checkpoint, index: ReferenceIndex | str 
     ckpt = open_checkpoint(path) if owned else path
     try:
         subject = _subject(ckpt, hash_files)
-        weights = scan_weights(ckpt, idx, progress=progress, verify_exact=verify_exact)
+        shipped = CheckpointTokenizer.of(ckpt)  # read at most once, by whichever part needs it first
+        weights = scan_weights(ckpt, idx, progress=progress, verify_exact=verify_exact, tokenizer=shipped)
         findings = list(weights.findings)
         details: dict[str, Any] = {"weights": weights.details}
         if tokenizer and ckpt.path.exists():  # a Hub checkpoint's tokenizer is not fetched
-            gguf_metadata = ckpt.metadata if ckpt.format == "gguf" else None
-            tok_findings, details["tokenizer"] = scan_tokenizers(str(ckpt.path), idx.root, gguf_metadata=gguf_metadata)
+            tok_findings, details["tokenizer"] = scan_tokenizers(str(ckpt.path), idx.root, tokenizer=shipped)
             findings.extend(tok_findings)
         code_result = _scan_checkpoint_code(ckpt, idx) if code else None
         if code_result is not None:

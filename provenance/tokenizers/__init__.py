@@ -12,12 +12,12 @@ from .reference import (
     REFERENCE_SOURCES, ReferenceSource, ReferenceTokenizerEntry, build_reference_tokenizers, load_reference_entries,
     reference_tokenizer,
 )
-from .scan import checkpoint_tokenizer, checkpoint_tokens, compare_with_references, locate_tokenizer, scan_tokenizers
+from .scan import CheckpointTokenizer, checkpoint_tokenizer, checkpoint_tokens, compare_with_references, locate_tokenizer, scan_tokenizers
 
 __all__ = [
     "MergeAgreement", "REFERENCE_SOURCES", "ReferenceSource", "ReferenceTokenizerEntry", "SpecialTokenAgreement",
     "TokenMapping", "Tokenizer", "TokenizerComparison", "TokenizerFileError", "TokenizerFingerprint",
     "build_reference_tokenizers", "compare_tokenizers", "compare_with_references", "find_tokenizer_file",
-    "checkpoint_tokenizer", "checkpoint_tokens", "load_reference_entries", "locate_tokenizer", "read_tokenizer", "reference_tokenizer", "scan_tokenizers",
+    "CheckpointTokenizer", "checkpoint_tokenizer", "checkpoint_tokens", "load_reference_entries", "locate_tokenizer", "read_tokenizer", "reference_tokenizer", "scan_tokenizers",
     "token_mapping",
 ]

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..errors import ProvenanceError
 from ..findings import Finding, LicenseObligation, Reference
 from .compare import TokenizerComparison, compare_tokenizers
 from .licenses import tokenizer_obligations
@@ -44,21 +45,49 @@ def checkpoint_tokenizer(checkpoint_path: str | os.PathLike[str], gguf_metadata:
     return read_tokenizer(located), located
 
 
+class CheckpointTokenizer:
+    """A checkpoint's tokenizer, read at most once and shared by the weight matcher and the tokenizer scan."""
+
+    def __init__(self, checkpoint_path: str | os.PathLike[str], gguf_metadata: dict[str, Any] | None = None) -> None:
+        self._path, self._gguf_metadata = checkpoint_path, gguf_metadata
+        self._read = False
+        self._found: tuple[Tokenizer, Path] | None = None
+        self._error: ProvenanceError | None = None
+
+    @classmethod
+    def of(cls, ckpt: Any) -> "CheckpointTokenizer":
+        """For an opened checkpoint (its GGUF metadata reused); a Hub checkpoint has none (not fetched)."""
+        return cls(ckpt.path, ckpt.metadata if ckpt.format == "gguf" else None)
+
+    def found(self) -> tuple[Tokenizer, Path] | None:
+        """The tokenizer and its file, or None; an unreadable tokenizer file raises its error."""
+        if not self._read:
+            self._read = True
+            try:
+                if Path(self._path).exists():
+                    self._found = checkpoint_tokenizer(self._path, self._gguf_metadata)
+            except ProvenanceError as err:
+                self._error = err
+        if self._error is not None:
+            raise self._error
+        return self._found
+
+    def tokens(self) -> dict[bytes, int] | None:
+        """The regular vocabulary (token bytes → id) for aligning embedding rows, or None.
+
+        None also for unreadable tokenizer files: the tokenizer scan reports those; weight matching then
+        aligns rows by id.
+        """
+        try:
+            found = self.found()
+        except ProvenanceError:
+            return None
+        return found[0].tokens if found and found[0].tokens else None
+
+
 def checkpoint_tokens(ckpt: Any) -> dict[bytes, int] | None:
-    """A checkpoint's regular vocabulary (token bytes → id) for aligning embedding rows, or None.
-
-    None also for Hub checkpoints (their tokenizer is not fetched) and unreadable tokenizer files: the
-    tokenizer scan reports those; weight matching then aligns rows by id.
-    """
-    from ..errors import ProvenanceError
-
-    if not ckpt.path.exists():
-        return None
-    try:
-        found = checkpoint_tokenizer(ckpt.path, ckpt.metadata if ckpt.format == "gguf" else None)
-    except ProvenanceError:
-        return None
-    return found[0].tokens if found and found[0].tokens else None
+    """A checkpoint's regular vocabulary (token bytes → id), or None (see `CheckpointTokenizer.tokens`)."""
+    return CheckpointTokenizer.of(ckpt).tokens()
 
 
 def compare_with_references(tokenizer: Tokenizer, index_dir: str | os.PathLike[str] | None = None,
@@ -96,15 +125,16 @@ def comparison_finding(subject: str, reference: Reference, c: TokenizerCompariso
 
 
 def scan_tokenizers(checkpoint_path: str | os.PathLike[str], index_dir: str | os.PathLike[str] | None = None, *,
-                    gguf_metadata: dict[str, Any] | None = None) -> tuple[list[Finding], dict[str, Any]]:
+                    gguf_metadata: dict[str, Any] | None = None, tokenizer: CheckpointTokenizer | None = None,
+                    ) -> tuple[list[Finding], dict[str, Any]]:
     """Find the checkpoint's tokenizer, compare it with the index; findings for related references, details for all.
 
     `gguf_metadata`: the metadata of an already opened GGUF checkpoint (`GgufCheckpoint.metadata`), so the
-    file is not parsed a second time.
+    file is not parsed a second time; `tokenizer`: the checkpoint's tokenizer if something already read it.
     """
     if str(checkpoint_path).startswith("hf://"):
         return [], {"tokenizer": None, "reason": "tokenizers of Hub checkpoints are not fetched"}
-    found = checkpoint_tokenizer(checkpoint_path, gguf_metadata)
+    found = (tokenizer or CheckpointTokenizer(checkpoint_path, gguf_metadata)).found()
     if found is None:
         return [], {"tokenizer": None, "reason": "no tokenizer file found"}
     tokenizer, located = found
