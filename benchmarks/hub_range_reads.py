@@ -13,8 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from provenance.hub import HubClient, pull_reference
-from provenance.refindex import ReferenceIndex
+from modelprov._hub import HubClient
+from modelprov.index import pull_reference
+from modelprov.index import ReferenceIndex
 from tests.hub.hub_server import HubRepo, HubServer
 
 QWEN = {  # from the models' config.json
@@ -74,7 +75,7 @@ def write_sparse_repo(folder: Path, c: dict) -> dict[str, Path]:
 
 def exact_row_bytes(files: dict[str, Path], rows_cap: int = 256) -> int:
     """Bytes of exactly the sampled rows (no gap merging): the floor for a sampled pull."""
-    from provenance.reader import open_checkpoint
+    from modelprov.reader import open_checkpoint
 
     folder = next(iter(files.values())).parent
     with open_checkpoint(folder) as ckpt:

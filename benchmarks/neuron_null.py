@@ -19,17 +19,18 @@ from pathlib import Path
 
 import numpy as np
 
-from provenance.matching import SuspectReader, suspect_fingerprints
-from provenance.neurons import ALPHA, match_neurons
-from provenance.reader import open_checkpoint
-from provenance.refindex import ReferenceIndex
-from provenance.residual import identity_map
-from provenance.robust import (
-    _LAYER_PROBE, _compatible, _facts, _layer_scores, _probe_families, _suspect_views,
-    reference_neurons, reference_width, residual_maps,
+from modelprov.reader import SuspectReader
+from modelprov.weights.fingerprint import suspect_fingerprints
+from modelprov.weights.neurons import ALPHA, match_neurons
+from modelprov.reader import open_checkpoint
+from modelprov.index import ReferenceIndex
+from modelprov.weights.residual import identity_map
+from modelprov.weights.matchers.neuron import (
+    _LAYER_PROBE, _compatible, _facts, _layer_scores, _probe_families, _suspect_views, reference_neurons, reference_width,
 )
-from provenance.fingerprint import SKETCH_VERSION, sample_indices
-from provenance.tokenizers import checkpoint_tokens
+from modelprov.weights.residual import residual_maps
+from modelprov.weights.fingerprint import SKETCH_VERSION, sample_indices
+from modelprov.reader import checkpoint_tokens
 
 DEFAULT_SUITE = Path(__file__).resolve().parent / "_work" / "suite"
 

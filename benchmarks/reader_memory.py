@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from provenance.reader.safetensors_format import encode_header
+from modelprov.reader._safetensors import encode_header
 
 WORK = Path(__file__).resolve().parent / "_work"
 HIDDEN, INTERMEDIATE, VOCAB = 4096, 11008, 32000
@@ -94,8 +94,8 @@ def generate(folder: Path, size_gb: float, shard_gb: float = 1.0, seed: int = 0)
 # ---------------------------------------------------------------------------------------------- stages
 def _stage(name: str, folder: Path) -> dict[str, float]:
     """Run one stage in this process; return seconds and bytes processed (peak RSS is added by the caller)."""
-    from provenance.hashing import FileHasher
-    from provenance.reader import open_checkpoint
+    from modelprov._hashing import FileHasher
+    from modelprov.reader import open_checkpoint
 
     files = sorted(folder.glob("*.safetensors"))
     start = time.perf_counter()
@@ -172,8 +172,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.stage:  # child process: run one stage, print its numbers
         if args.stage == "baseline":
-            import provenance.hashing  # noqa: F401  the imports every stage pays for
-            import provenance.reader  # noqa: F401
+            import modelprov._hashing  # noqa: F401  the imports every stage pays for
+            import modelprov.reader  # noqa: F401
             result = {"seconds": 0.0, "bytes": 0}
         else:
             result = _stage(args.stage, args.folder)
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     report = {"checkpoint": made, "page_cache": "dropped before each stage" if cold else "warm (not root)",
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "load_average_after": os.getloadavg()}, "stages": results}
-    from provenance.atomic import atomic_write
+    from modelprov._atomic import atomic_write
 
     with atomic_write(WORK / "reader_memory.json") as out:
         json.dump(report, out, indent=2)

@@ -64,10 +64,12 @@ def write_sparse_checkpoint(folder: Path, gigabytes: float) -> Path:
 
 def write_reference_index(folder: Path, n_refs: int, n_layers: int = 4) -> Path:
     """An index of `n_refs` synthetic references of the same shapes (random sketches, no weights)."""
-    from provenance.findings import Reference
-    from provenance.fingerprint import ModelFingerprint, SketchSpec, TensorFingerprint, describe_tensor, sketch_indices
-    from provenance.reader import TensorInfo
-    from provenance.refindex import ReferenceIndex
+    from modelprov.findings import Reference
+    from modelprov.weights.fingerprint import (
+        ModelFingerprint, SketchSpec, TensorFingerprint, describe_tensor, sketch_indices,
+    )
+    from modelprov.reader import TensorInfo
+    from modelprov.index import ReferenceIndex
 
     spec = SketchSpec()
     index = ReferenceIndex.create(folder)
@@ -89,7 +91,7 @@ def run_case(checkpoint: Path, index: Path) -> dict:
     """One scan in this process: wall time, peak RSS, bytes read."""
     import resource
 
-    from provenance.scan import scan
+    from modelprov.scan import scan
 
     start = time.perf_counter()
     report = scan(checkpoint, index, hash_files=False)

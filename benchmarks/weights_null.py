@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from provenance.fingerprint import WEAK_ROLES, SketchSpec, fingerprint_checkpoint
-from provenance.reader import open_checkpoint
-from provenance.similarity import centred_similarity, raw_cosine
+from modelprov.weights.fingerprint import WEAK_ROLES, SketchSpec, fingerprint_checkpoint
+from modelprov.reader import open_checkpoint
+from modelprov.weights.similarity import centred_similarity, raw_cosine
 
 
 def _fingerprint(path: str):

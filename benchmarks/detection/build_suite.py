@@ -346,7 +346,7 @@ def build_suite(out: Path = DEFAULT_OUT, only: set[str] | None = None, force: bo
                   "smollm2": {"name": "HuggingFaceTB/SmolLM2-135M-Instruct",
                               "path": str(src.work / "smollm2_hf"), "gguf": str(src.smollm2_gguf)}}
     manifest = {"schema": 1, "references": references, "cases": records}
-    from provenance.atomic import atomic_write
+    from modelprov._atomic import atomic_write
 
     with atomic_write(manifest_path) as f:
         f.write(json.dumps(manifest, indent=2) + "\n")

@@ -72,9 +72,11 @@ def independent_model_pairs(cases: list[dict[str, Any]]) -> list[tuple[dict[str,
 
 def null_pairs(suspect_path: Path, bank: Any, suspect_model: str, source: str) -> list[NullPair]:
     """Every sketch pair the scanner's matcher forms between one suspect checkpoint and a reference bank."""
-    from provenance.fingerprint import WEAK_ROLES
-    from provenance.matching import SuspectReader, sketch_pairs, suspect_fingerprints
-    from provenance.reader import open_checkpoint
+    from modelprov.weights.fingerprint import WEAK_ROLES
+    from modelprov.reader import SuspectReader
+    from modelprov.weights._bank import sketch_pairs
+    from modelprov.weights.fingerprint import suspect_fingerprints
+    from modelprov.reader import open_checkpoint
 
     out = []
     with open_checkpoint(suspect_path) as ckpt:
@@ -87,10 +89,10 @@ def null_pairs(suspect_path: Path, bank: Any, suspect_model: str, source: str) -
 
 
 def _bank_of(path: Path, name: str) -> Any:
-    from provenance.findings import Reference
-    from provenance.fingerprint import fingerprint_checkpoint
-    from provenance.matching import ReferenceBank
-    from provenance.reader import open_checkpoint
+    from modelprov.findings import Reference
+    from modelprov.weights.fingerprint import fingerprint_checkpoint
+    from modelprov.weights._bank import ReferenceBank
+    from modelprov.reader import open_checkpoint
 
     with open_checkpoint(path) as ckpt:
         return ReferenceBank([(Reference(name=name), fingerprint_checkpoint(ckpt))])
@@ -98,8 +100,8 @@ def _bank_of(path: Path, name: str) -> Any:
 
 def collect(folder: Path, console: Console | None = None) -> list[NullPair]:
     """Null pairs of every independent case against the index and against every unrelated independent case."""
-    from provenance.matching import ReferenceBank
-    from provenance.refindex import ReferenceIndex
+    from modelprov.weights._bank import ReferenceBank
+    from modelprov.index import ReferenceIndex
 
     suite = load_suite(folder)
     index_bank = ReferenceBank(ReferenceIndex.load(None).weight_references())
@@ -131,8 +133,8 @@ def scan_scores(folder: Path, console: Console | None = None, *, pairwise: bool 
     """
     import tempfile
 
-    from provenance.findings import Reference
-    from provenance.refindex import ReferenceIndex, add_checkpoint
+    from modelprov.findings import Reference
+    from modelprov.index import ReferenceIndex, add_checkpoint
 
     suite = load_suite(folder)
     independent = [c for c in suite["cases"] if not c["derived"]]
@@ -148,7 +150,7 @@ def scan_scores(folder: Path, console: Console | None = None, *, pairwise: bool 
 
 def _scan_rows(folder: Path, cases: list[dict[str, Any]], index: Any, source: str,
                console: Console | None) -> list[dict[str, Any]]:
-    from provenance.scan import scan
+    from modelprov.scan import scan
 
     by_name = {c["case"]: c for c in cases}
     rows = []
@@ -188,7 +190,7 @@ class TensorPick:
 
 def tensor_picks(pairs: Iterable[NullPair]) -> list[TensorPick]:
     """Per (model pair, reference tensor): the highest-r candidate and its corrected log10 p (strong roles only)."""
-    from provenance.similarity import similarity
+    from modelprov.weights.similarity import similarity
 
     groups: dict[tuple[str, str, str], list[NullPair]] = {}
     for p in pairs:
@@ -211,7 +213,7 @@ def calibrate(pairs: list[NullPair], scanned: list[dict[str, Any]] | None = None
 
     `scanned`: rows of `scan_scores` (the scanner's own per-reference verdicts on independent cases).
     """
-    from provenance.scan import WeightThresholds
+    from modelprov.weights import WeightThresholds
 
     th = WeightThresholds()
     strong = [p for p in pairs if not p.weak]

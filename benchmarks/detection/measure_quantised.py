@@ -19,7 +19,7 @@ import numpy as np
 
 from benchmarks.detection import derive
 from benchmarks.detection.build_suite import DEFAULT_OUT
-from provenance.reader import open_checkpoint
+from modelprov.reader import open_checkpoint
 
 CASES = {"smollm2_gptq_int4": "smollm2_hf", "smollm2_awq_int4": "smollm2_hf", "smollm2_fp8_block": "smollm2_bf16",
          "minilm_int8_compressed": None}

@@ -141,7 +141,7 @@ ScanFn = Callable[..., Any]
 
 
 def _default_scan(path: Path) -> Any:
-    from provenance.scan import scan
+    from modelprov.scan import scan
 
     return scan(path, index=None, tokenizer=True, code=False, hash_files=False)
 
@@ -340,7 +340,7 @@ def markdown_tables(results: list[CaseResult], summary: dict[str, Any], command:
 
 def write_markdown(doc: Path, body: str, start: str = MARK_START, end: str = MARK_END) -> None:
     """Rewrite the part of `doc` between the markers (appended when absent); the rest stays hand-written."""
-    from provenance.atomic import atomic_write
+    from modelprov._atomic import atomic_write
 
     text = doc.read_text() if doc.exists() else "# Detection benchmark\n"
     with atomic_write(doc, "w") as handle:
@@ -348,7 +348,7 @@ def write_markdown(doc: Path, body: str, start: str = MARK_START, end: str = MAR
 
 
 def write_json(path: Path, data: Any) -> None:
-    from provenance.atomic import atomic_write
+    from modelprov._atomic import atomic_write
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path, "w") as handle:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from provenance.code import CodeIndex
+from modelprov.code import CodeIndex
 
 # Families the 2026 accusations were about, the Llama lineage they copy from, and unrelated architectures.
 MODELS = ("llama", "mistral", "qwen2", "qwen3", "gemma", "deepseek_v3", "glm4_moe", "glm4", "qwen2_moe", "bert", "gpt2", "t5", "mixtral")

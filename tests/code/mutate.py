@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import tree_sitter
 
-from provenance.code.tokenize import _GRAMMARS, _parser
+from modelprov.code.tokenize import _GRAMMARS, parser_for
 
 
 def _parse(source: str, language: str = "python") -> tree_sitter.Tree:
-    return _parser(language).parse(source.encode("utf-8"))
+    return parser_for(language).parse(source.encode("utf-8"))
 
 
 def _checked(source: str, language: str = "python") -> str:

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from cli.main import app
+from modelprov.cli.main import app
 
 
 @pytest.fixture()
@@ -21,7 +21,7 @@ def small_reference(tmp_path, transformers_models_dir):
 def _one_line_error(result) -> str:
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("provenance: error: ")
+    assert len(lines) == 1 and lines[0].startswith("modelprov: error: ")
     return lines[0]
 
 
@@ -41,7 +41,7 @@ def test_index_round_trip_and_scan(cli, tmp_path, small_reference, transformers_
     out = tmp_path / "scan.sarif"
     scanned = cli.invoke(app, ["code", "scan", str(subject), "--index", str(index), "--format", "sarif", "-o", str(out)])
     assert scanned.exit_code == 0, scanned.stderr
-    from provenance.code.sarif import validate_sarif
+    from modelprov.code.sarif import validate_sarif
 
     document = json.loads(out.read_text())
     validate_sarif(document)

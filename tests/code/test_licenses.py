@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from provenance.code.licenses import (
-    LicenseInfo,
-    TreeLicenses,
-    detect_file_license,
-    license_obligations,
-    normalise_expression,
-    recognise_license_text,
+from modelprov.index.licenses import (
+    LicenseInfo, TreeLicenses, detect_file_license, license_obligations, normalise_expression, recognise_license_text,
 )
-from provenance.errors import ProvenanceError
+from modelprov.errors import ProvenanceError
 
 MIT_HEADER = """# Copyright (c) 2025 DeepSeek
 #

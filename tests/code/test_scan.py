@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from provenance.code import scan_code
-from provenance.code.sarif import to_sarif, validate_sarif
+from modelprov.code import scan_code
+from modelprov.code.sarif import to_sarif, validate_sarif
 
 from .mutate import insert_dead_code, reformat, rename_all, reorder_definitions
 
@@ -160,7 +160,7 @@ def test_base_code_suppresses_boilerplate(code_index, tmp_path, qwen2_source, tr
 def test_cuda_kernels_match_after_renaming(tmp_path):
     import torch
 
-    from provenance.code import CodeIndex
+    from modelprov.code import CodeIndex
 
     headers = sorted((Path(torch.__file__).parent / "include/ATen/native/cuda").glob("*.cuh"))[:8]
     reference = tmp_path / "kernels"
@@ -183,7 +183,7 @@ def test_cuda_kernels_match_after_renaming(tmp_path):
 def test_git_checkout_records_revision(tmp_path, transformers_models_dir):
     import subprocess
 
-    from provenance.code import CodeIndex
+    from modelprov.code import CodeIndex
 
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -199,7 +199,7 @@ def test_git_checkout_records_revision(tmp_path, transformers_models_dir):
 
 
 def test_declared_parent_reference_and_earliest_version_are_the_origin(tmp_path, transformers_models_dir):
-    from provenance.code import CodeIndex
+    from modelprov.code import CodeIndex
 
     code = tmp_path / "code"
     code.mkdir()

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from provenance.code.tiling import greedy_string_tiling
+from modelprov.code.tiling import greedy_string_tiling
 
 
 def test_finds_moved_blocks_longest_first():

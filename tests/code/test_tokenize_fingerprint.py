@@ -11,8 +11,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from provenance.code.fingerprint import DEFAULT_PARAMS, file_fingerprints, kgram_hashes, token_id, winnow
-from provenance.code.tokenize import tokenize_file, tokenize_source
+from modelprov.code.fingerprint import DEFAULT_PARAMS, file_fingerprints, kgram_hashes, token_id, winnow
+from modelprov.code.tokenize import tokenize_file, tokenize_source
 
 PY = b'''
 import torch
@@ -58,7 +58,7 @@ def test_abstraction_drops_comments_docstrings_and_names():
 def test_token_ids_are_stable_across_interpreters():
     code = (
         "import json, numpy as np;"
-        "from provenance.code.fingerprint import token_id, kgram_hashes;"
+        "from modelprov.code.fingerprint import token_id, kgram_hashes;"
         "ids = np.array([token_id(t) for t in ['ID', '=', 'ID', '(', 'NUM', ')'] * 5], dtype=np.uint64);"
         "print(json.dumps([int(h) for h in kgram_hashes(ids, 5)]))"
     )

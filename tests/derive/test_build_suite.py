@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from benchmarks.detection import build_suite, derive
-from provenance.reader import open_checkpoint
+from modelprov.reader import open_checkpoint
 
 
 def test_suite_covers_enough_derived_and_independent_cases():

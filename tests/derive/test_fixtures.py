@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from provenance.reader import open_checkpoint
+from modelprov.reader import open_checkpoint
 
 FIXTURES = {
     "minilm_derived_finetuned": 103, "minilm_derived_renamed_llama": 103,

@@ -9,7 +9,7 @@ import pytest
 from gguf.quants import dequantize
 
 from benchmarks.detection import derive
-from provenance.reader import open_checkpoint
+from modelprov.reader import open_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from benchmarks.detection import derive
-from provenance.reader import open_checkpoint
+from modelprov.reader import open_checkpoint
 
 LINEARS = ("model.layers.0.mlp.up_proj.weight", "model.layers.0.self_attn.k_proj.weight")
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from benchmarks.detection import derive
-from provenance.reader import open_checkpoint
+from modelprov.reader import open_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from provenance.errors import CheckpointError, ReferenceIndexError
-from provenance.hub import HubClient, RetryPolicy, export_index, fetch_index, import_index, pull_reference
-from provenance.refindex import ReferenceIndex
+from modelprov.errors import CheckpointError, ReferenceIndexError
+from modelprov._hub import HubClient, RetryPolicy
+from modelprov.index import export_index, fetch_index, import_index, pull_reference
+from modelprov.index import ReferenceIndex
 from tests.hub.conftest import TINY_REPO
 from tests.hub.hub_server import HubRepo
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import app
-from provenance.refindex import ReferenceIndex
+from modelprov.cli.main import app
+from modelprov.index import ReferenceIndex
 from tests.hub.conftest import MINILM_REPO, TINY_REPO
 from tests.hub.hub_server import HubRepo
 
@@ -61,7 +61,7 @@ def test_pull_family_uses_the_catalogue(hub, cli, tmp_path):
 def test_hub_errors_are_one_line_exit_2(hub, cli, tmp_path, args, message):
     result = cli.invoke(app, args + ["--index", str(tmp_path / "index")])
     assert result.exit_code == 2
-    assert result.stderr.startswith("provenance: error: ") and message in result.stderr
+    assert result.stderr.startswith("modelprov: error: ") and message in result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
 
 
@@ -103,7 +103,7 @@ def test_cli_in_a_fresh_process_reads_hf_endpoint_token_and_offline(hub, tmp_pat
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
     env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf"), HF_HUB_DISABLE_TELEMETRY="1",
                HF_TOKEN="hf_subprocess_token", PYTHONPATH=str(REPO_ROOT))
-    cmd = [sys.executable, "-m", "cli.main", "index", "pull", TINY_REPO, "--name", "t",
+    cmd = [sys.executable, "-m", "modelprov.cli.main", "index", "pull", TINY_REPO, "--name", "t",
            "--index", str(tmp_path / "index")]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
     assert done.returncode == 0, done.stderr

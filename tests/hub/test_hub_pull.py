@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from provenance.findings import Reference
-from provenance.hub import HubClient, RetryPolicy, pull_reference
-from provenance.refindex import ReferenceIndex, add_checkpoint
+from modelprov.findings import Reference
+from modelprov._hub import HubClient, RetryPolicy
+from modelprov.index import pull_reference
+from modelprov.index import ReferenceIndex, add_checkpoint
 from tests.hub.conftest import MINILM_REPO, TINY_REPO
 
 FAST = RetryPolicy(max_retries=3, base_wait=0.01, max_wait=0.02)

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from provenance.errors import CheckpointError
-from provenance.fingerprint import SketchSpec, sample_indices
-from provenance.hub import HubClient, RetryPolicy, parse_hub_ref
-from provenance.reader import open_checkpoint
-from provenance.reader.hub import open_hub_checkpoint
+from modelprov.errors import CheckpointError
+from modelprov.weights.fingerprint import SketchSpec, sample_indices
+from modelprov._hub import HubClient, RetryPolicy, parse_hub_ref
+from modelprov.reader import open_checkpoint
+from modelprov.reader import open_hub_checkpoint
 from tests.hub.conftest import MINILM_REPO, SHARDED_REPO
 from tests.hub.hub_server import HubRepo
 
@@ -33,9 +33,9 @@ def test_remote_tensors_and_rows_equal_local(hub, repo_fixture, minilm_dir, shar
     local = open_checkpoint(local_dir)
     assert _layout(remote) == _layout(local)
     assert remote.config == local.config
-    from provenance.refindex import sha256_file
+    from modelprov._hashing import sha256_file
     assert {f.path.as_posix(): remote.known_sha256[f.path.as_posix()] for f in remote.files() if f.role == "weights"} \
-        == {f.path.relative_to(local_dir).as_posix(): sha256_file(f.path) for f in local.files() if f.role == "weights"}
+        == {f.path.relative_to(local_dir).as_posix(): sha256_file(f.path).sha256 for f in local.files() if f.role == "weights"}
     rng = np.random.default_rng(0)
     for info in list(remote.tensors())[::3]:  # every dtype, shape kind and shard is among them
         n = info.rows

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cli.main import app
-from provenance.report import validate_report
+from modelprov.cli.main import app
+from modelprov.report import validate_report
 
 
 def test_scan_judges_and_writes_every_report(cli, minilm_dir: Path, tmp_path: Path):
@@ -66,8 +66,8 @@ def test_empty_path_is_an_error_not_the_working_folder(cli, tmp_path: Path, monk
 
 
 def test_a_report_without_any_finding_renders_in_every_format(minilm_independent_fresh: Path, tmp_path: Path):
-    from provenance.report import write_reports
-    from provenance.scan import scan
+    from modelprov.report import write_reports
+    from modelprov.scan import scan
 
     report = scan(minilm_independent_fresh, hash_files=False, tokenizer=False)
     assert report.findings == []
@@ -77,12 +77,12 @@ def test_a_report_without_any_finding_renders_in_every_format(minilm_independent
 
 def test_an_internal_error_exits_2_not_1(cli, minilm_dir: Path, monkeypatch):
     """Exit 1 means "policy failure" to CI; a crash must never look like a verdict."""
-    import provenance.scan
+    import modelprov.scan
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("simulated bug")
 
-    monkeypatch.setattr(provenance.scan, "scan_weights", broken)
+    monkeypatch.setattr(modelprov.scan, "scan_weights", broken)
     result = cli.invoke(app, ["scan", str(minilm_dir), "--no-hash"])
     assert result.exit_code == 2
     assert "internal error" in result.stderr and "ZeroDivisionError" in result.stderr
@@ -92,7 +92,7 @@ def _with_code_index(minilm_index_source: Path, transformers_models_dir: Path, r
     """A copy of the shipped index plus a code index holding transformers' Qwen2 modelling code."""
     import shutil
 
-    from provenance.code import CodeIndex
+    from modelprov.code import CodeIndex
 
     index = Path(shutil.copytree(minilm_index_source, root / "index"))
     CodeIndex(index / "code").add(transformers_models_dir / "qwen2", name="transformers-qwen2",
@@ -104,8 +104,8 @@ def test_scan_runs_the_code_scanner_on_modelling_code_in_the_checkpoint(
         minilm_dir: Path, transformers_models_dir: Path, tmp_path: Path):
     import shutil
 
-    from provenance.refindex import default_index_dir
-    from provenance.scan import scan
+    from modelprov.index import default_index_dir
+    from modelprov.scan import scan
 
     index = _with_code_index(default_index_dir(), transformers_models_dir, tmp_path)
     ckpt = Path(shutil.copytree(minilm_dir, tmp_path / "ckpt"))
@@ -121,8 +121,8 @@ def test_source_only_in_skipped_folders_does_not_fail_the_scan(
     """The code scanner skips .git/, __pycache__/…; the scan must decide 'no code' with the same walk."""
     import shutil
 
-    from provenance.refindex import default_index_dir
-    from provenance.scan import scan
+    from modelprov.index import default_index_dir
+    from modelprov.scan import scan
 
     index = _with_code_index(default_index_dir(), transformers_models_dir, tmp_path)
     ckpt = Path(shutil.copytree(minilm_dir, tmp_path / "ckpt"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from provenance.findings import Finding, LicenseObligation, Reference
+from modelprov.findings import Finding, LicenseObligation, Reference
 
 QWEN_VL = Reference("qwen2.5-vl-7b", family="qwen2.5-vl", org="Alibaba Cloud", country="CN",
                     license="Apache-2.0", repo_id="Qwen/Qwen2.5-VL-7B-Instruct")

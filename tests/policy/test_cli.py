@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import app
-from provenance.findings import LicenseObligation
-from provenance.policy import load_policy
+from modelprov.cli.main import app
+from modelprov.findings import LicenseObligation
+from modelprov.policy import load_policy
 from tests.policy.synthetic import (
     DECLARED_FROZEN_ENCODER,
     DECLARED_NOTHING,
@@ -54,7 +54,7 @@ def test_validate_accepts_examples_and_reports_bad_files_on_one_line(cli, tmp_pa
     bad = write(tmp_path / "bad.toml", '[policy]\nname = "x"\n\n[rules.no-such-rule]\n')
     result = cli.invoke(app, ["policy", "validate", str(bad)])
     assert result.exit_code == 2
-    assert result.stderr.startswith(f"provenance: error: {bad}: line 4: rules.no-such-rule: unknown rule id")
+    assert result.stderr.startswith(f"modelprov: error: {bad}: line 4: rules.no-such-rule: unknown rule id")
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
 
 

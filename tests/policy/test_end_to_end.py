@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from cli.main import app
-from provenance.findings import Reference
-from provenance.policy import Status, apply_policy
-from provenance.refindex import ReferenceIndex, add_checkpoint
-from provenance.scan import scan
+from modelprov.cli.main import app
+from modelprov.findings import Reference
+from modelprov.policy import Status, apply_policy
+from modelprov.index import ReferenceIndex, add_checkpoint
+from modelprov.scan import scan
 from tests.policy.synthetic import DECLARED_NOTHING, write
 
 DECLARATION_WITH_ENCODER = DECLARED_NOTHING + """

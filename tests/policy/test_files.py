@@ -9,17 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from provenance.errors import PolicyError
-from provenance.findings import LicenseObligation
-from provenance.policy import (
-    RULES,
-    finding_from_dict,
-    list_presets,
-    load_declaration,
-    load_policy,
-    load_report_findings,
+from modelprov.errors import PolicyError
+from modelprov.findings import LicenseObligation
+from modelprov.policy import (
+    RULES, finding_from_dict, list_presets, load_declaration, load_policy, load_report_findings,
 )
-from provenance.policy.declaration import path_matches
+from modelprov.policy.declaration import path_matches
 from tests.policy.synthetic import LLAMA, QWEN_VL, code, copied_encoder, tokenizer, write
 
 EXAMPLES = Path(__file__).parents[2] / "docs" / "examples"

@@ -10,8 +10,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from provenance.errors import PolicyError
-from provenance.policy import Status, evaluate, load_declaration, load_policy, load_report_findings
+from modelprov.errors import PolicyError
+from modelprov.policy import Status, evaluate, load_declaration, load_policy, load_report_findings
 
 KEYS = st.sampled_from([
     "policy", "name", "rules", "thresholds", "severity", "parameters", "components", "component", "reference",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from provenance.policy import assess_license
+from modelprov.policy import assess_license
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from provenance.findings import LicenseObligation, ScanReport, Subject
-from provenance.policy import Status, apply_policy, evaluate, load_declaration, load_policy
-from provenance.policy.policy import preset_path
+from modelprov.findings import LicenseObligation, ScanReport, Subject
+from modelprov.policy import Status, apply_policy, evaluate, load_declaration, load_policy
+from modelprov.policy.policy import preset_path
 from tests.policy.synthetic import (
     DECLARED_FROZEN_ENCODER,
     DECLARED_NOTHING,

@@ -27,7 +27,7 @@ def smollm2_reader(smollm2_gguf: Path):
 @pytest.fixture(scope="session")
 def smollm2(smollm2_gguf: Path):
     """The real SmolLM2 GGUF opened by our reader, shared by the tests that only read it."""
-    from provenance.reader import open_checkpoint
+    from modelprov.reader import open_checkpoint
 
     with open_checkpoint(smollm2_gguf) as ckpt:
         yield ckpt

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.numpy import save_file
 
-from cli.main import app
+from modelprov.cli.main import app
 
 from .conftest import write_gguf, write_raw_safetensors, write_sharded
 
@@ -143,7 +143,7 @@ def test_bad_input_is_one_line_exit_2(case: str, tmp_path: Path, cli) -> None:
     lines = result.stderr.strip().splitlines()
     assert result.exit_code == 2, (result.stdout, result.stderr, result.exception)
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("provenance: error: ")
+    assert lines[0].startswith("modelprov: error: ")
     assert str(named) in lines[0]
     assert problem in lines[0], lines[0]
     assert "Traceback" not in result.stderr + result.stdout

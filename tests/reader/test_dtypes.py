@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from provenance.reader import open_checkpoint
-from provenance.reader.dtypes import DTYPE_SIZES, to_float32
+from modelprov.reader import open_checkpoint
+from modelprov.reader._dtypes import DTYPE_SIZES, to_float32
 
 TORCH_DTYPES = {
     "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.numpy import load_file, save_file
 
-from provenance.errors import CheckpointError
-from provenance.reader import open_checkpoint
+from modelprov.errors import CheckpointError
+from modelprov.reader import open_checkpoint
 
 from .conftest import write_gguf
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from provenance.reader import open_checkpoint
+from modelprov.reader import open_checkpoint
 
 from .conftest import write_gguf
 

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from provenance.errors import CheckpointError
-from provenance.hashing import FileHasher, hash_files, hash_tensors, sha256_file
-from provenance.reader import open_checkpoint
+from modelprov.errors import CheckpointError
+from modelprov._hashing import FileHasher, hash_files, sha256_file
+from modelprov.reader import hash_tensors
+from modelprov.reader import open_checkpoint
 
 
 def test_file_digest_equals_hashlib(minilm_dir: Path) -> None:

@@ -11,9 +11,9 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
-from cli.main import app
-from provenance.findings import Subject
-from provenance.inspect import config_facts, inspect_checkpoint
+from modelprov.cli.main import app
+from modelprov.findings import Subject
+from modelprov.weights.inspect import config_facts, inspect_checkpoint
 
 from .conftest import write_sharded
 

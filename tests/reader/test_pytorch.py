@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from provenance.errors import CheckpointError
-from provenance.reader import open_checkpoint
+from modelprov.errors import CheckpointError
+from modelprov.reader import open_checkpoint
 
 
 def _state_dict(tensors: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:

@@ -12,9 +12,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from cli.main import app
-from provenance.errors import CheckpointError
-from provenance.reader import open_checkpoint
+from modelprov.cli.main import app
+from modelprov.errors import CheckpointError
+from modelprov.reader import open_checkpoint
 
 
 def _write(folder: Path, tensors: dict[str, torch.Tensor], qcfg: dict | None) -> Path:

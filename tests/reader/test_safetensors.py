@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from safetensors import safe_open
 
-from provenance.errors import CheckpointError
-from provenance.reader import open_checkpoint
+from modelprov.errors import CheckpointError
+from modelprov.reader import open_checkpoint
 
 from .conftest import write_sharded
 
@@ -113,9 +113,9 @@ def test_sub_model_folders_are_prefixed(tmp_path: Path, minilm_dir: Path, minilm
 def test_reads_split_into_small_chunks_are_identical(minilm_dir: Path, minilm_tensors: dict[str, np.ndarray],
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Large reads are cut into bounded chunks; with a tiny chunk size every tensor must still read exactly."""
-    from provenance.reader import safetensors_format
+    from modelprov.reader import _rows
 
-    monkeypatch.setattr(safetensors_format, "READ_CHUNK_BYTES", 3000)
+    monkeypatch.setattr(_rows, "READ_CHUNK_BYTES", 3000)
     with open_checkpoint(minilm_dir) as ckpt:
         for name in ("embeddings.word_embeddings.weight", "encoder.layer.0.intermediate.dense.weight",
                      "embeddings.LayerNorm.bias"):
@@ -140,7 +140,7 @@ def test_encoded_header_is_read_by_the_safetensors_library(tmp_path: Path,
                                                           minilm_tensors: dict[str, np.ndarray]) -> None:
     from safetensors.numpy import load_file
 
-    from provenance.reader.safetensors_format import encode_header
+    from modelprov.reader._safetensors import encode_header
 
     names = sorted(minilm_tensors)[:6]
     prefix, ranges = encode_header([(n, "F32" if minilm_tensors[n].dtype == np.float32 else "I64",

@@ -20,7 +20,7 @@ def report() -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def scanned_minilm(minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     """A private copy of all-MiniLM-L6-v2 and the real scanner's report of it (so tests may tamper with it)."""
-    from provenance.scan import scan
+    from modelprov.scan import scan
 
     folder = tmp_path_factory.mktemp("minilm") / "model"
     shutil.copytree(minilm_dir, folder)

@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from provenance.code.scan import CodeScanResult, FileResult, FunctionMatch, MatchedRegion
-from provenance.findings import Finding, LicenseObligation, Reference, ScanReport, Subject, SubjectFile
-from provenance.tokenizers.compare import MergeAgreement, SpecialTokenAgreement, TokenizerComparison
-from provenance.tokenizers.scan import comparison_finding
+from modelprov.code.scan import CodeScanResult, FileResult, FunctionMatch, MatchedRegion
+from modelprov.findings import Finding, LicenseObligation, Reference, ScanReport, Subject, SubjectFile
+from modelprov.tokenizers.compare import MergeAgreement, SpecialTokenAgreement, TokenizerComparison
+from modelprov.tokenizers.scan import comparison_finding
 
 HOSTILE = "<script>alert('x')</script> | `tick` *star*"
 
@@ -217,8 +217,8 @@ def build_report(*, policy: bool = True, code: bool = True, timestamp: str = "20
         findings=findings, details=details, tool_version="0.1.0", timestamp=timestamp,
     )
     if policy:
-        from provenance.policy.evaluate import evaluate
-        from provenance.policy.policy import load_policy
+        from modelprov.policy.evaluate import evaluate
+        from modelprov.policy.policy import load_policy
 
         report.policy = evaluate(findings, load_policy("sovereign-foundation-model"), subject=subject).to_dict()
     return report.to_dict()

@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from provenance.errors import ProvenanceError
-from provenance.report import (
+from modelprov.errors import ProvenanceError
+from modelprov.report import (
     cyclonedx_json, render_markdown, sarif_json, spdx_json, to_cyclonedx, to_json, validate_cyclonedx,
 )
 
@@ -94,7 +94,7 @@ def test_cyclonedx_serial_number_ignores_the_timestamp():
 # --- SARIF -----------------------------------------------------------------------------------------------
 
 def test_sarif_from_a_saved_report_equals_the_code_scanners_own(report):
-    from provenance.code.sarif import to_sarif
+    from modelprov.code.sarif import to_sarif
 
     _, result = _code_scan()
     saved = json.loads(to_json(report))  # through JSON, as `provenance report render` sees it
@@ -131,7 +131,7 @@ def test_spdx_document_has_the_ai_package_its_files_and_its_ancestor(report):
 
 from hypothesis import given, settings, strategies as st
 
-from provenance.report.markdown import md_code, md_text
+from modelprov.report.markdown import md_code, md_text
 
 
 @settings(max_examples=300, deadline=None)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from provenance.report import render_html
+from modelprov.report import render_html
 
 from .synthetic import HOSTILE, build_report
 

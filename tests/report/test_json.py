@@ -10,10 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from provenance.errors import ProvenanceError
-from provenance.report import (
-    SCHEMA_PATH, load_report, report_timestamp, schema_errors, to_json, validate_report,
-)
+from modelprov.errors import ProvenanceError
+from modelprov.report import SCHEMA_PATH, load_report, report_timestamp, schema_errors, to_json, validate_report
 
 from .synthetic import build_report
 
@@ -71,7 +69,7 @@ def test_same_inputs_give_identical_json_except_the_timestamp():
 
 
 def test_rescanning_a_real_checkpoint_gives_the_same_json_but_the_timestamp(scanned_minilm):
-    from provenance.scan import scan
+    from modelprov.scan import scan
 
     folder, first = scanned_minilm
     second = scan(folder).to_dict()

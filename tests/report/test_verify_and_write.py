@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import app
-from provenance.report import FILE_NAMES, load_report, to_json, verify_checkpoint, write_reports
-from provenance.report import writer
+from modelprov.cli.main import app
+from modelprov.report import FILE_NAMES, load_report, to_json, verify_checkpoint, write_reports
+from modelprov.report import writer
 
 from .synthetic import build_report
 
@@ -71,11 +71,11 @@ def test_verify_cli_exit_codes(cli, checkpoint, tmp_path):
     data = json.loads(bad.stdout)
     assert data["ok"] is False and data["counts"]["mismatch"] == 1
     missing = cli.invoke(app, ["report", "verify", str(saved), str(tmp_path / "nowhere")])
-    assert missing.exit_code == 2 and "provenance: error:" in missing.stderr and "no such checkpoint" in missing.stderr
+    assert missing.exit_code == 2 and "modelprov: error:" in missing.stderr and "no such checkpoint" in missing.stderr
 
 
 def test_write_reports_writes_every_format(tmp_path, report):
-    from provenance.report.writer import spdx_available
+    from modelprov.report.writer import spdx_available
 
     paths = write_reports(report, tmp_path / "out")
     expected = {name for fmt, name in FILE_NAMES.items() if fmt != "spdx" or spdx_available()}
@@ -90,14 +90,8 @@ def test_write_reports_is_all_or_nothing(tmp_path, report, monkeypatch):
     out = tmp_path / "out"
     out.mkdir()
     (out / "report.json").write_text("previous run")
-    real = writer._renderers
-
-    def broken():
-        renderers = real()
-        renderers["md"] = lambda r: (_ for _ in ()).throw(RuntimeError("exporter crashed"))
-        return renderers
-
-    monkeypatch.setattr(writer, "_renderers", broken)
+    broken = {**writer.RENDERERS, "md": lambda r: (_ for _ in ()).throw(RuntimeError("exporter crashed"))}
+    monkeypatch.setattr(writer, "RENDERERS", broken)
     with pytest.raises(RuntimeError, match="exporter crashed"):
         write_reports(report, out)
     assert [p.name for p in out.iterdir()] == ["report.json"]  # no new file, no temporary left behind
@@ -106,7 +100,7 @@ def test_write_reports_is_all_or_nothing(tmp_path, report, monkeypatch):
 
 def test_write_reports_refuses_an_invalid_report(tmp_path, report):
     del report["findings"][0]["reference"]
-    from provenance.errors import ProvenanceError
+    from modelprov.errors import ProvenanceError
 
     with pytest.raises(ProvenanceError, match="not a valid scan report"):
         write_reports(report, tmp_path / "out")
@@ -135,7 +129,7 @@ def test_render_cli_errors_are_one_line(cli, tmp_path):
     (tmp_path / "bad.json").write_text("[]")
     result = cli.invoke(app, ["report", "render", str(tmp_path / "bad.json")])
     assert result.exit_code == 2
-    assert result.stderr.count("\n") == 1 and result.stderr.startswith("provenance: error: ")
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("modelprov: error: ")
 
 
 def test_verify_a_single_file_checkpoint(smollm2_gguf, tmp_path):

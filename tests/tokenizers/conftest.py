@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from provenance.tokenizers import Tokenizer, read_tokenizer
+from modelprov.tokenizers import Tokenizer, read_tokenizer
 
 
 def _write_tiktoken(path: Path, ranks: dict[bytes, int]) -> Path:

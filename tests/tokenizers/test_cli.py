@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from cli.main import app
+from modelprov.cli.main import app
 
 
 def test_compare_bert_files_identical_json(cli, minilm_dir):
@@ -43,7 +43,7 @@ def test_malformed_file_is_one_line_exit_2(cli, tmp_path):
     assert result.exit_code == 2
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"provenance: error: {bad}: not valid JSON")
+    assert len(lines) == 1 and lines[0].startswith(f"modelprov: error: {bad}: not valid JSON")
 
 
 def test_missing_path_is_one_line_exit_2(cli, tmp_path):

@@ -12,8 +12,8 @@ import pytest
 import tiktoken.load
 from tokenizers import Tokenizer as HFTokenizer
 
-from provenance.tokenizers import Tokenizer, compare_tokenizers, read_tokenizer, scan_tokenizers, token_mapping
-from provenance.tokenizers.sketch import estimate_jaccard, minhash
+from modelprov.tokenizers import Tokenizer, compare_tokenizers, read_tokenizer, scan_tokenizers, token_mapping
+from modelprov.reader.tokenizer._sketch import estimate_jaccard, minhash
 
 
 def _new_tokens(base: dict[bytes, int], count: int, seed: int = 0) -> list[bytes]:
@@ -174,7 +174,7 @@ def test_tiny_shared_alphabet_is_not_a_relation(qwen_tok):
 
 def test_scan_of_a_gguf_checkpoint_reads_its_embedded_tokenizer(smollm2_gguf):
     """Through the checkpoint reader's metadata, as `provenance scan` passes it (one parse of the file)."""
-    from provenance.reader import open_checkpoint
+    from modelprov.reader import open_checkpoint
 
     with open_checkpoint(smollm2_gguf) as checkpoint:
         metadata = checkpoint.metadata

@@ -11,10 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tokenizers import decoders
 
-from provenance.tokenizers import (
-    TokenizerFileError, compare_tokenizers, find_tokenizer_file, read_tokenizer, token_mapping,
-)
-from provenance.tokenizers.normalise import byte_level_to_bytes
+from modelprov.reader.tokenizer import TokenizerFileError, find_tokenizer_file
+from modelprov.tokenizers import compare_tokenizers, read_tokenizer, token_mapping
+from modelprov.reader.tokenizer._normalise import byte_level_to_bytes
 
 
 def test_qwen_ranks_and_their_hf_conversion_are_identical(tmp_path, qwen_tok, write_tiktoken):

@@ -8,11 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from provenance.errors import ReferenceIndexError
-from provenance.tokenizers import (
-    REFERENCE_SOURCES, compare_tokenizers, load_reference_entries, reference_tokenizer,
-)
-from provenance.tokenizers.reference import build_reference_tokenizers, tokenizer_index_dir
+from modelprov.errors import ReferenceIndexError
+from modelprov.tokenizers import REFERENCE_SOURCES, compare_tokenizers, load_reference_entries, reference_tokenizer
+from modelprov.tokenizers.reference import build_reference_tokenizers, tokenizer_index_dir
 
 SHIPPED = Path(__file__).resolve().parents[2] / "reference_index"
 
@@ -89,8 +87,8 @@ def test_manifest_fingerprint_matches_fresh_read(entries, bert_tok):
 
 def test_register_in_a_reference_index(tmp_path):
     """Tokenizer entries go into index.json through the index's own API, and its digest covers them."""
-    from provenance.refindex import ReferenceIndex
-    from provenance.tokenizers.reference import register_in_index
+    from modelprov.index import ReferenceIndex
+    from modelprov.tokenizers.reference import register_in_index
 
     bert = next(s for s in REFERENCE_SOURCES if s.reference.name == "bert-base-uncased")
     register_in_index(build_reference_tokenizers(tmp_path, sources=(bert,)), tmp_path)
@@ -106,7 +104,7 @@ def test_register_in_a_reference_index(tmp_path):
 def test_reference_metadata_agrees_with_the_catalog():
     """Org, country, license and repo repeat the catalog's entry for the model named, never contradict it
     (family differs on purpose: for a tokenizer it is the vocabulary lineage)."""
-    from provenance.refindex import load_toml
+    from modelprov.index import load_toml
 
     catalog_path = SHIPPED / "catalog.toml"
     if not catalog_path.is_file():

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from provenance.findings import Reference
-from provenance.refindex import ReferenceIndex, add_checkpoint
+from modelprov.findings import Reference
+from modelprov.index import ReferenceIndex, add_checkpoint
 
 MINILM = Reference(name="all-MiniLM-L6-v2", family="MiniLM", org="sentence-transformers", country="US",
                    license="Apache-2.0", repo_id="sentence-transformers/all-MiniLM-L6-v2")

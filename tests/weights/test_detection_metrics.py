@@ -72,7 +72,7 @@ def test_null_summary_accepts_normal_and_rejects_shifted() -> None:
 
 
 def test_fisher_z_matches_the_scanner() -> None:
-    from provenance.similarity import fisher_z
+    from modelprov.weights.similarity import fisher_z
 
     r, n = [0.0, 0.01, -0.2, 0.999], [65536, 65536, 100, 4]
     assert fisher_z_array(r, n) == pytest.approx([fisher_z(a, b) for a, b in zip(r, n)])
@@ -109,7 +109,7 @@ def test_tensor_picks_take_the_best_candidate_with_bonferroni() -> None:
 
     picks = tensor_picks([pair("q", 0.001), pair("q", 0.01), pair("k", 0.002), pair("norm", 0.5, weak=True)])
     assert [(p.reference, p.candidates) for p in picks] == [("k", 1), ("q", 2)]
-    from provenance.similarity import similarity
+    from modelprov.weights.similarity import similarity
 
     assert picks[1].log10_p == pytest.approx(similarity(0.01, 0.01, 65536, candidates=2).log10_p)
 

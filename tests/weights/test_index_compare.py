@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cli.main import app
-from provenance.errors import ReferenceIndexError
-from provenance.fingerprint import SketchSpec, gguf_qk_permutation, sketch_indices
-from provenance.refindex import ReferenceIndex, default_index_dir
-from provenance.similarity import centred_similarity
+from modelprov.cli.main import app
+from modelprov.errors import ReferenceIndexError
+from modelprov.weights.fingerprint import SketchSpec, gguf_qk_permutation, sketch_indices
+from modelprov.index import ReferenceIndex, default_index_dir
+from modelprov.weights.similarity import centred_similarity
 
 
 def test_index_cli_add_list_show_remove(cli, minilm_dir: Path, tmp_path: Path):
@@ -42,7 +42,7 @@ def test_index_digest_detects_any_change(minilm_index: Path, tmp_path: Path):
     manifest.write_text(manifest.read_text().replace('"Apache-2.0"', '"MIT"'))
     with pytest.raises(ReferenceIndexError, match="digest mismatch"):
         ReferenceIndex.load(copy).verify()
-    from provenance.scan import index_summary
+    from modelprov.scan import index_summary
 
     summary = index_summary(ReferenceIndex.load(copy))  # what a scan report records
     assert summary["verified"] is False and "digest mismatch" in summary["verification_problem"]
@@ -50,7 +50,7 @@ def test_index_digest_detects_any_change(minilm_index: Path, tmp_path: Path):
 
 def test_bad_reference_name_is_one_line_error(cli, minilm_dir: Path, tmp_path: Path):
     r = cli.invoke(app, ["index", "add", str(minilm_dir), "--index", str(tmp_path), "--name", "../evil"])
-    assert r.exit_code == 2 and r.stderr.startswith("provenance: error:")
+    assert r.exit_code == 2 and r.stderr.startswith("modelprov: error:")
 
 
 def test_shipped_index_is_sealed_and_catalogued():
@@ -68,7 +68,7 @@ def test_shipped_index_is_sealed_and_catalogued():
 
 def test_shipped_smollm2_sketch_is_the_gguf_in_hf_row_order(smollm2_gguf: Path):
     """The shipped SmolLM2 sketch equals a recomputation from the GGUF with llama.cpp's q/k permutation undone."""
-    from provenance.reader import open_checkpoint
+    from modelprov.reader import open_checkpoint
 
     fp = ReferenceIndex.load(default_index_dir()).fingerprint("SmolLM2-135M-Instruct")
     assert fp.source["gguf_qk_permutation_undone"] and fp.source["quantisation"] == "Q4_1"
@@ -82,7 +82,7 @@ def test_shipped_smollm2_sketch_is_the_gguf_in_hf_row_order(smollm2_gguf: Path):
 
 
 def test_hf_format_smollm2_matches_the_gguf_native_reference(smollm2_hf_dir: Path):
-    from provenance.scan import scan
+    from modelprov.scan import scan
 
     report = scan(smollm2_hf_dir, default_index_dir(), hash_files=False, verify_exact=False)
     [finding] = [f for f in report.findings if f.reference.name == "SmolLM2-135M-Instruct"]
@@ -108,7 +108,7 @@ def test_compare_cli_writes_json_and_heatmap(cli, minilm_derived_bf16_fused_tran
 
 
 def test_compare_finetune_is_close_but_not_identical(minilm_derived_finetuned: Path, minilm_dir: Path):
-    from provenance.compare import compare
+    from modelprov.weights.compare import compare
 
     result = compare(minilm_derived_finetuned, minilm_dir)
     layers = [t for t in result.tensors if t.a.startswith("encoder.") and t.role == "attn_q"]
@@ -118,7 +118,7 @@ def test_compare_finetune_is_close_but_not_identical(minilm_derived_finetuned: P
 
 def test_gguf_scans_as_copy_of_the_shipped_smollm2(smollm2_gguf: Path):
     """The GGUF itself (q/k in llama.cpp order) is an exact copy of the shipped reference (kept in HF order)."""
-    from provenance.scan import scan
+    from modelprov.scan import scan
 
     report = scan(smollm2_gguf, default_index_dir(), hash_files=False)
     [finding] = [f for f in report.findings if f.reference.name == "SmolLM2-135M-Instruct"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from provenance.neurons import (
+from modelprov.weights.neurons import (
     ALPHA, binomial_log10_p, hit_shares, hit_threshold, increasing_share, match_neurons, rank_rows,
 )
-from provenance.residual import fit_residual_map
+from modelprov.weights.residual import fit_residual_map
 
 
 def _anchors(n: int = 600, d: int = 32, seed: int = 0) -> np.ndarray:

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 
 from benchmarks.detection import derive
-from provenance.fingerprint import fingerprint_checkpoint
-from provenance.reader import open_checkpoint
-from provenance.refindex import ReferenceIndex
-from provenance.scan import scan
-from provenance.tokenizers import checkpoint_tokens, read_tokenizer
+from modelprov.weights.fingerprint import fingerprint_checkpoint
+from modelprov.reader import open_checkpoint
+from modelprov.index import ReferenceIndex
+from modelprov.scan import scan
+from modelprov.reader import checkpoint_tokens
+from modelprov.tokenizers import read_tokenizer
 
 
 def _weights(report):

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from cli.main import app
-from provenance.scan import scan
+from modelprov.cli.main import app
+from modelprov.scan import scan
 
 
 def _weights(report):
@@ -110,8 +110,8 @@ def _bert_like(path: Path, seed: int, norms: dict[str, np.ndarray] | None = None
 def test_norm_weights_near_one_are_no_evidence(tmp_path: Path):
     """Independent norm weights near 1.0 have raw cosine > 0.95 but centred ≈ 0; and even identical
     norm weights (with independent matrices) never make a finding on their own."""
-    from provenance.findings import Reference
-    from provenance.refindex import ReferenceIndex, add_checkpoint
+    from modelprov.findings import Reference
+    from modelprov.index import ReferenceIndex, add_checkpoint
 
     ref_sd = _bert_like(tmp_path / "ref", seed=1)
     index = ReferenceIndex.create(tmp_path / "index")
@@ -149,7 +149,7 @@ def test_scan_cli_nothing_scannable_exits_3(cli, tmp_path: Path, minilm_index: P
     save_file({"embeddings.position_ids": np.arange(512, dtype=np.int64)[None]}, str(tmp_path / "model.safetensors"))
     result = cli.invoke(app, ["scan", str(tmp_path), "--index", str(minilm_index), "--no-hash"])
     assert result.exit_code == 3
-    assert result.stderr.startswith("provenance: error:") and "no floating-point tensors" in result.stderr
+    assert result.stderr.startswith("modelprov: error:") and "no floating-point tensors" in result.stderr
 
 
 def test_scan_cli_missing_index_is_one_line_error(cli, minilm_dir: Path, tmp_path: Path):

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from benchmarks.detection import derive
-from provenance.findings import Reference
-from provenance.refindex import ReferenceIndex, add_checkpoint
-from provenance.scan import combine_counted, scan
+from modelprov.findings import Reference
+from modelprov.index import ReferenceIndex, add_checkpoint
+from modelprov.weights._findings import combine_counted
+from modelprov.scan import scan
 
 CONFIG = {**derive.TINY_LLAMA_CONFIG, "num_hidden_layers": 4, "intermediate_size": 256, "vocab_size": 512}
 

@@ -9,12 +9,12 @@ import pytest
 import torch
 from safetensors.numpy import load_file
 
-from provenance.fingerprint import (
+from modelprov.weights.fingerprint import (
     SketchSpec, ValueDigests, bf16_bits, digests_match, gguf_qk_permutation, sample_indices, sketch_indices,
 )
-from provenance.matching import AlignmentCosts, align_layers, describe_alignment
-from provenance.naming import infer_role, roles_compatible
-from provenance.similarity import centred_similarity, fisher_combined_log10_p, similarity, stouffer
+from modelprov.weights.alignment import AlignmentCosts, align_layers, describe_alignment
+from modelprov.weights.naming import infer_role, roles_compatible
+from modelprov.weights.similarity import centred_similarity, fisher_combined_log10_p, similarity, stouffer
 
 SPEC = SketchSpec()
 
@@ -162,7 +162,7 @@ def test_alignment_leaves_independent_layers_unmatched():
 
 
 def test_p_values_of_near_copies_are_floored_not_astronomical():
-    from provenance.similarity import LOG10_P_FLOOR, similarity, stouffer
+    from modelprov.weights.similarity import LOG10_P_FLOOR, similarity, stouffer
 
     copy = similarity(1.0, 1.0, 65_536)
     assert copy.log10_p == LOG10_P_FLOOR and copy.p_value > 0.0  # a float, not an underflow to 0

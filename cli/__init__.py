@@ -1,1 +1,0 @@
-"""The `provenance` command line: a thin click layer over the `provenance` library."""

@@ -1,0 +1,140 @@
+"""`modelprov code`: index licensed reference code and scan inference code against it, per function."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from modelprov import atomic_write
+from modelprov.code import CodeIndex, scan_code, to_sarif
+from modelprov.index.licenses import unmet_summary
+
+from ._common import index_option
+
+_INDEX = index_option("Code index folder (default: code/ in the reference index).")
+
+
+def _emit(text: str, output: Path | None) -> None:
+    if output is None:
+        click.echo(text)
+    else:
+        with atomic_write(output) as handle:
+            handle.write(text + "\n")
+
+
+@click.group(name="code")
+def command() -> None:
+    """Find reference inference code (and its license duties) in a code base, function by function."""
+
+
+@command.group(name="index")
+def index_group() -> None:
+    """Manage the code reference index."""
+
+
+@index_group.command(name="add")
+@click.argument("source")
+@click.option("--name", required=True, help="Reference name, e.g. transformers or glm-4.5.")
+@click.option("--version", "version", default=None, help="Version or revision (default: installed version / git HEAD).")
+@click.option("--license", "license_", default=None, help="SPDX expression, or LicenseRef-… for model licenses.")
+@click.option("--parent", default=None, help="Reference this code base declares as its parent (name or name@version).")
+@click.option("--repo-id", default=None, help="Public repository the code comes from.")
+@click.option("--family", default=None, help="Model family the code implements, e.g. glm, deepseek, qwen.")
+@click.option("--org", default=None, help="Publishing organisation.")
+@click.option("--country", default=None, help="ISO 3166-1 alpha-2 country of the organisation, e.g. CN.")
+@click.option("--include", multiple=True, help="Glob of relative paths to index, e.g. 'models/*/modeling_*.py'.")
+@click.option("--background", is_flag=True, help="Index as background (generic code whose fingerprints are ignored).")
+@_INDEX
+def index_add(source, name, version, license_, parent, repo_id, family, org, country, include, background, index_dir) -> None:
+    """Index SOURCE: a folder, a git checkout, a file or `pip:package[/sub/folder]`."""
+    console = Console(stderr=True)
+    with console.status(f"indexing {source}") as status:
+        reference = CodeIndex(index_dir).add(
+            source,
+            name=name,
+            version=version,
+            license=license_,
+            role="background" if background else "reference",
+            parent=parent,
+            repo_id=repo_id,
+            family=family,
+            org=org,
+            country=country,
+            include=include,
+            progress=lambda done, total: status.update(f"indexing {source}: {done}/{total} files"),
+        )
+    click.echo(
+        f"indexed {reference.key}: {reference.files} files, {reference.units} units, "
+        f"{reference.fingerprints} fingerprints ({reference.role}, license {reference.license or 'unknown'})"
+    )
+
+
+@index_group.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_INDEX
+def index_list(as_json: bool, index_dir) -> None:
+    """List the indexed code references."""
+    references = CodeIndex(index_dir).list()
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in references], indent=2))
+        return
+    table = Table("reference", "role", "license", "files", "units", "fingerprints", "source")
+    for r in references:
+        table.add_row(r.key, r.role, r.license or "-", str(r.files), str(r.units), str(r.fingerprints), r.source)
+    Console().print(table)
+
+
+@index_group.command(name="show")
+@click.argument("name")
+@_INDEX
+def index_show(name: str, index_dir) -> None:
+    """Show one reference (NAME or NAME@VERSION) as JSON: license evidence and files."""
+    click.echo(json.dumps(CodeIndex(index_dir).show(name), indent=2))
+
+
+@index_group.command(name="remove")
+@click.argument("name")
+@_INDEX
+def index_remove(name: str, index_dir) -> None:
+    """Remove one reference (NAME or NAME@VERSION) from the index."""
+    reference = CodeIndex(index_dir).remove(name)
+    click.echo(f"removed {reference.key}")
+
+
+@command.command(name="scan")
+@click.argument("path", type=click.Path(path_type=Path))
+@_INDEX
+@click.option("--base-code", multiple=True, type=click.Path(path_type=Path), help="Code to ignore as boilerplate (repeatable).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "sarif"]), default="text", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write to a file.")
+def scan(path: Path, index_dir, base_code, fmt: str, output: Path | None) -> None:
+    """Scan a source file or folder (Python, C++, CUDA) against the code index."""
+    result = scan_code(path, index_dir, base_code=base_code)
+    if fmt == "json":
+        _emit(json.dumps(result.to_dict(), indent=2), output)
+        return
+    if fmt == "sarif":
+        _emit(json.dumps(to_sarif(result), indent=2), output)
+        return
+    console = Console(record=output is not None)
+    table = Table("function", "verdict", "similarity", "tokens", "origin", "renamed", "unmet obligations")
+    for file in result.files:
+        for m in file.matches:
+            table.add_row(
+                m.subject_qualname if len(result.files) == 1 else m.subject,
+                m.verdict,
+                f"{m.similarity:.0%}",
+                str(m.matched_tokens),
+                f"{m.reference_path}::{m.reference_qualname}",
+                str(len(m.rename_map)),
+                unmet_summary(m.license_obligations),
+            )
+    console.print(table)
+    for file in result.files:
+        console.print(f"{file.path}: {file.coverage:.0%} of {file.tokens} tokens match reference code")
+    if output is not None:
+        _emit(console.export_text(), output)

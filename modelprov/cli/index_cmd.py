@@ -1,0 +1,210 @@
+"""`modelprov index`: add, list, show, remove and verify references; pull them from the Hub; fetch, export
+and import published indexes."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from rich.table import Table
+
+from modelprov.findings import Reference
+from modelprov.index import (
+    ARCHIVE_NAME, HubClient, PullResult, ReferenceIndex, add_checkpoint, catalogue_source, default_index_dir, export_index,
+    family_sources, fetch_index, import_index, pull_reference,
+)
+
+from ._common import index_option, json_flag, progress, stdout
+
+
+@click.group(name="index")
+def command() -> None:
+    """Manage the reference index of public models (fingerprints and catalogue)."""
+
+
+@command.command(name="add")
+@click.argument("path")
+@click.option("--name", required=True, help="Reference name (letters, digits, ._+-), e.g. all-MiniLM-L6-v2.")
+@click.option("--family", default=None, help="Model family, e.g. Qwen2.5.")
+@click.option("--org", default=None, help="Organisation that published the model.")
+@click.option("--country", default=None, help="ISO 3166-1 alpha-2 country of the organisation, e.g. CN, US.")
+@click.option("--license", "license_", default=None, help="SPDX id or LicenseRef-… of the weights.")
+@click.option("--repo-id", default=None, help="Hugging Face repo id the weights come from.")
+@click.option("--revision", default=None, help="Commit or tag of that repo.")
+@index_option()
+def add(path: str, name: str, family: str | None, org: str | None, country: str | None, license_: str | None,
+        repo_id: str | None, revision: str | None, index_dir: str | None) -> None:
+    """Fingerprint the checkpoint at PATH (full read) and add it to the index as NAME."""
+    idx = ReferenceIndex.open_or_create(index_dir or default_index_dir())
+    ref = Reference(name=name, family=family, org=org, country=country.upper() if country else None,
+                    license=license_, repo_id=repo_id, revision=revision)
+    with progress(f"fingerprinting {name}") as feed:
+        entry = add_checkpoint(idx, path, ref, progress=feed.items)
+    click.echo(f"added {entry.name}: {entry.summary['tensors']} tensors, {entry.summary['parameters']:,} parameters; "
+               f"index {idx.name} v{idx.version} {idx.digest}")
+
+
+@command.command(name="list")
+@index_option()
+@json_flag()
+def list_(index_dir: str | None, as_json: bool) -> None:
+    """List the references of the index and the catalogued families not yet fingerprinted."""
+    idx = ReferenceIndex.load(index_dir)
+    if as_json:
+        click.echo(json.dumps({"index": idx.summary(), "entries": [e.to_dict() for e in idx.entries],
+                               "catalog": idx.catalog()}, indent=1))
+        return
+    out = stdout()
+    out.print(f"index {idx.name} v{idx.version} {idx.digest} ({idx.root})", highlight=False)
+    table = Table("name", "kind", "family", "org", "country", "license", "parameters", title="references",
+                  title_justify="left")
+    for e in idx.entries:
+        r = e.reference
+        params = e.summary.get("parameters")
+        table.add_row(e.name, e.kind, r.family or "", r.org or "", r.country or "", r.license or "",
+                      f"{params:,}" if isinstance(params, int) else "")
+    out.print(table)
+    models = idx.catalog().get("model", [])
+    pending = [m for m in models if not m.get("fingerprinted")]
+    if pending:
+        out.print(f"{len(pending)} catalogued models not yet fingerprinted (see `index show` or catalog.toml)",
+                  highlight=False)
+
+
+@command.command(name="show")
+@click.argument("name")
+@index_option()
+def show(name: str, index_dir: str | None) -> None:
+    """Show one reference: its metadata, source files and fingerprinted tensors, as JSON."""
+    idx = ReferenceIndex.load(index_dir)
+    entries = [e.to_dict() for e in idx.entries if e.name == name]
+    catalogued = [m for m in idx.catalog().get("model", []) if m.get("name") == name]
+    if not entries and not catalogued:
+        idx.entry(name)  # raises the one-line error
+    out: dict = {"entries": entries}
+    if catalogued:
+        out["catalog"] = catalogued[0]
+    if any(e["kind"] == "weights" for e in entries):
+        fp = idx.fingerprint(name)
+        roles: dict[str, int] = {}
+        for t in fp.tensors:
+            roles[t.role] = roles.get(t.role, 0) + 1
+        out["weights"] = {"sketch": fp.spec.to_dict(), "source": fp.source, "tensors": len(fp.tensors),
+                          "parameters": fp.parameter_count, "roles": roles}
+    click.echo(json.dumps(out, indent=1))
+
+
+@command.command(name="remove")
+@click.argument("name")
+@index_option()
+def remove(name: str, index_dir: str | None) -> None:
+    """Remove reference NAME (all kinds) and its files from the index."""
+    idx = ReferenceIndex.load(index_dir)
+    files = idx.remove(name)
+    click.echo(f"removed {name} ({len(files)} files); index v{idx.version} {idx.digest}")
+
+
+@command.command(name="verify")
+@index_option()
+def verify(index_dir: str | None) -> None:
+    """Check the index digest against every file (exit 2 on mismatch)."""
+    idx = ReferenceIndex.load(index_dir)
+    idx.verify()
+    click.echo(f"ok: {idx.name} v{idx.version} {idx.digest}")
+
+
+@command.command(name="pull")
+@click.argument("source", required=False)
+@click.option("--family", "family", default=None, help="Pull every catalogued model of this family, e.g. qwen2.5.")
+@click.option("--name", default=None, help="Reference name (default: catalogue name or the repo's name).")
+@click.option("--full", is_flag=True, help="Read every byte (exact digests of every tensor) instead of sampled rows.")
+@click.option("--org", default=None, help="Organisation (default: from the catalogue).")
+@click.option("--country", default=None, help="ISO 3166-1 alpha-2 country (default: from the catalogue).")
+@click.option("--license", "license_", default=None, help="SPDX id or LicenseRef-… (default: from the catalogue).")
+@index_option()
+@json_flag("Print the result as JSON.")
+def pull(source: str | None, family: str | None, name: str | None, full: bool, org: str | None,
+         country: str | None, license_: str | None, index_dir: str | None, as_json: bool) -> None:
+    """Fingerprint Hub model SOURCE (REPO_ID[@REVISION][/subfolder]) into the index over HTTP range reads.
+
+    Reads safetensors headers and the sampled rows only; pins and records the commit. Honours HF_ENDPOINT,
+    HF_TOKEN and HF_HUB_OFFLINE. An interrupted pull resumes where it stopped when run again.
+    """
+    if bool(source) == bool(family):
+        raise click.UsageError("give either SOURCE (REPO_ID[@REVISION]) or --family")
+    if family and name:
+        raise click.UsageError("--name applies to one SOURCE, not to a --family")
+    idx = ReferenceIndex.open_or_create(index_dir or default_index_dir())
+    if family:
+        jobs = [(catalogue_source(m), m.get("name")) for m in family_sources(idx, family)]
+    else:
+        jobs = [(source, name)]
+    results = []
+    for src, ref_name in jobs:
+        with progress(f"pull {src}", unit="bytes") as feed:
+            client = HubClient(on_bytes=feed.bytes)
+            base = Reference(name=ref_name or "", org=org, country=country.upper() if country else None,
+                             license=license_)
+            result = pull_reference(idx, src, name=ref_name, reference=base, full=full, client=client,
+                                    progress=feed.item)
+        results.append(result)
+        if not as_json:
+            click.echo(_pull_line(result, idx))
+    if as_json:
+        click.echo(json.dumps({"index": ReferenceIndex.load(idx.root).summary(),
+                               "pulled": [r.to_dict() for r in results]}, indent=1))
+
+
+def _pull_line(result: PullResult, idx: ReferenceIndex) -> str:
+    where = f"{result.repo_id}@{result.commit[:12]}"
+    if result.skipped:
+        return f"{result.name}: already in the index from {where} ({result.mode}); nothing read"
+    return (f"pulled {result.name} from {where} ({result.mode}): {result.tensors} tensors, "
+            f"{result.parameters:,} parameters; read {result.bytes_transferred:,} of {result.checkpoint_bytes:,} "
+            f"bytes ({100 * result.fraction:.2f}%) in {result.requests} requests; "
+            f"index {idx.name} v{idx.version} {idx.digest}")
+
+
+@command.command(name="fetch")
+@click.argument("source")
+@click.option("--digest", default=None, help="Expected sha256 of the archive (sha256:HEX), pinned by you.")
+@click.option("--filename", default=ARCHIVE_NAME, show_default=True, help="Archive name in the dataset.")
+@click.option("--force", is_flag=True, help="Replace a non-empty index folder.")
+@index_option()
+@json_flag("Print the result as JSON.")
+def fetch(source: str, digest: str | None, filename: str, force: bool, index_dir: str | None, as_json: bool) -> None:
+    """Download a reference index published as Hub dataset SOURCE (REPO_ID[@REVISION]), verify and install it."""
+    with progress(f"fetch {source}", unit="bytes") as feed:
+        result = fetch_index(source, index_dir or default_index_dir(), digest=digest, filename=filename,
+                             client=HubClient(on_bytes=feed.bytes), force=force)
+    _echo_archive(result, as_json, f"installed {result.index_name} v{result.index_version} {result.index_digest} "
+                                   f"into {result.installed_to}; archive {result.sha256} verified against "
+                                   f"{', '.join((result.source or {}).get('verified_against', []))}")
+
+
+@command.command(name="export")
+@click.argument("out", type=click.Path(dir_okay=False, writable=True))
+@index_option()
+@json_flag("Print the result as JSON.")
+def export(out: str, index_dir: str | None, as_json: bool) -> None:
+    """Write the verified index as one tar OUT (plus OUT.sha256) for reviewers without network."""
+    result = export_index(index_dir, out)
+    _echo_archive(result, as_json, f"wrote {result.archive} ({result.files} files) {result.sha256}; "
+                                   f"index {result.index_name} v{result.index_version} {result.index_digest}")
+
+
+@command.command(name="import")
+@click.argument("archive", type=click.Path(dir_okay=False))
+@click.option("--digest", default=None, help="Expected sha256 of ARCHIVE (default: ARCHIVE.sha256 beside it).")
+@click.option("--force", is_flag=True, help="Replace a non-empty index folder.")
+@index_option()
+@json_flag("Print the result as JSON.")
+def import_(archive: str, digest: str | None, force: bool, index_dir: str | None, as_json: bool) -> None:
+    """Verify ARCHIVE (its sha256, then the index digest) and install it as the index."""
+    result = import_index(archive, index_dir or default_index_dir(), digest=digest, force=force)
+    _echo_archive(result, as_json, f"installed {result.index_name} v{result.index_version} {result.index_digest} "
+                                   f"into {result.installed_to}; archive {result.sha256} verified")
+
+
+def _echo_archive(result, as_json: bool, line: str) -> None:
+    click.echo(json.dumps(result.to_dict(), indent=1) if as_json else line)

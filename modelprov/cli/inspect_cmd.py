@@ -1,0 +1,73 @@
+"""`modelprov inspect PATH`: files and sha256, format and quantisation, counts by component, dtypes, config facts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from modelprov.reader import open_checkpoint
+from modelprov.weights import Inspection, inspect_checkpoint
+
+from ._common import progress, stdout
+
+
+@click.command(name="inspect")
+@click.argument("path")
+@click.option("--json", "as_json", is_flag=True, help="Print the same facts as JSON.")
+@click.option("--no-hash", is_flag=True, help="Skip the sha256 of every file (faster on large checkpoints).")
+@click.option("--tensors", "list_tensors", is_flag=True, help="Also list every tensor (name, dtype, shape).")
+@click.option("--tensor-hashes", is_flag=True, help="Also the sha256 of every tensor's stored bytes (implies --tensors).")
+def command(path: str, as_json: bool, no_hash: bool, list_tensors: bool, tensor_hashes: bool) -> None:
+    """Show what the checkpoint at PATH holds (file, folder, sharded or GGUF) without loading its weights."""
+    with open_checkpoint(path) as ckpt:
+        total = sum(f.size for f in ckpt.files())
+        options = {"list_tensors": list_tensors, "tensor_hashes": tensor_hashes}
+        if no_hash:
+            result = inspect_checkpoint(ckpt, hash_files=False, **options)
+        else:
+            with progress("sha256", unit="bytes", total=total) as feed:
+                result = inspect_checkpoint(ckpt, progress=feed.bytes, **options)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        _print(result)
+
+
+def _print(result: Inspection) -> None:
+    out = stdout()
+    quant = f", quantisation {result.quantisation}" if result.quantisation else ""
+    out.print(f"[bold]{result.path}[/bold]")
+    out.print(f"format {result.format}{quant}; {result.tensor_count} tensors, {result.parameter_count:,} parameters")
+
+    out.print("files (sha256, bytes, role, path):")
+    root = Path(result.path)
+    for f in result.files:
+        shown = Path(f.path).relative_to(root) if root.is_dir() and Path(f.path).is_relative_to(root) else f.path
+        out.print(f"  {f.sha256 or '(not hashed)':64}  {f.size:>14,}  {f.role:9}  {shown}", highlight=False)
+
+    comps = Table("component", "parameters", "share", title="parameters by component", title_justify="left")
+    for name, count in result.components.items():
+        share = count / result.parameter_count if result.parameter_count else 0.0
+        comps.add_row(name, f"{count:,}", f"{share:.1%}")
+    out.print(comps)
+
+    dtypes = Table("dtype", "tensors", "parameters", title="dtypes", title_justify="left")
+    for name, counts in result.dtypes.items():
+        dtypes.add_row(name, str(counts.tensors), f"{counts.parameters:,}")
+    out.print(dtypes)
+
+    if result.config:
+        cfg = Table("config", "value", title="config facts", title_justify="left")
+        for key, value in result.config.items():
+            cfg.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
+        out.print(cfg)
+    if result.tensors is not None:
+        out.print("tensors (name, dtype, shape[, sha256]):")
+        for t in result.tensors:
+            digest = f"  {t.sha256}" if t.sha256 else ""
+            out.print(f"  {t.name}  {t.dtype}  {tuple(t.shape)}{digest}", highlight=False)
+    for ignored in result.ignored_files:
+        out.print(f"ignored (another format is preferred): {ignored}")

@@ -1,0 +1,607 @@
+"""Scan source code against the code index: per-function matches, canonical origins, rename maps, licenses.
+
+Pipeline: tokenise the subject → winnowed fingerprints per function → candidate reference functions that
+share non-boilerplate fingerprints → greedy string tiling on the abstracted streams confirms and measures
+each candidate → the best match is attributed to the root of its declared-parent chain → verbatim tokens
+of the tiles give the identifier rename map and the side-by-side regions → license obligations.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from modelprov.errors import ProvenanceError, ReferenceIndexError
+from modelprov.findings import Finding, LicenseObligation, Reference
+from modelprov.index.licenses import (
+    LicenseInfo,
+    TreeLicenses,
+    detect_file_license,
+    license_files_around,
+    license_obligations,
+    read_license_files,
+)
+
+from .fingerprint import DEFAULT_PARAMS, FingerprintParams, file_fingerprints, kgram_hashes, token_id
+from .index import CodeIndex, LoadedReference, load_reference, source_files
+from .origin import unit_key
+from .tiling import Tile, greedy_string_tiling
+from .tokenize import ID, TokenizedFile, language_of, tokenize_file
+
+COPIED_SIMILARITY = 0.9  # share of the reference function found, and of the subject function explained
+DERIVED_SIMILARITY = 0.5
+MIN_EVIDENCE_TOKENS = 30  # matched tokens outside boilerplate needed before a match becomes a finding
+MAX_CANDIDATES = 6  # distinct reference token streams confirmed by tiling per subject function
+TIE_TOLERANCE = 0.98  # matches within 2% of the best are copies of one another: attribute to the origin
+MAX_PARENT_DEPTH = 16
+
+
+@dataclass
+class MatchedRegion:
+    """One tiled region, with line ranges and verbatim text on both sides for a side-by-side view."""
+
+    subject_lines: tuple[int, int]
+    reference_lines: tuple[int, int]
+    tokens: int
+    subject_text: str
+    reference_text: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class FunctionMatch:
+    """The best reference match of one subject function, attributed to its canonical origin."""
+
+    subject_path: str
+    subject_qualname: str
+    subject_lines: tuple[int, int]
+    subject_tokens: int
+    reference: str  # name@version
+    reference_path: str
+    reference_qualname: str
+    reference_lines: tuple[int, int]
+    reference_tokens: int
+    matched_tokens: int
+    evidence_tokens: int  # matched tokens not explained by background/base code
+    similarity: float  # share of the reference function found in the subject
+    subject_coverage: float  # share of the subject function explained by the reference
+    lexical_identity: float  # share of matched tokens that are verbatim identical
+    verdict: str
+    rename_map: dict[str, str] = field(default_factory=dict)
+    rename_consistency: float = 1.0  # share of identifier pairs agreeing with a one-to-one map
+    shared_fingerprints: int = 0
+    also_matches: list[str] = field(default_factory=list)  # other copies of the same code in the index
+    declared_chain: list[str] = field(default_factory=list)  # best raw match ... canonical origin
+    regions: list[MatchedRegion] = field(default_factory=list)
+    license_obligations: list[LicenseObligation] = field(default_factory=list)
+
+    @property
+    def subject(self) -> str:
+        return f"{self.subject_path}::{self.subject_qualname}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["subject"] = self.subject
+        return d
+
+
+@dataclass
+class FileResult:
+    """Per-file summary: tokens, how many are explained by reference code, license evidence."""
+
+    path: str
+    language: str
+    tokens: int
+    functions: int
+    matched_tokens: int
+    license: dict[str, Any]
+    matches: list[FunctionMatch] = field(default_factory=list)
+
+    @property
+    def coverage(self) -> float:
+        return self.matched_tokens / self.tokens if self.tokens else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["coverage"] = round(self.coverage, 4)
+        d["matches"] = [m.to_dict() for m in self.matches]
+        return d
+
+
+@dataclass
+class CodeScanResult:
+    """Everything a code scan found: per-file and per-function results and the findings they yield."""
+
+    root: str
+    index: str
+    references: list[dict[str, Any]]
+    files: list[FileResult]
+    findings: list[Finding]
+    parameters: dict[str, Any]
+    subject_licenses: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "root": self.root,
+            "index": self.index,
+            "references": self.references,
+            "parameters": self.parameters,
+            "subject_licenses": self.subject_licenses,
+            "files": [f.to_dict() for f in self.files],
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+    @classmethod
+    def from_dict(cls, code: dict[str, Any]) -> "CodeScanResult":
+        """The inverse of `to_dict`: a saved report's `details["code"]` as a result (for SARIF re-rendering)."""
+        match_fields = {f.name for f in fields(FunctionMatch)}
+        files = []
+        for f in code.get("files", []):
+            matches = []
+            for m in f.get("matches", []):
+                kwargs = {k: v for k, v in m.items() if k in match_fields}
+                for key in ("subject_lines", "reference_lines"):
+                    kwargs[key] = tuple(kwargs[key])
+                kwargs["regions"] = [MatchedRegion(tuple(r["subject_lines"]), tuple(r["reference_lines"]), r["tokens"],
+                                                   r.get("subject_text", ""), r.get("reference_text", ""))
+                                     for r in m.get("regions", [])]
+                kwargs["license_obligations"] = [LicenseObligation.from_dict(o) for o in m.get("license_obligations", [])]
+                matches.append(FunctionMatch(**kwargs))
+            files.append(FileResult(f["path"], f["language"], f["tokens"], f["functions"], f["matched_tokens"],
+                                    f.get("license", {}), matches))
+        return cls(root=code.get("root", "."), index=code.get("index", ""), references=code.get("references", []),
+                   files=files, findings=[Finding.from_dict(d) for d in code.get("findings", [])],
+                   parameters=code.get("parameters", {}), subject_licenses=code.get("subject_licenses", {}))
+
+
+class _Corpus:
+    """All loaded references with a fingerprint lookup and per-unit token caches."""
+
+    def __init__(self, entries: list[LoadedReference], background: np.ndarray) -> None:
+        self.entries = entries
+        self.background = background
+        hashes, owners, units = [], [], []
+        for i, entry in enumerate(entries):
+            hashes.append(entry.fp_hash)
+            owners.append(np.full(entry.fp_hash.shape[0], i, dtype=np.int32))
+            units.append(entry.fp_unit.astype(np.int64))
+        fp_hash = np.concatenate(hashes) if hashes else np.empty(0, np.uint64)
+        fp_owner = np.concatenate(owners) if owners else np.empty(0, np.int32)
+        fp_unit = np.concatenate(units) if units else np.empty(0, np.int64)
+        # each entry is stored sorted by hash; only several entries need a merge. Background hashes are
+        # dropped on the subject side, which is far smaller.
+        order = np.argsort(fp_hash, kind="stable") if len(entries) > 1 else slice(None)
+        self.fp_hash = fp_hash[order]
+        self.fp_owner = fp_owner[order]
+        self.fp_unit = fp_unit[order]
+        self.rank = _reference_rank([e.reference for e in entries])
+        self.digests = [np.asarray(e.unit_digest) for e in entries]
+        preferred = sorted(range(len(entries)), key=lambda i: self.rank[i])
+        self.owner_order = np.array([preferred.index(i) for i in range(len(entries))], dtype=np.int64)
+
+    def ids(self, ref: tuple[int, int]) -> np.ndarray:
+        return self.entries[ref[0]].unit_ids(ref[1])
+
+    def digest(self, ref: tuple[int, int]) -> int:
+        """Equal for reference units whose abstracted streams are identical (copies tile alike)."""
+        return int(self.digests[ref[0]][ref[1]])
+
+    def label(self, ref: tuple[int, int]) -> str:
+        """`name@version:path::qualname` of a reference unit, for reports."""
+        entry = self.entries[ref[0]]
+        file, unit = entry.unit_record(ref[1])
+        return f"{entry.reference.key}:{unit_key(file['path'], unit.qualname)}"
+
+    def parent_of(self, ref: tuple[int, int]) -> tuple[int, int] | None:
+        """The declared parent unit of `ref` inside the same reference, if it is indexed.
+
+        Without an explicit declaration, a unit of the same name in a file this file declares copies
+        from counts as its parent (helpers pulled in along with declared copies).
+        """
+        entry = self.entries[ref[0]]
+        file, unit = entry.unit_record(ref[1])
+        candidates = [unit.parent] if unit.parent else [unit_key(path, unit.qualname) for path in file.get("parent_files", [])]
+        for key in candidates:
+            found = entry.unit_index(key)
+            if found is not None and found != ref[1]:
+                return (ref[0], found)
+        return None
+
+
+def _reference_rank(references: list) -> dict[int, tuple]:
+    """Attribution preference: declared parent references first, then earlier versions, then name."""
+    parents = {r.parent for r in references if r.parent}
+
+    def version_key(version: str) -> tuple:
+        return tuple((0, int(p)) if p.isdigit() else (1, p) for p in version.replace("-", ".").split("."))
+
+    return {
+        i: (0 if (r.name in parents or r.key in parents) else 1, r.name, version_key(r.version))
+        for i, r in enumerate(references)
+    }
+
+
+def _subject_files(path: Path) -> tuple[Path, list[str]]:
+    if not path.exists():
+        raise ProvenanceError(path, "no such file or folder")
+    if path.is_file():
+        if not language_of(path):
+            raise ProvenanceError(path, "not a Python, C++ or CUDA source file")
+        return path.parent, [path.name]
+    files = source_files(path)
+    if not files:
+        raise ProvenanceError(path, "no Python, C++ or CUDA source files to scan")
+    return path, files
+
+
+def _load(index_dir: str | os.PathLike[str] | None, base_code: Iterable[str | os.PathLike[str]], params: FingerprintParams) -> tuple[CodeIndex, _Corpus]:
+    index = CodeIndex(index_dir)
+    loaded = [load_reference(index, entry) for entry in index.entry_dirs()]
+    references = [e for e in loaded if e.reference.role == "reference"]
+    if not references:
+        raise ReferenceIndexError(index.directory, "the code index holds no references; add one with `provenance code index add`")
+    background = [e.kgrams for e in loaded if e.reference.role == "background" and e.kgrams is not None]
+    for base in base_code:
+        root, files = _subject_files(Path(base))
+        for rel in files:
+            tokens = tokenize_file(root / rel)
+            background += [kgram_hashes(tokens.ids[idx], params.k) for idx in tokens.unit_tokens()]
+    merged = np.unique(np.concatenate(background)) if background else np.empty(0, np.uint64)
+    return index, _Corpus(references, merged)
+
+
+def _boilerplate_mask(ids: np.ndarray, background: np.ndarray, k: int) -> np.ndarray:
+    """Tokens covered by some k-gram that also occurs in the background or base code."""
+    grams = kgram_hashes(ids, k)
+    mask = np.zeros(ids.shape[0], dtype=bool)
+    if grams.shape[0] == 0 or background.shape[0] == 0:
+        return mask
+    hit = np.isin(grams, background)
+    cover = np.zeros(ids.shape[0] + 1, dtype=np.int32)
+    np.add.at(cover, np.flatnonzero(hit), 1)
+    np.add.at(cover, np.flatnonzero(hit) + k, -1)
+    return np.cumsum(cover[:-1]) > 0
+
+
+def _verdict(similarity: float, subject_coverage: float) -> str:
+    if similarity >= COPIED_SIMILARITY and subject_coverage >= COPIED_SIMILARITY:
+        return "copied"
+    if similarity >= DERIVED_SIMILARITY or subject_coverage >= DERIVED_SIMILARITY:
+        return "derived"
+    return "independent"
+
+
+@dataclass
+class _Stream:
+    """The verbatim side of one unit's tokens: text, line and abstracted id of token i."""
+
+    source: bytes
+    starts: np.ndarray
+    ends: np.ndarray
+    lines: np.ndarray
+    ids: np.ndarray
+
+    def text(self, i: int) -> str:
+        return self.source[int(self.starts[i]) : int(self.ends[i])].decode("utf-8", "replace")
+
+    @classmethod
+    def of_subject(cls, tokens: TokenizedFile, index: np.ndarray) -> "_Stream":
+        return cls(tokens.source, tokens.starts[index], tokens.ends[index], tokens.lines[index], tokens.ids[index])
+
+    @classmethod
+    def of_reference(cls, entry: LoadedReference, unit: int, path: str) -> "_Stream":
+        span = entry.unit_span(unit)
+        starts = entry.token_starts[span].astype(np.int64)
+        return cls(entry.source(path), starts, starts + entry.token_lengths[span], entry.token_lines[span], entry.unit_ids(unit))
+
+
+def _rename_map(subject: _Stream, ref: _Stream, tiles: list[Tile], id_hash: np.uint64) -> tuple[dict[str, str], float, float]:
+    """Identifier pairs along the tiles: the rename map, its one-to-one consistency and lexical identity."""
+    pairs: Counter[tuple[str, str]] = Counter()
+    identical = total = 0
+    for tile in tiles:
+        for offset in range(tile.length):
+            si, ri = tile.a_start + offset, tile.b_start + offset
+            s_text, r_text = subject.text(si), ref.text(ri)
+            total += 1
+            identical += s_text == r_text
+            if subject.ids[si] == id_hash:
+                pairs[(r_text, s_text)] += 1
+    forward: dict[str, Counter[str]] = {}
+    for (r_text, s_text), n in pairs.items():
+        forward.setdefault(r_text, Counter())[s_text] += n
+    mapping = {r: c.most_common(1)[0][0] for r, c in forward.items()}
+    used: Counter[str] = Counter(mapping.values())
+    agreeing = sum(n for (r, s), n in pairs.items() if mapping[r] == s and used[s] == 1)
+    consistency = agreeing / sum(pairs.values()) if pairs else 1.0
+    renamed = {r: s for r, s in sorted(mapping.items()) if r != s}
+    return renamed, consistency, (identical / total if total else 1.0)
+
+
+def _regions(subject: _Stream, ref: _Stream, tiles: list[Tile]) -> list[MatchedRegion]:
+    """Tiles as line ranges on both sides (touching tiles merged) with the verbatim lines."""
+    spans: list[list[int]] = []
+    for tile in sorted(tiles, key=lambda t: t.a_start):
+        s0, s1 = int(subject.lines[tile.a_start]), int(subject.lines[tile.a_start + tile.length - 1])
+        r0, r1 = int(ref.lines[tile.b_start]), int(ref.lines[tile.b_start + tile.length - 1])
+        if spans and s0 <= spans[-1][1] + 1 and spans[-1][2] <= r0 <= spans[-1][3] + 1:
+            last = spans[-1]
+            last[1], last[3], last[4] = max(last[1], s1), max(last[3], r1), last[4] + tile.length
+        else:
+            spans.append([s0, s1, r0, r1, tile.length])
+    s_lines = subject.source.decode("utf-8", "replace").splitlines()
+    r_lines = ref.source.decode("utf-8", "replace").splitlines()
+    return [
+        MatchedRegion((s0, s1), (r0, r1), n, "\n".join(s_lines[s0 - 1 : s1]), "\n".join(r_lines[r0 - 1 : r1]))
+        for s0, s1, r0, r1, n in spans
+    ]
+
+
+def _candidates(corpus: _Corpus, hashes: np.ndarray, units: np.ndarray) -> dict[int, list[tuple[int, tuple[int, int], int]]]:
+    """Per subject unit: (distinct shared fingerprints, reference unit, stream digest), most shared first.
+
+    Only the MAX_CANDIDATES most-sharing distinct streams are kept, with every reference unit that has
+    one of those streams (identical copies, needed for attribution).
+    """
+    lo = np.searchsorted(corpus.fp_hash, hashes, "left")
+    counts = np.searchsorted(corpus.fp_hash, hashes, "right") - lo
+    total = int(counts.sum())
+    if total == 0:
+        return {}
+    rows = np.repeat(np.arange(hashes.shape[0]), counts)
+    within = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+    hits = np.repeat(lo, counts) + within
+    pair = (units[rows].astype(np.int64) << 44) | (corpus.fp_owner[hits].astype(np.int64) << 32) | corpus.fp_unit[hits]
+    hashed = hashes[rows]
+    order = np.lexsort((hashed, pair))
+    pair, hashed = pair[order], hashed[order]
+    first = np.ones(pair.shape[0], dtype=bool)
+    first[1:] = (pair[1:] != pair[:-1]) | (hashed[1:] != hashed[:-1])
+    keys, shared = np.unique(pair[first], return_counts=True)
+    s_unit, owner, r_unit = keys >> 44, (keys >> 32) & 0xFFF, keys & 0xFFFFFFFF
+    digest = np.empty(keys.shape[0], dtype=np.uint64)
+    for o in np.unique(owner).tolist():
+        mask = owner == o
+        digest[mask] = corpus.digests[o][r_unit[mask]]
+    # most shared first, then preferred reference, then unit order
+    order = np.lexsort((r_unit, corpus.owner_order[owner], -shared, s_unit))
+    s_unit, owner, r_unit, shared, digest = s_unit[order], owner[order], r_unit[order], shared[order], digest[order]
+    # rank of each row's stream among the distinct streams of its subject unit, by first appearance
+    position = np.arange(keys.shape[0])
+    by_stream = np.lexsort((position, digest, s_unit))
+    new_stream = np.ones(by_stream.shape[0], dtype=bool)
+    new_stream[1:] = (s_unit[by_stream][1:] != s_unit[by_stream][:-1]) | (digest[by_stream][1:] != digest[by_stream][:-1])
+    first_of_stream = np.empty_like(position)
+    first_of_stream[by_stream] = position[by_stream][np.maximum.accumulate(np.where(new_stream, np.arange(by_stream.shape[0]), 0))]
+    is_first = first_of_stream == position
+    group_start = np.ones(keys.shape[0], dtype=bool)
+    group_start[1:] = s_unit[1:] != s_unit[:-1]
+    cumulative = np.cumsum(is_first)
+    before_group = np.maximum.accumulate(np.where(group_start, cumulative - is_first, 0))
+    stream_rank = (cumulative - before_group - 1)[first_of_stream]
+    keep = stream_rank < MAX_CANDIDATES
+    out: dict[int, list[tuple[int, tuple[int, int], int]]] = {}
+    for su, o, ru, n, d in zip(
+        s_unit[keep].tolist(), owner[keep].tolist(), r_unit[keep].tolist(), shared[keep].tolist(), digest[keep].tolist()
+    ):
+        out.setdefault(su, []).append((n, (o, ru), d))
+    return out
+
+
+def _match_unit(corpus: _Corpus, a: np.ndarray, candidates: list[tuple[int, tuple[int, int], int]], params: FingerprintParams):
+    """Tile the subject unit once per distinct candidate stream; identical copies share the result."""
+    results: dict[int, tuple[int, list[Tile]]] = {}
+    members: dict[int, list[tuple[int, int]]] = {}
+    shared_of: dict[tuple[int, int], int] = {}
+    for shared, ref, digest in candidates:
+        shared_of[ref] = shared
+        if digest not in results:
+            tiles = greedy_string_tiling(a, corpus.ids(ref), params.min_match)
+            results[digest] = (sum(t.length for t in tiles), tiles)
+        members.setdefault(digest, []).append(ref)
+    return results, members, shared_of
+
+
+def _best_stream(corpus: _Corpus, a: np.ndarray, results, members) -> int | None:
+    """The candidate stream with most matched tokens (closest in length on ties), or None if nothing matched."""
+    scored = [
+        (results[d][0], -abs(corpus.ids(refs[0]).shape[0] - a.shape[0]), d) for d, refs in members.items() if refs
+    ]
+    best = max(scored, default=None)
+    return best[2] if best is not None and best[0] > 0 else None
+
+
+def _canonical(corpus: _Corpus, a: np.ndarray, best_digest: int, results, members, params) -> tuple[tuple[int, int], list[str], list[str]]:
+    """Attribute the best match to the root of its declared-parent chain among near-equal matches."""
+    best_matched = results[best_digest][0]
+    tied = [ref for digest, refs in members.items() if results[digest][0] >= TIE_TOLERANCE * best_matched for ref in refs]
+    tied.sort(key=lambda ref: (corpus.rank[ref[0]], ref[1]))
+
+    def qualifies(ref: tuple[int, int]) -> bool:
+        digest = corpus.digest(ref)
+        if digest not in results:
+            tiles = greedy_string_tiling(a, corpus.ids(ref), params.min_match)
+            results[digest] = (sum(t.length for t in tiles), tiles)
+            members.setdefault(digest, [])
+        return results[digest][0] >= TIE_TOLERANCE * best_matched
+
+    roots: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    chains: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for ref in tied:
+        chain = [ref]
+        while len(chain) < MAX_PARENT_DEPTH:
+            parent = corpus.parent_of(chain[-1])
+            if parent is None or parent in chain or not qualifies(parent):
+                break
+            chain.append(parent)
+        roots.setdefault(chain[-1], []).append(ref)
+        chains.setdefault(chain[-1], chain)
+    origin = min(roots, key=lambda r: (-len(roots[r]), corpus.rank[r[0]], r[1]))
+    copies = sorted({corpus.label(r) for r in tied if r != origin})
+    return origin, [corpus.label(r) for r in chains[origin]], copies
+
+
+def scan_code(
+    path: str | os.PathLike[str],
+    index_dir: str | os.PathLike[str] | None = None,
+    *,
+    base_code: Iterable[str | os.PathLike[str]] = (),
+    params: FingerprintParams = DEFAULT_PARAMS,
+) -> CodeScanResult:
+    """Scan a source file or folder against the code index; findings are per matched function."""
+    id_hash = np.uint64(token_id(ID))
+    root, rel_files = _subject_files(Path(path))
+    index, corpus = _load(index_dir, base_code, params)
+    scan_root = Path(path)
+    files: list[FileResult] = []
+    findings: list[Finding] = []
+    tree_cache: dict[Path, TreeLicenses] = {}
+    for rel in rel_files:
+        subject = tokenize_file(root / rel)
+        text = subject.source.decode("utf-8", "replace")
+        file_license = detect_file_license(text)
+        folder = (root / rel).parent
+        if folder not in tree_cache:
+            tree_cache[folder] = read_license_files(license_files_around(root / rel, scan_root))
+        subject_tree = tree_cache[folder]
+        unit_index = subject.unit_tokens()
+        hashes, fp_units, _ = file_fingerprints(subject.ids, subject.unit_of, params)
+        boiler = _boilerplate_mask(subject.ids, corpus.background, params.k) if corpus.background.shape[0] else None
+        keep = ~np.isin(hashes, corpus.background) if corpus.background.shape[0] else np.ones(hashes.shape[0], bool)
+        candidates = _candidates(corpus, hashes[keep], fp_units[keep])
+        covered = np.zeros(len(subject), dtype=bool)
+        result = FileResult(rel, subject.language, len(subject), sum(u.kind == "function" for u in subject.units), 0, file_license.to_dict())
+        for s_unit, cands in sorted(candidates.items()):
+            s_index = unit_index[s_unit]
+            a = subject.ids[s_index]
+            results, members, shared_of = _match_unit(corpus, a, cands, params)
+            best_digest = _best_stream(corpus, a, results, members)
+            if best_digest is None:
+                continue
+            origin, chain, copies = _canonical(corpus, a, best_digest, results, members, params)
+            matched, tiles = results[corpus.digest(origin)]
+            ref_ids = corpus.ids(origin)
+            in_tiles = np.concatenate([s_index[t.a_start : t.a_start + t.length] for t in tiles])
+            evidence = int((~boiler[in_tiles]).sum()) if boiler is not None else int(in_tiles.shape[0])
+            similarity = matched / ref_ids.shape[0]
+            coverage = matched / a.shape[0]
+            verdict = _verdict(similarity, coverage)
+            if verdict == "independent" or evidence < MIN_EVIDENCE_TOKENS:
+                continue
+            covered[in_tiles] = True
+            entry = corpus.entries[origin[0]]
+            ref_file, ref_unit = entry.unit_record(origin[1])
+            s_stream = _Stream.of_subject(subject, s_index)
+            r_stream = _Stream.of_reference(entry, origin[1], ref_file["path"])
+            renamed, consistency, identity = _rename_map(s_stream, r_stream, tiles, id_hash)
+            unit = subject.units[s_unit]
+            match = FunctionMatch(
+                subject_path=rel,
+                subject_qualname=unit.qualname,
+                subject_lines=(unit.start_line, unit.end_line),
+                subject_tokens=int(a.shape[0]),
+                reference=entry.reference.key,
+                reference_path=ref_file["path"],
+                reference_qualname=ref_unit.qualname,
+                reference_lines=(ref_unit.start_line, ref_unit.end_line),
+                reference_tokens=int(ref_ids.shape[0]),
+                matched_tokens=int(matched),
+                evidence_tokens=evidence,
+                similarity=round(similarity, 4),
+                subject_coverage=round(coverage, 4),
+                lexical_identity=round(identity, 4),
+                verdict=verdict,
+                rename_map=renamed,
+                rename_consistency=round(consistency, 4),
+                shared_fingerprints=max(shared_of.get(r, 0) for r in [origin] + members[best_digest]),
+                also_matches=copies or [],
+                declared_chain=chain,
+                regions=_regions(s_stream, r_stream, tiles),
+            )
+            modified = identity < 1.0 or similarity < 1.0 or coverage < 1.0
+            match.license_obligations = license_obligations(
+                entry.reference.license,
+                LicenseInfo.from_dict(ref_file["license"]),
+                TreeLicenses.from_dict(entry.manifest.get("licenses", {})),
+                file_license,
+                subject_tree,
+                modified=modified,
+            )
+            result.matches.append(match)
+            findings.append(_finding(match, entry))
+        result.matched_tokens = int(covered.sum())
+        files.append(result)
+    return CodeScanResult(
+        root=str(scan_root),
+        index=str(index.directory),
+        references=[e.reference.to_dict() for e in corpus.entries],
+        files=files,
+        findings=findings,
+        parameters=params.to_dict()
+        | {
+            "copied_similarity": COPIED_SIMILARITY,
+            "derived_similarity": DERIVED_SIMILARITY,
+            "min_evidence_tokens": MIN_EVIDENCE_TOKENS,
+            "background_kgrams": int(corpus.background.shape[0]),
+        },
+        subject_licenses={str(k): v.to_dict() for k, v in sorted(tree_cache.items())},
+    )
+
+
+def _finding(match: FunctionMatch, entry: LoadedReference) -> Finding:
+    ref = entry.reference
+    transformations = []
+    if match.rename_map:
+        transformations.append(f"{len(match.rename_map)} identifiers renamed consistently ({match.rename_consistency:.0%})")
+    if match.subject_coverage < 1.0:
+        transformations.append(f"{match.subject_tokens - match.matched_tokens} tokens added or changed")
+    if match.similarity < 1.0:
+        transformations.append(f"{match.reference_tokens - match.matched_tokens} reference tokens left out")
+    unmet = [o.obligation.split(":")[0] for o in match.license_obligations if o.met is False]
+    summary = (
+        f"{match.subject} is {match.verdict} from {ref.name} {match.reference_path}::{match.reference_qualname} "
+        f"({match.similarity:.0%} of the reference function, {match.matched_tokens} tokens"
+        f"{', identifiers renamed' if match.rename_map else ''})"
+        + (f"; unmet: {', '.join(unmet)}" if unmet else "")
+    )
+    return Finding(
+        kind="code",
+        verdict=match.verdict,
+        reference=Reference(
+            name=ref.name,
+            family=ref.family,
+            org=ref.org,
+            country=ref.country,
+            license=ref.license,
+            repo_id=ref.repo_id or ref.source,
+            revision=ref.version,
+        ),
+        subject=match.subject,
+        summary=summary,
+        statistics={
+            "similarity": match.similarity,
+            "subject_coverage": match.subject_coverage,
+            "matched_tokens": match.matched_tokens,
+            "evidence_tokens": match.evidence_tokens,
+            "subject_tokens": match.subject_tokens,
+            "reference_tokens": match.reference_tokens,
+            "lexical_identity": match.lexical_identity,
+            "renamed_identifiers": len(match.rename_map),
+            "rename_consistency": match.rename_consistency,
+            "shared_fingerprints": match.shared_fingerprints,
+            "reference_unit": f"{match.reference}:{match.reference_path}::{match.reference_qualname}",
+            "reference_lines": list(match.reference_lines),
+            "subject_lines": list(match.subject_lines),
+            "copies_in_index": len(match.also_matches),
+            "declared_chain": match.declared_chain,
+        },
+        license_obligations=match.license_obligations,
+        transformations=transformations,
+    )

@@ -1,0 +1,365 @@
+"""The reference index: public models' fingerprints plus a catalogue, versioned and sealed by a content digest.
+
+Layout of an index folder::
+
+    index.json              name, version, created, digest, entries (one per reference and kind)
+    catalog.toml            public families: Hub repo ids, organisation, country, license, fingerprinted?
+    weights/<name>.safetensors   sketches (float16), one per tensor, and `anchors:<tensor>` embedding rows
+    weights/<name>.json          manifest: reference, sketch spec, source, per-tensor fingerprints,
+                                 anchor token ids and bytes
+    tokenizers/, code/           written by the tokenizer and code features
+
+The digest covers every file of the folder (sorted relative paths and their sha256) and index.json
+without its own digest field, so any change to any file is detected by `verify()`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tomllib
+from fnmatch import fnmatch
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load_file
+from safetensors.numpy import save as save_safetensors
+
+from modelprov._atomic import atomic_write
+from modelprov._hashing import sha256_file
+from modelprov.errors import NothingToScanError, ReferenceIndexError
+from modelprov.findings import Reference
+from modelprov.reader import Checkpoint, CheckpointTokenizer, open_checkpoint
+from modelprov.weights.fingerprint import (
+    EmbeddingAnchors, ModelFingerprint, ProgressFn, SketchSpec, TensorFingerprint, fingerprint_checkpoint,
+)
+
+INDEX_FILE = "index.json"
+CATALOG_FILE = "catalog.toml"
+FORMAT_VERSION = 1
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+_FP16_MAX = float(np.finfo(np.float16).max)
+_ANCHOR_PREFIX = "anchors:"  # sketch-file key of a token embedding's anchor rows
+
+
+INDEX_ENV = "MODELPROV_INDEX"
+
+
+def default_index_dir() -> Path:
+    """`$MODELPROV_INDEX` if set, else the `reference_index/` folder shipped with the project.
+
+    The one place the default is decided: the tokenizer and code references live in its `tokenizers/`
+    and `code/` sub-folders.
+    """
+    env = os.environ.get(INDEX_ENV)
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "reference_index"
+
+
+def check_name(name: str) -> str:
+    """Reference names become file names: letters, digits and `._+-` only."""
+    if not _NAME.match(name or ""):
+        raise ReferenceIndexError(None, f"reference name {name!r} must be letters, digits and ._+- (at most 128)")
+    return name
+
+
+@dataclass
+class IndexEntry:
+    """One reference of one kind (weights, tokenizer, code) and the files that hold it."""
+
+    name: str
+    kind: str
+    reference: Reference
+    files: list[str]  # relative to the index folder
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "reference": self.reference.to_dict(),
+                "files": list(self.files), "summary": self.summary}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "IndexEntry":
+        return cls(d["name"], d["kind"], Reference.from_dict(d["reference"]), list(d.get("files", [])), dict(d.get("summary", {})))
+
+
+class ReferenceIndex:
+    """A reference index folder: entries, catalogue and fingerprints, with add/remove and a digest check."""
+
+    def __init__(self, root: Path, meta: dict[str, Any], entries: list[IndexEntry]) -> None:
+        self.root = root
+        self.meta = meta
+        self.entries = entries
+        self._fingerprints: dict[str, ModelFingerprint] = {}
+
+    # -- loading and sealing ---------------------------------------------------------------------
+    @classmethod
+    def load(cls, root: str | os.PathLike[str] | None = None) -> "ReferenceIndex":
+        """Open an index folder (default: `default_index_dir()`); raise `ReferenceIndexError` if malformed."""
+        folder = Path(root) if root is not None else default_index_dir()
+        f = folder / INDEX_FILE
+        if not folder.is_dir():
+            raise ReferenceIndexError(folder, "reference index folder does not exist")
+        if not f.is_file():
+            raise ReferenceIndexError(f, "not a reference index (index.json missing); create one with `provenance index add`")
+        try:
+            meta = json.loads(f.read_text(encoding="utf-8"))
+            entries = [IndexEntry.from_dict(e) for e in meta.get("entries", [])]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ReferenceIndexError(f, f"malformed index ({exc.__class__.__name__}: {exc})") from None
+        if not isinstance(meta, dict):
+            raise ReferenceIndexError(f, "index.json is not a JSON object")
+        return cls(folder, meta, entries)
+
+    @classmethod
+    def create(cls, root: str | os.PathLike[str], name: str = "reference-index") -> "ReferenceIndex":
+        """An empty index in `root` (written at the first `add`/`save`)."""
+        folder = Path(root)
+        meta = {"name": name, "format_version": FORMAT_VERSION, "version": 0, "created": _now(), "digest": ""}
+        return cls(folder, meta, [])
+
+    @classmethod
+    def open_or_create(cls, root: str | os.PathLike[str]) -> "ReferenceIndex":
+        folder = Path(root)
+        return cls.load(folder) if (folder / INDEX_FILE).is_file() else cls.create(folder)
+
+    @property
+    def name(self) -> str:
+        return str(self.meta.get("name", "reference-index"))
+
+    @property
+    def version(self) -> int:
+        return int(self.meta.get("version", 0))
+
+    @property
+    def digest(self) -> str:
+        return str(self.meta.get("digest", ""))
+
+    def summary(self) -> dict[str, Any]:
+        """What a scan report records of the index it used."""
+        return {"name": self.name, "version": self.version, "digest": self.digest, "path": str(self.root),
+                "references": len(self.entries)}
+
+    def compute_digest(self) -> str:
+        """sha256 over index.json without its digest field, then each other file's path and sha256."""
+        h = hashlib.sha256()
+        meta = {k: v for k, v in self.meta.items() if k != "digest"}
+        meta["entries"] = [e.to_dict() for e in self.entries]
+        h.update(json.dumps(meta, sort_keys=True, ensure_ascii=False).encode())
+        for rel in self._content_files():
+            h.update(f"\n{rel}\0{sha256_file(self.root / rel).sha256}".encode())
+        return "sha256:" + h.hexdigest()
+
+    def _content_files(self) -> list[str]:
+        """Files the digest covers: all but index.json, hidden files and what a `.gitignore` inside excludes
+        (locally built entries that are not shipped)."""
+        if not self.root.is_dir():
+            return []
+        ignores = [(g.parent.relative_to(self.root).parts, _gitignore_patterns(g)) for g in self.root.rglob(".gitignore")]
+        out = []
+        for p in self.root.rglob("*"):
+            parts = p.relative_to(self.root).parts
+            rel = "/".join(parts)
+            if not p.is_file() or rel == INDEX_FILE or any(part.startswith(".") for part in parts):
+                continue
+            if any(_ignored(parts[len(base):], pats) for base, pats in ignores if parts[:len(base)] == base):
+                continue
+            out.append(rel)
+        return sorted(out)
+
+    def verify(self) -> None:
+        """Raise `ReferenceIndexError` unless the digest matches every file and each entry's files exist."""
+        for e in self.entries:
+            for rel in e.files:
+                if not (self.root / rel).is_file():
+                    raise ReferenceIndexError(self.root / rel, f"file of reference {e.name!r} is missing")
+        actual = self.compute_digest()
+        if actual != self.digest:
+            raise ReferenceIndexError(self.root / INDEX_FILE,
+                                      f"digest mismatch: recorded {self.digest or '(none)'}, files give {actual}")
+
+    def save(self) -> None:
+        """Bump the version, reseal the digest and write index.json atomically."""
+        self.meta["version"] = self.version + 1
+        self.meta["format_version"] = FORMAT_VERSION
+        self.meta["updated"] = _now()
+        self.meta["digest"] = self.compute_digest()
+        out = dict(self.meta)
+        out["entries"] = [e.to_dict() for e in self.entries]
+        with atomic_write(self.root / INDEX_FILE) as handle:
+            json.dump(out, handle, indent=1, sort_keys=True, ensure_ascii=False)
+            handle.write("\n")
+
+    # -- entries -----------------------------------------------------------------------------------
+    @property
+    def references(self) -> list[Reference]:
+        """Every distinct reference in the index (a model may have weights, tokenizer and code entries)."""
+        seen: dict[str, Reference] = {}
+        for e in self.entries:
+            seen.setdefault(e.name, e.reference)
+        return list(seen.values())
+
+    def entries_of(self, kind: str) -> list[IndexEntry]:
+        return [e for e in self.entries if e.kind == kind]
+
+    def entry(self, name: str, kind: str | None = None) -> IndexEntry:
+        for e in self.entries:
+            if e.name == name and (kind is None or e.kind == kind):
+                return e
+        raise ReferenceIndexError(self.root, f"no reference named {name!r}" + (f" of kind {kind}" if kind else ""))
+
+    def put_entry(self, entry: IndexEntry) -> None:
+        """Add or replace the entry with the same name and kind (for the tokenizer and code features too)."""
+        check_name(entry.name)
+        self.entries = [e for e in self.entries if not (e.name == entry.name and e.kind == entry.kind)]
+        self.entries.append(entry)
+        self.entries.sort(key=lambda e: (e.name, e.kind))
+
+    def remove(self, name: str) -> list[str]:
+        """Remove every entry named `name` and its files; returns the removed files; saves the index."""
+        gone = [e for e in self.entries if e.name == name]
+        if not gone:
+            raise ReferenceIndexError(self.root, f"no reference named {name!r}")
+        removed = []
+        for e in gone:
+            for rel in e.files:
+                (self.root / rel).unlink(missing_ok=True)
+                removed.append(rel)
+        self.entries = [e for e in self.entries if e.name != name]
+        self._fingerprints.pop(name, None)
+        self.save()
+        return removed
+
+    # -- weights fingerprints -------------------------------------------------------------------------
+    def add_weights(self, reference: Reference, fingerprint: ModelFingerprint, *, files: Iterable[dict[str, Any]] = ()) -> IndexEntry:
+        """Store a model fingerprint (sketches as float16 safetensors + JSON manifest) and save the index."""
+        name = check_name(reference.name)
+        sketch_rel, manifest_rel = f"weights/{name}.safetensors", f"weights/{name}.json"
+        arrays = {t.name: np.ascontiguousarray(np.clip(fingerprint.sketches[t.name], -_FP16_MAX, _FP16_MAX),
+                                               dtype=np.float16)
+                  for t in fingerprint.tensors}
+        for tensor, anchors in fingerprint.anchors.items():
+            arrays[_ANCHOR_PREFIX + tensor] = np.ascontiguousarray(np.clip(anchors.rows, -_FP16_MAX, _FP16_MAX),
+                                                                   dtype=np.float16)
+        manifest = {
+            "reference": reference.to_dict(),
+            "sketch": fingerprint.spec.to_dict(),
+            "sketch_storage": "float16",
+            "source": {**fingerprint.source, "files": list(files)},
+            "parameter_count": fingerprint.parameter_count,
+            "tensors": [t.to_dict() for t in fingerprint.tensors],
+            "anchors": {name: a.to_dict() for name, a in sorted(fingerprint.anchors.items())},
+        }
+        blob = save_safetensors(arrays, metadata={"reference": name, "sketch_version": str(fingerprint.spec.version)})
+        with atomic_write(self.root / sketch_rel, "wb") as handle:
+            handle.write(blob)
+        with atomic_write(self.root / manifest_rel) as handle:
+            json.dump(manifest, handle, indent=1, sort_keys=True)
+            handle.write("\n")
+        entry = IndexEntry(name, "weights", reference, [sketch_rel, manifest_rel], {
+            "tensors": len(fingerprint.tensors), "parameters": fingerprint.parameter_count,
+            "format": fingerprint.source.get("format"), "quantisation": fingerprint.source.get("quantisation"),
+        })
+        self.put_entry(entry)
+        self._fingerprints[name] = fingerprint
+        self.save()
+        return entry
+
+    def fingerprint(self, name: str) -> ModelFingerprint:
+        """The weights fingerprint of reference `name` (sketches as float32), loaded once."""
+        if name in self._fingerprints:
+            return self._fingerprints[name]
+        entry = self.entry(name, "weights")
+        manifest_path = self.root / f"weights/{name}.json"
+        sketch_path = self.root / f"weights/{name}.safetensors"
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            tensors = [TensorFingerprint.from_dict(t) for t in manifest["tensors"]]
+            spec = SketchSpec(**manifest["sketch"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ReferenceIndexError(manifest_path, f"malformed fingerprint manifest ({exc.__class__.__name__}: {exc})") from None
+        try:
+            raw = load_file(str(sketch_path))
+        except (OSError, SafetensorError, ValueError) as exc:
+            raise ReferenceIndexError(sketch_path, f"unreadable sketches ({exc})") from None
+        missing = [t.name for t in tensors if t.name not in raw]
+        if missing:
+            raise ReferenceIndexError(sketch_path, f"{len(missing)} sketches missing, e.g. {missing[0]!r}")
+        sketches = {t.name: raw[t.name].astype(np.float32) for t in tensors}
+        try:
+            anchors = {name: EmbeddingAnchors.from_dict(d, raw[_ANCHOR_PREFIX + name].astype(np.float32))
+                       for name, d in manifest.get("anchors", {}).items()}
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ReferenceIndexError(manifest_path, f"malformed embedding anchors ({exc.__class__.__name__}: {exc})") from None
+        fp = ModelFingerprint(tensors, sketches, spec, manifest.get("source", {}), anchors)
+        fp.source["reference"] = entry.reference.to_dict()
+        self._fingerprints[name] = fp
+        return fp
+
+    def weight_references(self) -> list[tuple[Reference, ModelFingerprint]]:
+        """Every reference with weights, with its fingerprint."""
+        return [(e.reference, self.fingerprint(e.name)) for e in self.entries_of("weights")]
+
+    # -- catalogue -----------------------------------------------------------------------------------
+    def catalog(self) -> dict[str, Any]:
+        """The parsed catalog.toml (families of public models), or {} when the index has none."""
+        path = self.root / CATALOG_FILE
+        if not path.is_file():
+            return {}
+        return load_toml(path)
+
+
+def _gitignore_patterns(path: Path) -> list[str]:
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    return [ln.strip() for ln in lines if ln.strip() and not ln.startswith(("#", "!"))]
+
+
+def _ignored(parts: tuple[str, ...], patterns: list[str]) -> bool:
+    """Whether a path (parts below the .gitignore's folder) matches a simple gitignore pattern."""
+    for pat in patterns:
+        if pat.endswith("/"):  # a directory pattern: any parent folder
+            if any(fnmatch(d, pat.rstrip("/").lstrip("/")) for d in parts[:-1]):
+                return True
+        elif any(fnmatch(x, pat.lstrip("/")) for x in parts):
+            return True
+    return False
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    """A TOML file as a dict; a malformed file is a `ReferenceIndexError` naming it."""
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except (OSError, ValueError) as exc:
+        raise ReferenceIndexError(path, f"malformed TOML ({exc})") from None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+def add_checkpoint(index: ReferenceIndex, path: str | os.PathLike[str] | Checkpoint, reference: Reference, *,
+                   spec: SketchSpec | None = None, progress: ProgressFn | None = None) -> IndexEntry:
+    """Fingerprint the checkpoint at `path` (full read) and store it in `index` as reference `reference`.
+
+    Embedding anchors are keyed by token bytes when the checkpoint ships a tokenizer, else by row id.
+    """
+    check_name(reference.name)
+    owned = not isinstance(path, Checkpoint)
+    ckpt = open_checkpoint(path) if owned else path
+    try:
+        fp = fingerprint_checkpoint(ckpt, spec, progress=progress, tokens=CheckpointTokenizer.of(ckpt).tokens())
+        files = [{"name": f.path.name, "role": f.role, "size": f.size, "sha256": sha256_file(f.path).sha256}
+                 for f in ckpt.files() if f.role == "weights"]
+    finally:
+        if owned:
+            ckpt.close()
+    if not fp.tensors:
+        raise NothingToScanError(ckpt.path, "checkpoint holds no floating-point tensors to fingerprint")
+    return index.add_weights(reference, fp, files=files)

@@ -1,0 +1,187 @@
+"""Find the checkpoint files in a path (file, folder, sharded index, sub-model folders) and open them.
+
+Folder rules, in order: safetensors (single, sharded via `*.safetensors.index.json`, and sub-model folders)
+win over `*pytorch_model*.bin`, which win over GGUF; files of a losing format, and safetensors files a
+folder's weight-map index does not name (e.g. `consolidated.safetensors`), are listed in
+`checkpoint.metadata["ignored_files"]`. A folder with several GGUF files (several quantisations) is an error
+that names them: pass the one file to inspect. Empty folders and folders without any checkpoint are
+`CheckpointError`s (exit status 2).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from modelprov.errors import CheckpointError
+from ._base import CONFIG_NAMES, TOKENIZER_NAMES, Checkpoint, CheckpointFile
+from ._gguf import GgufCheckpoint
+from ._hub import open_hub_checkpoint
+from ._pytorch import PytorchCheckpoint
+from ._safetensors import SafetensorsCheckpoint
+
+__all__ = ["open_checkpoint", "SafetensorsCheckpoint", "GgufCheckpoint", "PytorchCheckpoint"]
+
+PYTORCH_SUFFIXES = (".bin", ".pt", ".pth")
+
+
+def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+    """Open a checkpoint file or folder; raise `CheckpointError` with the file and problem if it cannot be read."""
+    if str(path).startswith("hf://"):
+        return open_hub_checkpoint(str(path))
+    if not str(path).strip():  # Path("") is ".": never scan the working folder by accident
+        raise CheckpointError(None, "checkpoint path is empty")
+    root = Path(path)
+    if not root.exists():
+        raise CheckpointError(root, "no such file or directory")
+    if root.is_file():
+        return _open_file(root)
+    if not root.is_dir():
+        raise CheckpointError(root, "not a regular file or folder")
+    try:
+        empty = not any(root.iterdir())
+    except OSError as exc:
+        raise CheckpointError(root, f"cannot list folder: {exc.strerror or exc}") from None
+    if empty:
+        raise CheckpointError(root, "folder is empty")
+    return _open_folder(root)
+
+
+def _open_file(file: Path) -> Checkpoint:
+    name = file.name
+    if name.endswith(".safetensors.index.json"):
+        shards, expected = _indexed_shards(file.parent, file, "")
+        return SafetensorsCheckpoint(file.parent, shards, _side_files(file.parent), _read_config(file.parent), expected)
+    if file.suffix == ".safetensors":
+        return SafetensorsCheckpoint(file, [(file, "")], _side_files(file.parent), _read_config(file.parent))
+    if file.suffix == ".gguf":
+        return GgufCheckpoint(file, [])
+    if file.suffix in PYTORCH_SUFFIXES:
+        return PytorchCheckpoint(file, [(file, "")], _side_files(file.parent), _read_config(file.parent))
+    raise CheckpointError(file, f"unsupported checkpoint file type {file.suffix or '(no extension)'!r} "
+                          "(expected .safetensors, .gguf or .bin)")
+
+
+def _open_folder(root: Path) -> Checkpoint:
+    folders = _model_folders(root)
+    safetensors: list[tuple[Path, str]] = []
+    expected: dict[Path, set[str]] = {}
+    pytorch: list[tuple[Path, str]] = []
+    ggufs: list[Path] = []
+    unindexed: list[Path] = []
+    for folder, prefix in folders:
+        shards, exp = _folder_safetensors(folder, prefix)
+        unindexed += sorted(set(folder.glob("*.safetensors")) - {f for f, _ in shards})
+        safetensors += shards
+        expected.update(exp)
+        pytorch += [(f, prefix) for f in _folder_pytorch(folder)]
+        ggufs += sorted(folder.glob("*.gguf"))
+    side = [f for folder, _ in folders for f in _side_files(folder)]
+    config = _read_config(root)
+    if safetensors:
+        ckpt: Checkpoint = SafetensorsCheckpoint(root, safetensors, side, config, expected)
+        ignored = unindexed + [f for f, _ in pytorch] + ggufs
+    elif pytorch:
+        ckpt = PytorchCheckpoint(root, pytorch, side, config)
+        ignored = list(ggufs)
+    elif ggufs:
+        if len(ggufs) > 1:
+            names = ", ".join(str(g.relative_to(root)) for g in ggufs[:6]) + (" …" if len(ggufs) > 6 else "")
+            raise CheckpointError(root, f"folder holds {len(ggufs)} GGUF files ({names}); pass the one to read")
+        ckpt = GgufCheckpoint(ggufs[0], side)
+        ignored = []
+    else:
+        raise CheckpointError(root, "folder holds no checkpoint (no *.safetensors, *.gguf or *pytorch_model*.bin)")
+    ckpt.metadata["ignored_files"] = [str(f) for f in ignored]
+    return ckpt
+
+
+def _model_folders(root: Path) -> list[tuple[Path, str]]:
+    """The root and every non-hidden sub-folder, with the dotted tensor-name prefix of each."""
+    out = [(root, "")]
+    for dirpath, dirnames, _ in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "__")))
+        for d in dirnames:
+            folder = Path(dirpath) / d
+            out.append((folder, ".".join(folder.relative_to(root).parts) + "."))
+    return sorted(out, key=lambda fp: fp[1])
+
+
+def _folder_safetensors(folder: Path, prefix: str) -> tuple[list[tuple[Path, str]], dict[Path, set[str]]]:
+    indexes = sorted(folder.glob("*.safetensors.index.json"))
+    if not indexes:
+        return [(f, prefix) for f in sorted(folder.glob("*.safetensors"))], {}
+    shards: list[tuple[Path, str]] = []
+    expected: dict[Path, set[str]] = {}
+    for index in indexes:
+        s, e = _indexed_shards(folder, index, prefix)
+        shards += [x for x in s if x not in shards]
+        for k, v in e.items():
+            expected.setdefault(k, set()).update(v)
+    return shards, expected
+
+
+def _indexed_shards(folder: Path, index: Path, prefix: str) -> tuple[list[tuple[Path, str]], dict[Path, set[str]]]:
+    """Shards named by a weight-map index, each with the tensor names the index places in it."""
+    weight_map = _read_weight_map(index)
+    expected: dict[Path, set[str]] = {}
+    for tensor, shard_name in weight_map.items():
+        shard = folder / shard_name
+        if not shard.is_file():
+            raise CheckpointError(index, f"weight map names missing shard {shard_name!r}")
+        expected.setdefault(shard, set()).add(tensor)
+    return [(s, prefix) for s in sorted(expected)], expected
+
+
+def _read_weight_map(index: Path) -> dict[str, str]:
+    try:
+        data = json.loads(index.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise CheckpointError(index, f"weight-map index is not valid JSON ({exc.__class__.__name__})") from None
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and v and "/" not in v and v not in (".", "..")
+        for k, v in weight_map.items()
+    ):
+        raise CheckpointError(index, "weight-map index has no \"weight_map\" object of tensor name -> shard file name")
+    return weight_map
+
+
+def _folder_pytorch(folder: Path) -> list[Path]:
+    indexes = sorted(folder.glob("*pytorch_model*.bin.index.json"))
+    if indexes:
+        names: set[Path] = set()
+        for index in indexes:
+            for shard_name in set(_read_weight_map(index).values()):
+                shard = folder / shard_name
+                if not shard.is_file():
+                    raise CheckpointError(index, f"weight map names missing shard {shard_name!r}")
+                names.add(shard)
+        return sorted(names)
+    return sorted(folder.glob("*pytorch_model*.bin"))  # also diffusers' diffusion_pytorch_model.bin
+
+
+def _side_files(folder: Path) -> list[CheckpointFile]:
+    out = []
+    for name in (*CONFIG_NAMES, *TOKENIZER_NAMES):
+        f = folder / name
+        if f.is_file():
+            out.append(CheckpointFile(f, f.stat().st_size, "config" if name in CONFIG_NAMES else "tokenizer"))
+    for f in sorted([*folder.glob("*.safetensors.index.json"), *folder.glob("*pytorch_model*.bin.index.json")]):
+        out.append(CheckpointFile(f, f.stat().st_size, "index"))
+    return out
+
+
+def _read_config(folder: Path) -> dict[str, Any] | None:
+    f = folder / "config.json"
+    if not f.is_file():
+        return None
+    try:
+        cfg = json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise CheckpointError(f, f"config is not valid JSON ({exc.__class__.__name__})") from None
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f, "config is not a JSON object")
+    return cfg

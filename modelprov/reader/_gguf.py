@@ -1,0 +1,165 @@
+"""GGUF checkpoints (llama.cpp) read lazily: `gguf.GGUFReader` parses, rows are read and dequantised on demand.
+
+Shapes are exposed in PyTorch order (GGUF's `ne` reversed), so a row is one output feature and every row is
+a whole number of quantisation blocks; `read_rows` reads and dequantises only those rows' blocks.
+Names stay GGUF-native (`blk.3.attn_q.weight`). llama.cpp's conversion permutes the rows of the Q and K
+projections of Llama-family models for its rotary layout; the reader does NOT undo that (matching does).
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelprov.errors import CheckpointError
+from ._base import CheckpointFile, RowSelection, TensorInfo
+from ._rows import read_row_runs
+from ._table import TableCheckpoint
+
+_PLAIN = {"F32": "<f4", "F16": "<f2", "F64": "<f8", "I8": "i1", "I16": "<i2", "I32": "<i4", "I64": "<i8"}
+# metadata arrays larger than this are summarised (length only) unless they are tokenizer arrays
+_MAX_INLINE_ARRAY = 4096
+
+
+class GgufCheckpoint(TableCheckpoint):
+    """One GGUF file: tensors in PyTorch-order shapes with their GGML type as dtype, metadata as `metadata`."""
+
+    format = "gguf"
+
+    def __init__(self, path: Path, side_files: list[CheckpointFile]) -> None:
+        import gguf
+
+        super().__init__(path)
+        self._gguf = gguf
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise CheckpointError(path, f"cannot read: {exc.strerror or exc}") from None
+        try:
+            reader = _reader_class()(path, "r")
+        except Exception as exc:  # the parser of untrusted bytes: any failure means a malformed file
+            raise CheckpointError(path, f"not a readable GGUF file ({size} bytes; truncated or malformed: "
+                                  f"{_first_line(exc)})") from None
+        self.metadata = _metadata(reader)
+        self._qtypes: dict[str, Any] = {}
+        for t in reader.tensors:
+            qtype = t.tensor_type
+            block, type_size = gguf.GGML_QUANT_SIZES[qtype]
+            ne = [int(d) for d in t.shape]
+            shape = tuple(reversed(ne))
+            if ne and ne[0] % block:
+                raise CheckpointError(path, f"tensor {t.name!r}: row length {ne[0]} is not a multiple of the "
+                                      f"{qtype.name} block size {block}")
+            start = int(t.data_offset)
+            end = start + int(t.n_bytes)
+            if end > size:
+                raise CheckpointError(path, f"tensor {t.name!r}: data [{start}, {end}) runs past the end of the "
+                                      f"{size}-byte file (truncated)")
+            self._add(TensorInfo(t.name, qtype.name, shape, path, (start, end)))
+            self._qtypes[t.name] = qtype
+        del reader  # drop the memory map; data is read with positioned reads
+        self.quantisation = dominant_type(self._infos.values())
+        self.config = config_from_metadata(self.metadata)
+        self._files = [*side_files, CheckpointFile(path, size, "weights")]
+
+    def read_rows(self, name: str, rows: RowSelection = None) -> np.ndarray:
+        info = self._infos[name]
+        qtype = self._qtypes[name]
+        row_bytes = info.nbytes // info.rows if info.rows else 0
+
+        def decode(raw: bytes, out: np.ndarray) -> None:
+            out[...] = self._decode(raw, qtype, out.shape[0], row_bytes).reshape(out.shape)
+
+        return read_row_runs(self._fd(info.file), info, rows, row_bytes, decode)
+
+    def _decode(self, raw: bytes, qtype: Any, n_rows: int, row_bytes: int) -> np.ndarray:
+        plain = _PLAIN.get(qtype.name)
+        if plain is not None:
+            return np.frombuffer(raw, dtype=plain)
+        data = np.frombuffer(raw, dtype=np.uint8).reshape(n_rows, row_bytes)
+        try:
+            return self._gguf.quants.dequantize(data, qtype)
+        except NotImplementedError:
+            raise CheckpointError(self.path, f"dequantisation of {qtype.name} is not supported") from None
+
+
+@functools.lru_cache(maxsize=1)
+def _reader_class() -> type:
+    """`gguf.GGUFReader` parsing over a plain ndarray view of its memory map.
+
+    The library slices its `np.memmap` once per string; numpy's memmap subclass hooks then dominate (3x the
+    parse time of a 50k-token vocabulary). A plain view of the same mapping parses identically.
+    """
+    import gguf
+
+    class PlainViewReader(gguf.GGUFReader):
+        @property  # type: ignore[override]
+        def data(self) -> np.ndarray:
+            return self._plain
+
+        @data.setter
+        def data(self, value: np.ndarray) -> None:
+            self._plain = value.view(np.ndarray) if isinstance(value, np.memmap) else value
+
+    return PlainViewReader
+
+
+def dominant_type(infos: Any) -> str | None:
+    """The tensor type holding the most parameters among the weight matrices (2-D and up), e.g. "Q4_1"."""
+    counts: collections.Counter[str] = collections.Counter()
+    for info in infos:
+        if len(info.shape) >= 2:
+            counts[info.dtype] += info.numel
+    return counts.most_common(1)[0][0] if counts else None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0][:160] if text else exc.__class__.__name__)
+
+
+def _metadata(reader: Any) -> dict[str, Any]:
+    """GGUF key/value fields as plain Python values (tokenizer arrays in full, other huge arrays by length)."""
+    out: dict[str, Any] = {}
+    for key, field in reader.fields.items():
+        if key.startswith("GGUF."):
+            continue
+        try:
+            value = field.contents()
+        except Exception:  # a field the library cannot decode is reported, not fatal
+            value = None
+        if isinstance(value, list) and len(value) > _MAX_INLINE_ARRAY and not key.startswith("tokenizer."):
+            value = {"array_length": len(value)}
+        out[key] = value
+    return out
+
+
+def config_from_metadata(meta: dict[str, Any]) -> dict[str, Any]:
+    """A config.json-like view of GGUF metadata (HF key names), so later stages treat both formats alike."""
+    arch = meta.get("general.architecture")
+    if not isinstance(arch, str):
+        return {}
+
+    def get(key: str) -> Any:
+        return meta.get(f"{arch}.{key}")
+
+    tokens = meta.get("tokenizer.ggml.tokens")
+    cfg: dict[str, Any] = {
+        "model_type": arch,
+        "source": "gguf metadata",
+        "num_hidden_layers": get("block_count"),
+        "hidden_size": get("embedding_length"),
+        "intermediate_size": get("feed_forward_length"),
+        "num_attention_heads": get("attention.head_count"),
+        "num_key_value_heads": get("attention.head_count_kv"),
+        "max_position_embeddings": get("context_length"),
+        "rope_theta": get("rope.freq_base"),
+        "rms_norm_eps": get("attention.layer_norm_rms_epsilon"),
+        "vocab_size": get("vocab_size") or (len(tokens) if isinstance(tokens, list) else None),
+        "name": meta.get("general.name"),
+    }
+    return {k: v for k, v in cfg.items() if v is not None}

@@ -1,0 +1,83 @@
+"""`scan`: the orchestrator. Open a checkpoint, scan its weights, tokenizer and inference code against the
+reference index, and return one `ScanReport` (judge it with `modelprov.policy.apply_policy`, write it with
+`modelprov.report.write_reports`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from . import __version__
+from .code import CodeIndex, CodeScanResult, scan_code, source_files
+from .errors import ReferenceIndexError
+from .findings import ScanReport, Subject
+from .index import ReferenceIndex
+from .reader import Checkpoint, CheckpointTokenizer, open_checkpoint
+from .report import report_timestamp
+from .tokenizers import scan_tokenizers
+from .weights import inspect_checkpoint, scan_weights
+from .weights.fingerprint import ProgressFn
+
+
+def scan(path: str | os.PathLike[str] | Checkpoint, index: ReferenceIndex | str | os.PathLike[str] | None = None,
+         *, progress: ProgressFn | None = None, verify_exact: bool = True, hash_files: bool = True,
+         tokenizer: bool = True, code: bool = True) -> ScanReport:
+    """Scan a checkpoint against a reference index (default: the shipped one) and return the report.
+
+    Weights always; the tokenizer when the checkpoint carries one; inference code when the checkpoint
+    folder holds source files and the index has code references.
+    """
+    idx = index if isinstance(index, ReferenceIndex) else ReferenceIndex.load(index)
+    owned = not isinstance(path, Checkpoint)
+    ckpt = open_checkpoint(path) if owned else path
+    try:
+        subject = _subject(ckpt, hash_files)
+        shipped = CheckpointTokenizer.of(ckpt)  # read at most once, by whichever part needs it first
+        weights = scan_weights(ckpt, idx.weight_references(), progress=progress, verify_exact=verify_exact,
+                               tokens=shipped.tokens)
+        findings = list(weights.findings)
+        details: dict[str, Any] = {"weights": weights.details}
+        if tokenizer and ckpt.path.exists():  # a Hub checkpoint's tokenizer is not fetched
+            tok_findings, details["tokenizer"] = scan_tokenizers(str(ckpt.path), idx.root, tokenizer=shipped)
+            findings.extend(tok_findings)
+        code_result = _scan_checkpoint_code(ckpt, idx) if code else None
+        if code_result is not None:
+            findings.extend(code_result.findings)
+            details["code"] = code_result.to_dict()
+    finally:
+        if owned:
+            ckpt.close()
+    return ScanReport(
+        subject=subject, index=index_summary(idx), parameters={"weights": weights.parameters},
+        findings=findings, details=details, tool_version=__version__, timestamp=report_timestamp(),
+    )
+
+
+def _scan_checkpoint_code(ckpt: Checkpoint, idx: ReferenceIndex) -> CodeScanResult | None:
+    """Scan the source files of a local checkpoint folder (modelling code shipped with weights), if any."""
+    if not ckpt.path.exists():  # a Hub checkpoint: its code is not fetched
+        return None
+    code_index = idx.root / "code"
+    if not CodeIndex(code_index).has_references():
+        return None
+    folder = ckpt.path if ckpt.path.is_dir() else ckpt.path.parent
+    if not source_files(folder):  # the code scanner's own walk: same files it would scan
+        return None
+    return scan_code(folder, code_index)
+
+
+def index_summary(idx: ReferenceIndex) -> dict[str, Any]:
+    """The index's name, version and digest, and whether its files still match the digest."""
+    out = idx.summary()
+    try:
+        idx.verify()
+        out["verified"] = True
+    except ReferenceIndexError as err:  # reported, not fatal: the report says the index was modified
+        out["verified"] = False
+        out["verification_problem"] = err.one_line()
+    return out
+
+
+def _subject(ckpt: Checkpoint, hash_files: bool) -> Subject:
+    return inspect_checkpoint(ckpt, hash_files=hash_files).subject()

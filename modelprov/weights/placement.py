@@ -1,0 +1,121 @@
+"""Where a reference tensor may sit inside a suspect tensor, without trusting names: as stored, transposed,
+at a row offset of a fused projection (or a grown vocabulary), or in llama.cpp's q/k row order.
+
+New ways a copy can be laid out are new placement strategies (`PLACEMENT_STRATEGIES`); reading the suspect
+at a placement (`sketch_at`, `region_at`) is the same for all of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from modelprov.reader import SuspectReader
+
+from .fingerprint import SketchSpec, TensorFingerprint, gguf_qk_permutation, sketch_indices
+
+_FUSED_ROLES = frozenset({"attn_qkv", "mlp_gate_up", "other", "token_embedding", "lm_head", "router"})
+_MAX_OFFSETS = 16
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a reference tensor (2-D view a×b) sits in a suspect tensor."""
+
+    transpose: bool = False  # suspect stores the reference transposed
+    row_offset: int = 0  # rows of a fused suspect (in reference orientation) before the reference's block
+    row_map: str | None = None  # "gguf_qk": suspect rows are in llama.cpp's rotary order
+    heads: int | None = None
+
+    def describe(self) -> str:
+        parts = []
+        if self.transpose:
+            parts.append("transposed")
+        if self.row_offset:
+            parts.append(f"at row {self.row_offset} of a fused tensor")
+        if self.row_map == "gguf_qk":
+            parts.append("llama.cpp q/k row order")
+        return ", ".join(parts) or "as is"
+
+    def suspect_rows(self, ref_rows: np.ndarray) -> np.ndarray:
+        """Suspect rows (in reference orientation) that hold reference rows `ref_rows`."""
+        rows = ref_rows
+        if self.row_map == "gguf_qk" and self.heads:
+            rows = np.argsort(gguf_qk_permutation(self.ref_rows, self.heads))[rows]
+        return rows + self.row_offset
+
+    ref_rows: int = 0  # reference row count, needed by row maps
+
+
+PlacementStrategy = Callable[[TensorFingerprint, tuple[int, int], TensorFingerprint], Iterable[Placement]]
+
+
+def _offsets(total: int, part: int) -> list[int]:
+    if total == part:
+        return [0]
+    out = sorted({k * part for k in range(total // part)} | {total - part})
+    return out[:_MAX_OFFSETS]
+
+
+def direct_placements(suspect: TensorFingerprint, s2d: tuple[int, int], ref: TensorFingerprint) -> Iterator[Placement]:
+    """As stored, or at a row offset inside a larger (fused, or vocabulary-grown) suspect tensor."""
+    (m, w), (a, b) = s2d, ref.shape2d
+    if w != b or m < a:
+        return
+    if len(suspect.shape) != len(ref.shape) and min(len(suspect.shape), len(ref.shape)) < 2:
+        return
+    if m > a and suspect.role not in _FUSED_ROLES:
+        return
+    for off in _offsets(m, a):
+        yield Placement(row_offset=off, ref_rows=a)
+
+
+def transposed_placements(suspect: TensorFingerprint, s2d: tuple[int, int], ref: TensorFingerprint) -> Iterator[Placement]:
+    """Stored transposed (GPT-2 Conv1D, some exporters), possibly fused along the reference's rows."""
+    (m, w), (a, b) = s2d, ref.shape2d
+    if len(suspect.shape) != 2 or len(ref.shape) != 2 or m != b or w < a:
+        return
+    if w > a and suspect.role not in _FUSED_ROLES:
+        return
+    for off in _offsets(w, a):
+        yield Placement(transpose=True, row_offset=off, ref_rows=a)
+
+
+def gguf_qk_placements(suspect: TensorFingerprint, s2d: tuple[int, int], ref: TensorFingerprint) -> Iterator[Placement]:
+    """q/k rows permuted by llama.cpp's converter (the reference is kept in Hugging Face order)."""
+    (m, w), (a, b) = s2d, ref.shape2d
+    if ref.role not in ("attn_q", "attn_k") or not ref.heads or w != b or m < a or a % (2 * ref.heads):
+        return
+    if m > a and suspect.role not in _FUSED_ROLES:
+        return
+    for off in _offsets(m, a):
+        yield Placement(row_offset=off, row_map="gguf_qk", heads=ref.heads, ref_rows=a)
+
+
+PLACEMENT_STRATEGIES: list[PlacementStrategy] = [direct_placements, transposed_placements, gguf_qk_placements]
+
+
+def sketch_at(reader: SuspectReader, name: str, ref_shape2d: tuple[int, int], placement: Placement,
+              spec: SketchSpec) -> np.ndarray:
+    """The suspect's entries at the reference sketch positions, in reference orientation."""
+    rows, cols = sketch_indices(ref_shape2d, spec)
+    if placement.transpose:  # suspect rows are reference columns
+        return reader.cached_rows(name, cols)[:, placement.suspect_rows(rows)].T
+    return reader.cached_rows(name, placement.suspect_rows(rows))[:, cols]
+
+
+def region_at(reader: SuspectReader, name: str, ref_shape2d: tuple[int, int], placement: Placement
+              ) -> Iterator[np.ndarray]:
+    """The full block of the suspect that holds the reference, in reference layout, in row blocks."""
+    a = ref_shape2d[0]
+    if placement.transpose:
+        full = reader.rows(name).T
+        yield full[placement.row_offset: placement.row_offset + a]
+        return
+    if placement.row_map:
+        yield reader.rows(name, placement.suspect_rows(np.arange(a)))
+        return
+    for _, block in reader.row_blocks(name, placement.row_offset, placement.row_offset + a):
+        yield block

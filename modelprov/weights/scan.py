@@ -1,0 +1,144 @@
+"""`scan_weights`: which components of a checkpoint come from which reference model, with statistics.
+
+For each reference the matchers run in order (`modelprov.weights.matchers.DEFAULT_MATCHERS`) and their
+evidence is merged in one place (`merge_evidence`); findings are then made per suspect component. Only
+the suspect rows each sketch needs are read, plus full tensors a matcher must confirm or neuron-match.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+from modelprov.errors import NothingToScanError
+from modelprov.findings import Finding, Reference
+from modelprov.reader import Checkpoint, SuspectReader
+
+from ._bank import ReferenceBank
+from ._findings import component_finding, merge_whole_model, reference_score, structure_notes
+from .alignment import AlignmentCosts
+from .evidence import Evidence, TensorMatch, WeightThresholds, merge_evidence
+from .fingerprint import WEAK_ROLES, ModelFingerprint, ProgressFn, suspect_fingerprints
+from .matchers import DEFAULT_MATCHERS, Matcher, MatchContext, ScanSession, SuspectModel
+from .matchers.base import TokensFn
+
+
+@dataclass
+class WeightsScan:
+    """Findings of the weights scan plus the details a reviewer needs to check them."""
+
+    findings: list[Finding]
+    details: dict[str, Any]
+    parameters: dict[str, Any]
+
+
+def scan_weights(
+    ckpt: Checkpoint, references: Sequence[tuple[Reference, ModelFingerprint]], *,
+    progress: ProgressFn | None = None, thresholds: WeightThresholds = WeightThresholds(),
+    verify_exact: bool = True, costs: AlignmentCosts = AlignmentCosts(), tokens: TokensFn | None = None,
+    matchers: Sequence[Matcher] = DEFAULT_MATCHERS,
+) -> WeightsScan:
+    """Compare a checkpoint with every reference given; findings per suspect component.
+
+    `tokens` returns the checkpoint's regular vocabulary (token bytes → id), asked for only if an embedding
+    must be aligned by token string; the tokenizer scan may share the read.
+    """
+    tensors = suspect_fingerprints(ckpt)
+    if not tensors:
+        raise NothingToScanError(ckpt.path, "checkpoint holds no floating-point tensors")
+    bank = ReferenceBank(list(references))
+    suspect = SuspectModel(ckpt, tensors, SuspectReader(ckpt), tokens or (lambda: None))
+    session = ScanSession(suspect, bank, thresholds=thresholds, costs=costs, verify_exact=verify_exact,
+                          progress=progress)
+    pairs = session.pairs
+    sketch_bytes = suspect.reader.bytes_read
+    comp_params: dict[str, int] = {}
+    comp_layers: dict[str, set[tuple[str, int]]] = {}
+    strong_comps: dict[str, int] = {}  # components with weights that can be evidence, and their parameters
+    for s in tensors:
+        comp_params[s.component] = comp_params.get(s.component, 0) + s.numel
+        if s.stack is not None:
+            comp_layers.setdefault(s.component, set()).add((s.stack, s.layer))
+        if s.role not in WEAK_ROLES:
+            strong_comps[s.component] = strong_comps.get(s.component, 0) + s.numel
+    total_params = sum(comp_params.values())
+    weak_only: dict[str, dict[str, int]] = {}  # per reference: norm-only components and their matched parameters
+    findings: list[Finding] = []
+    per_reference: list[dict[str, Any]] = []
+    for ref in session.references():
+        context = MatchContext(session, ref)
+        for matcher in matchers:
+            context.found = merge_evidence(context.found, matcher.match(suspect, ref, context))
+        found = context.found
+        ref_pairs = session.pairs_of(ref.index)
+        notes = {c: list(v) for c, v in found.notes.items()}
+        for comp, extra in structure_notes(found.matches, tensors, bank, ref_pairs, ref.index, found.stacks,
+                                           thresholds).items():
+            notes.setdefault(comp, []).extend(extra)
+        per_reference.append(_reference_details(ref.reference.name, found, context, bank, ref_pairs, ref.index))
+        by_comp: dict[str, list[TensorMatch]] = {}
+        for m in found.matches:
+            by_comp.setdefault(suspect.component_of[m.suspect], []).append(m)
+        weak_only[ref.reference.name] = {
+            comp: sum(m.parameters for m in ms if m.similarity.centred >= thresholds.derived_similarity)
+            for comp, ms in by_comp.items() if comp not in strong_comps}
+        for comp, ms in sorted(by_comp.items()):
+            evidence = [m for m in ms if m.is_evidence]
+            if evidence:
+                findings.append(component_finding(ref.reference, comp, ms, evidence, found.stacks, comp_params,
+                                                  comp_layers, total_params, thresholds, notes.get(comp, [])))
+    findings = merge_whole_model(findings, strong_comps, total_params, weak_only)
+    closest = _closest_by_component(session)
+    components = {
+        comp: {"parameters": n, "share": n / total_params if total_params else 0.0,
+               "weak_only": comp not in strong_comps,
+               "verdicts": {f.reference.name: f.verdict for f in findings
+                            if comp in f.statistics.get("components", [f.subject])},
+               "closest": closest.get(comp)}
+        for comp, n in comp_params.items()
+    }
+    total_bytes = sum(i.nbytes for i in ckpt.tensors())
+    read = suspect.reader.bytes_read
+    details = {
+        "references": per_reference,
+        "components": components,
+        "bytes": {"checkpoint": total_bytes, "read_for_sketches": sketch_bytes, "read_total": read,
+                  "fraction_read": read / total_bytes if total_bytes else 0.0},
+        "pairs_compared": len(pairs),
+    }
+    parameters = {"sketch": bank.spec.to_dict(), "thresholds": thresholds.to_dict(),
+                  "alignment": asdict(costs), "verify_exact": verify_exact,
+                  "matchers": [m.name for m in matchers],
+                  "null": {"model": "centred similarity of independent tensors ~ N(0, 1/sqrt(n))",
+                           "statistic": "Fisher z = atanh(r)*sqrt(n-3), one-sided; Stouffer across layers; "
+                                        "Bonferroni over candidates per tensor"}}
+    return WeightsScan(findings, details, parameters)
+
+
+def _reference_details(name: str, found: Evidence, context: MatchContext, bank: ReferenceBank,
+                       pairs: list, ri: int) -> dict[str, Any]:
+    """What the report shows of one reference: alignments, norm diagnostics, robust-pass details and its score."""
+    robust = {"ran_for": [], "stacks": [], "embeddings": [], **found.details.get("robust", {}),
+              "residual_maps": {c: m.to_dict() for c, m in context.maps_fitted.items()}}
+    return {"reference": name, "stacks": [s.to_dict() for s in found.stacks],
+            "weak_matches": found.details.get("weak_matches", []), "robust": robust,
+            "score": reference_score(found.matches, bank, pairs, ri)}
+
+
+def _closest_by_component(session: ScanSession) -> dict[str, dict[str, Any]]:
+    """The closest reference tensor per suspect component over every sketch pair, whatever the alignment says
+    (a diagnostic; ties go to the earlier reference)."""
+    bank, tensors = session.bank, session.suspect.tensors
+    best: dict[str, tuple[float, int, Any]] = {}
+    for p in session.pairs:
+        rt = bank.tensors[p.ref_tensor]
+        if rt.fp.role in WEAK_ROLES:
+            continue
+        comp = tensors[p.suspect].component
+        prev = best.get(comp)
+        if prev is None or p.centred > prev[0] or (p.centred == prev[0] and rt.ref < prev[1]):
+            best[comp] = (p.centred, rt.ref, p)
+    return {comp: {"reference": bank.references[ri].name, "max_centred_similarity": round(p.centred, 4),
+                   "suspect": tensors[p.suspect].name, "reference_tensor": bank.tensors[p.ref_tensor].fp.name,
+                   "n": p.n}
+            for comp, (_, ri, p) in best.items()}
