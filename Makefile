@@ -34,6 +34,7 @@ browser:
 	  echo "chromium not installed: the browser test of the HTML report will be skipped outside CI"
 
 test: install browser
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 bench: install

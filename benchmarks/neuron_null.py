@@ -19,18 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from modelprov.reader import SuspectReader
-from modelprov.weights.fingerprint import suspect_fingerprints
-from modelprov.weights.neurons import ALPHA, match_neurons
-from modelprov.reader import open_checkpoint
 from modelprov.index import ReferenceIndex
-from modelprov.weights.residual import identity_map
-from modelprov.weights.matchers.neuron import (
-    _LAYER_PROBE, _compatible, _facts, _layer_scores, _probe_families, _suspect_views, reference_neurons, reference_width,
-)
-from modelprov.weights.residual import residual_maps
-from modelprov.weights.fingerprint import SKETCH_VERSION, sample_indices
-from modelprov.reader import checkpoint_tokens
+from modelprov.reader import SuspectReader, checkpoint_tokens, open_checkpoint
+from modelprov.weights.fingerprint import SKETCH_VERSION, sample_indices, suspect_fingerprints
+from modelprov.weights.matchers.neuron import LAYER_PROBE, layer_null_matches, reference_neurons, reference_width
+from modelprov.weights.neurons import ALPHA
+from modelprov.weights.residual import identity_map, residual_maps
 
 DEFAULT_SUITE = Path(__file__).resolve().parent / "_work" / "suite"
 
@@ -43,7 +37,7 @@ def measure_case(path: Path, index: ReferenceIndex, reference: str) -> list[dict
     out = []
     with open_checkpoint(path) as ckpt:
         suspects = suspect_fingerprints(ckpt)
-        reader = SuspectReader(ckpt, fp.spec)
+        reader = SuspectReader(ckpt)
         maps = {"identity": identity_map(width)} if any(width in s.shape for s in suspects) else {}
         for name, m in residual_maps(reader, suspects, fp, checkpoint_tokens(ckpt)).items():
             maps[f"fitted on {name} ({m.method}, held-out r {m.heldout_r:.3f})"] = m
@@ -51,33 +45,23 @@ def measure_case(path: Path, index: ReferenceIndex, reference: str) -> list[dict
         for s in suspects:
             if s.layer is not None and s.stack is not None:
                 by_layer.setdefault(s.layer, []).append(s)
-        ref_layers: dict[int, list] = {}
-        for r in refs:
-            ref_layers.setdefault(r.fp.layer, []).append(r)
-        families, ref_ids = _probe_families(ref_layers), sorted(ref_layers)
         for label, rmap in maps.items():
             start = time.perf_counter()
             hits = trials = 0
             log_ps, probe = [], []
             for li, tensors in sorted(by_layer.items()):
-                views = _suspect_views(reader, tensors, rmap, columns)
-                facts = _facts(tensors)
-                probe.append(float(_layer_scores(views, facts, families, ref_ids).max(initial=0.0)))
-                for r in refs:
-                    for name, vs in views.items():
-                        if not _compatible(r, facts[name]):
-                            continue
-                        for _, v in vs:
-                            m = match_neurons(r.vectors, r.ids, r.count, v)
-                            hits += m.hits
-                            trials += len(r.ids)
-                            log_ps.append(m.log10_p)
+                share, matches = layer_null_matches(reader, tensors, refs, rmap, columns)
+                probe.append(share)
+                for m in matches:
+                    hits += m.hits
+                    trials += len(m.reference_ids)
+                    log_ps.append(m.log10_p)
             out.append({
                 "case": path.name, "reference": reference, "residual_map": label, "matches": len(log_ps),
                 "neurons": trials, "hit_rate": hits / trials if trials else 0.0, "nominal_alpha": ALPHA,
                 "false_positive_tensors": int(np.sum(np.asarray(log_ps) <= -6.0)),
                 "min_log10_p": float(min(log_ps, default=0.0)),
-                "probe_max_share": max(probe, default=0.0), "probe_neurons_per_tensor": _LAYER_PROBE,
+                "probe_max_share": max(probe, default=0.0), "probe_neurons_per_tensor": LAYER_PROBE,
                 "seconds": round(time.perf_counter() - start, 1),
             })
             print(json.dumps(out[-1]), flush=True)

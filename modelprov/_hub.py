@@ -2,12 +2,15 @@
 commits, byte-range reads with retries and backoff, and an account of every byte transferred.
 
 Plumbing: the checkpoint reader (`hf://` checkpoints) and the reference index (pull, fetch) build on it.
+huggingface_hub is imported inside the functions that use it: its client takes ~0.5 s to import, and only
+Hub operations need it.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -64,14 +67,14 @@ def parse_hub_ref(text: str, repo_type: str = "model") -> HubRef:
 
 def hub_endpoint() -> str:
     """The Hub endpoint: `HF_ENDPOINT` read now (huggingface_hub reads it once, at import)."""
-    from huggingface_hub import constants
+    from huggingface_hub import constants  # deferred: see the module docstring
 
     return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
 
 
 def hub_offline() -> bool:
     """True when `HF_HUB_OFFLINE` (or `TRANSFORMERS_OFFLINE`) is set, now or at import."""
-    from huggingface_hub import constants
+    from huggingface_hub import constants  # deferred: see the module docstring
 
     flag = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
     return constants.HF_HUB_OFFLINE or flag.strip().upper() in ("1", "ON", "YES", "TRUE")
@@ -143,7 +146,7 @@ class HubClient:
     def __init__(self, endpoint: str | None = None, token: str | bool | None = None,
                  retry: RetryPolicy | None = None, on_bytes: ProgressCallback | None = None,
                  timeout: float = 60.0) -> None:
-        from huggingface_hub import HfApi
+        from huggingface_hub import HfApi  # deferred: see the module docstring
 
         self.endpoint = (endpoint or hub_endpoint()).rstrip("/")
         self.token = token
@@ -172,7 +175,7 @@ class HubClient:
 
     # ---- data -----------------------------------------------------------------------------------
     def url(self, snap: RepoSnapshot, filename: str) -> str:
-        from huggingface_hub import hf_hub_url
+        from huggingface_hub import hf_hub_url  # deferred: see the module docstring
 
         return hf_hub_url(snap.repo_id, filename, repo_type=snap.repo_type, revision=snap.commit,
                           endpoint=self.endpoint)
@@ -183,7 +186,7 @@ class HubClient:
             return b""
         where = f"{HubRef(snap.repo_id, snap.commit, repo_type=snap.repo_type).uri()}/{filename}"
         self._check_online(where)
-        from huggingface_hub.utils import build_hf_headers, hf_raise_for_status, http_stream_backoff
+        from huggingface_hub.utils import build_hf_headers, hf_raise_for_status, http_stream_backoff  # deferred: see the module docstring
 
         headers = build_hf_headers(token=self.token)
         headers["Range"] = f"bytes={start}-{start + length - 1}"
@@ -223,7 +226,7 @@ class HubClient:
         """Download a whole file with `hf_hub_download` at the pinned commit into `cache_dir`."""
         where = f"{HubRef(snap.repo_id, snap.commit, repo_type=snap.repo_type).uri()}/{filename}"
         self._check_online(where)
-        from huggingface_hub import hf_hub_download
+        from huggingface_hub import hf_hub_download  # deferred: see the module docstring
 
         with hub_errors(where, CheckpointError):
             path = Path(hf_hub_download(snap.repo_id, filename, repo_type=snap.repo_type, revision=snap.commit,
@@ -237,9 +240,7 @@ class HubClient:
 
     def _retrying(self, call: Callable[[], Any]) -> Any:
         """Run an API call (which huggingface_hub does not retry) with the same backoff as ranged reads."""
-        import time
-
-        from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+        from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled  # deferred: see the module docstring
 
         httpx2 = _http_module()
 
@@ -266,16 +267,16 @@ class HubClient:
 def _http_module() -> Any:
     """The HTTP library huggingface_hub uses: `httpx2` in 2.x, `httpx` in 1.x."""
     try:
-        import httpx2
+        import httpx2  # deferred: see the module docstring
     except ImportError:  # pragma: no cover - huggingface_hub 1.x
-        import httpx as httpx2
+        import httpx as httpx2  # deferred: see the module docstring
     return httpx2
 
 
 @contextmanager
 def hub_errors(where: str, error: type[ProvenanceError] = CheckpointError) -> Iterator[None]:
     """Turn huggingface_hub and network exceptions into one-line `ProvenanceError`s naming `where`."""
-    from huggingface_hub import errors as hf
+    from huggingface_hub import errors as hf  # deferred: see the module docstring
 
     httpx2 = _http_module()
 

@@ -48,8 +48,10 @@ def scan(path: str | os.PathLike[str] | Checkpoint, index: ReferenceIndex | str 
     finally:
         if owned:
             ckpt.close()
+    options = {"index": None if index is None else str(idx.root), "verify_exact": verify_exact,
+               "hash_files": hash_files, "tokenizer": tokenizer, "code": code}
     return ScanReport(
-        subject=subject, index=index_summary(idx), parameters={"weights": weights.parameters},
+        subject=subject, index=index_summary(idx), parameters={"scan": options, "weights": weights.parameters},
         findings=findings, details=details, tool_version=__version__, timestamp=report_timestamp(),
     )
 

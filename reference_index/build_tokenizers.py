@@ -4,7 +4,7 @@
     python reference_index/build_tokenizers.py [INDEX_DIR] [--register]
 
 The output is deterministic (same packages, same bytes). `--register` also records the tokenizer entries
-in the index's `index.json` (and reseals its digest) through `provenance.refindex.ReferenceIndex`.
+in the index's `index.json` (and reseals its digest) through `modelprov.index.ReferenceIndex`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from provenance.tokenizers.reference import build_reference_tokenizers, register_in_index
+from modelprov.tokenizers.reference import build_reference_tokenizers, register_in_index
 
 
 def main() -> None:

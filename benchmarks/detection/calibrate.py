@@ -81,7 +81,7 @@ def null_pairs(suspect_path: Path, bank: Any, suspect_model: str, source: str) -
     out = []
     with open_checkpoint(suspect_path) as ckpt:
         suspects = suspect_fingerprints(ckpt)
-        for p in sketch_pairs(suspects, SuspectReader(ckpt, bank.spec), bank):
+        for p in sketch_pairs(suspects, SuspectReader(ckpt), bank):
             rt = bank.tensors[p.ref_tensor]
             out.append(NullPair(suspect_model, bank.references[rt.ref].name, source, suspects[p.suspect].name,
                                 rt.fp.name, rt.fp.role, rt.fp.role in WEAK_ROLES, p.centred, p.raw_cosine, p.n))

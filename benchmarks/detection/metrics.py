@@ -109,7 +109,7 @@ def _inside(component: str, prefix: str) -> bool:
 # --- Null calibration -------------------------------------------------------------------------------------
 
 def fisher_z_array(r: Sequence[float], n: Sequence[int]) -> np.ndarray:
-    """The scanner's per-tensor statistic (`provenance.similarity.fisher_z`) for each (r, n) pair."""
+    """The scanner's per-tensor statistic (`modelprov.weights.similarity.fisher_z`) for each (r, n) pair."""
     from modelprov.weights.similarity import fisher_z
 
     return np.array([fisher_z(float(a), int(b)) for a, b in zip(r, n)], dtype=float)

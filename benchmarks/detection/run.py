@@ -4,7 +4,7 @@
         [--out benchmarks/_work/detection.json] [--markdown] [--results benchmarks/detection/results.json]
 
 For each case of `suite.json` (built by `benchmarks.detection.build_suite`) it calls
-`provenance.scan.scan` and reads, for the case's source reference: the score (−log10 p of the combined
+`modelprov.scan.scan` and reads, for the case's source reference: the score (−log10 p of the combined
 evidence), the verdict, whether the finding sits on the expected component and layers, and the
 transformations it states. Then: confusion matrix at the scanner's own verdict, ROC AUC, the margin
 between the lowest derived and the highest independent score, time per case. `--markdown` rewrites
@@ -228,7 +228,7 @@ def provenance_state() -> dict[str, Any]:
         except (OSError, subprocess.CalledProcessError):
             return ""
 
-    changed = [line[3:] for line in git("status", "--porcelain", "--", "provenance").splitlines()]
+    changed = [line[3:] for line in git("status", "--porcelain", "--", "modelprov").splitlines()]
     return {"commit": git("rev-parse", "HEAD").strip() or None, "uncommitted_library_files": changed}
 
 

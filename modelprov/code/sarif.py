@@ -12,6 +12,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+
 from modelprov import __version__
 
 from .scan import CodeScanResult
@@ -34,8 +36,6 @@ def sarif_schema() -> dict[str, Any]:
 
 def validate_sarif(document: dict[str, Any]) -> None:
     """Raise `jsonschema.ValidationError` when `document` is not valid SARIF 2.1.0."""
-    import jsonschema
-
     jsonschema.Draft4Validator(sarif_schema()).validate(document)
 
 
@@ -121,7 +121,7 @@ def to_sarif(result: CodeScanResult | dict[str, Any]) -> dict[str, Any]:
             {
                 "tool": {
                     "driver": {
-                        "name": "provenance-code",
+                        "name": "modelprov-code",
                         "version": __version__,
                         "informationUri": "https://spdx.org/licenses/",
                         "rules": rules,

@@ -246,7 +246,7 @@ def _load(index_dir: str | os.PathLike[str] | None, base_code: Iterable[str | os
     loaded = [load_reference(index, entry) for entry in index.entry_dirs()]
     references = [e for e in loaded if e.reference.role == "reference"]
     if not references:
-        raise ReferenceIndexError(index.directory, "the code index holds no references; add one with `provenance code index add`")
+        raise ReferenceIndexError(index.directory, "the code index holds no references; add one with `modelprov code index add`")
     background = [e.kgrams for e in loaded if e.reference.role == "background" and e.kgrams is not None]
     for base in base_code:
         root, files = _subject_files(Path(base))

@@ -76,6 +76,7 @@ _GRAMMARS = {"python": _PYTHON, "cpp": _CPP, "cuda": _CPP}
 
 @lru_cache(maxsize=None)
 def parser_for(language: str) -> tree_sitter.Parser:
+    """A tree-sitter parser for `language`; each grammar is its own wheel, imported the first time it is met."""
     if language == "python":
         import tree_sitter_python as grammar
     elif language == "cpp":

@@ -145,7 +145,7 @@ def fetch_index(source: str, dest: str | os.PathLike[str], *, digest: str | None
     where = f"{ref.uri(snap.commit)}/{filename}"
     if name not in snap.files:
         raise ReferenceIndexError(where, "the dataset holds no such index archive")
-    with tempfile.TemporaryDirectory(prefix="provenance-fetch-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="modelprov-fetch-") as tmp:
         path = client.download(snap, name, Path(tmp))
         actual = _sha256_path(path)
         claims: dict[str, str] = {}

@@ -107,7 +107,7 @@ class ReferenceIndex:
         if not folder.is_dir():
             raise ReferenceIndexError(folder, "reference index folder does not exist")
         if not f.is_file():
-            raise ReferenceIndexError(f, "not a reference index (index.json missing); create one with `provenance index add`")
+            raise ReferenceIndexError(f, "not a reference index (index.json missing); create one with `modelprov index add`")
         try:
             meta = json.loads(f.read_text(encoding="utf-8"))
             entries = [IndexEntry.from_dict(e) for e in meta.get("entries", [])]

@@ -52,7 +52,7 @@ def load_report_findings(path: str | Path) -> tuple[list[Finding], dict[str, Any
     """Findings and the `subject` block of a saved scan report; PolicyError names file, line and field."""
     document = read_document(path)
     if document.path.suffix.lower() != ".json":
-        raise PolicyError(path, "a scan report must be a .json file written by `provenance scan --json`")
+        raise PolicyError(path, "a scan report must be a .json file written by `modelprov scan --json`")
     raw = document.data.get("findings")
     if not isinstance(raw, list):
         raise PolicyError(path, "not a scan report: no 'findings' list")

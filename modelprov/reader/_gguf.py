@@ -31,7 +31,7 @@ class GgufCheckpoint(TableCheckpoint):
     format = "gguf"
 
     def __init__(self, path: Path, side_files: list[CheckpointFile]) -> None:
-        import gguf
+        import gguf  # deferred: gguf takes ~0.3 s to import; only GGUF checkpoints need it
 
         super().__init__(path)
         self._gguf = gguf
@@ -94,7 +94,7 @@ def _reader_class() -> type:
     The library slices its `np.memmap` once per string; numpy's memmap subclass hooks then dominate (3x the
     parse time of a 50k-token vocabulary). A plain view of the same mapping parses identically.
     """
-    import gguf
+    import gguf  # deferred: see GgufCheckpoint.__init__
 
     class PlainViewReader(gguf.GGUFReader):
         @property  # type: ignore[override]

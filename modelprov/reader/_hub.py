@@ -60,7 +60,7 @@ class HubCheckpoint(TableCheckpoint):
         if not shards:
             raise CheckpointError(self.uri, "repository holds no *.safetensors checkpoint here")
         self.config = self._config()
-        with TemporaryDirectory(prefix="provenance-hub-") as scratch:
+        with TemporaryDirectory(prefix="modelprov-hub-") as scratch:
             stub_root = self.cache_dir / "headers" if self.cache_dir else Path(scratch)
             for name, prefix in shards:
                 self._add_shard(name, prefix, stub_root)
@@ -231,7 +231,7 @@ class HubGgufCheckpoint(TableCheckpoint):
         self.uri = f"{ref.uri(snapshot.commit)}"
         super().__init__(Path(self.uri))
         size = snapshot.files[filename].size or 0
-        self._scratch = None if cache_dir else TemporaryDirectory(prefix="provenance-hub-gguf-")
+        self._scratch = None if cache_dir else TemporaryDirectory(prefix="modelprov-hub-gguf-")
         root = Path(cache_dir) if cache_dir else Path(self._scratch.name)
         self._mirror = root / "gguf" / snapshot.commit / filename
         self._mirror.parent.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ of just those bytes, as for safetensors, and touched pages do not pile up in a m
 
 from __future__ import annotations
 
+import pickle
 import struct
 import zipfile
 from pathlib import Path
@@ -21,7 +22,7 @@ from ._table import TableCheckpoint
 
 
 def _torch_dtype_names() -> dict[Any, str]:
-    import torch
+    import torch  # deferred: torch takes ~2 s to import; only legacy .bin/.pt checkpoints need it
 
     return {
         torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
@@ -78,9 +79,7 @@ class PytorchCheckpoint(TableCheckpoint):
 
 def load_state_dict(path: Path) -> dict[str, Any]:
     """`torch.load` with the weights-only unpickler and mmap; a dict of tensors or a `CheckpointError`."""
-    import pickle
-
-    import torch
+    import torch  # deferred: see _torch_dtype_names
 
     try:
         state = torch.load(path, weights_only=True, mmap=True, map_location="cpu")

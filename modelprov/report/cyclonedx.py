@@ -41,7 +41,7 @@ def _license_choice(license_id: str | None) -> list[dict[str, Any]]:
 
 
 def _property(name: str, value: Any) -> dict[str, str]:
-    return {"name": f"provenance:{name}", "value": value if isinstance(value, str) else json.dumps(value, sort_keys=True)}
+    return {"name": f"modelprov:{name}", "value": value if isinstance(value, str) else json.dumps(value, sort_keys=True)}
 
 
 def _reference_component(finding: dict[str, Any], bom_ref: str) -> dict[str, Any]:
@@ -139,7 +139,7 @@ def to_cyclonedx(report: Any) -> dict[str, Any]:
         model["pedigree"] = {**({"ancestors": ancestors} if ancestors else {}), **({"variants": variants} if variants else {})}
     index = data.get("index") or {}
     metadata: dict[str, Any] = {
-        "tools": {"components": [{"type": "application", "name": "model-provenance", "version": data["tool_version"]}]},
+        "tools": {"components": [{"type": "application", "name": "modelprov", "version": data["tool_version"]}]},
         "component": model,
         "properties": [_property(f"index:{k}", v) for k, v in sorted(index.items()) if v is not None],
     }

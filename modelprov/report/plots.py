@@ -16,7 +16,7 @@ def _svg(fig) -> str:
     from matplotlib.backends.backend_svg import FigureCanvasSVG
 
     buffer = io.StringIO()
-    with matplotlib.rc_context({"svg.hashsalt": "model-provenance", "svg.fonttype": "none"}):
+    with matplotlib.rc_context({"svg.hashsalt": "modelprov", "svg.fonttype": "none"}):
         FigureCanvasSVG(fig).print_svg(buffer, metadata={"Date": None, "Creator": None})
     text = buffer.getvalue()
     return text[text.index("<svg"):]

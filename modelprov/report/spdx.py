@@ -34,7 +34,7 @@ def to_spdx(report: Any) -> dict[str, Any]:
     """The scan report as an SPDX 3.0.1 JSON-LD document (AI and Software profiles)."""
     spdx = _spdx()
     data = report_dict(report)
-    base = f"urn:model-provenance:{content_digest(data)[:32]}"
+    base = f"urn:modelprov:{content_digest(data)[:32]}"
     objects = spdx.SHACLObjectSet()
 
     def new(cls, local_id: str, **props):
@@ -44,8 +44,8 @@ def to_spdx(report: Any) -> dict[str, Any]:
                 setattr(obj, key, value)
         return objects.add(obj)
 
-    tool = new(spdx.Tool, "tool", name=f"model-provenance {data['tool_version']}")
-    creator = new(spdx.SoftwareAgent, "creator", name="model-provenance")
+    tool = new(spdx.Tool, "tool", name=f"modelprov {data['tool_version']}")
+    creator = new(spdx.SoftwareAgent, "creator", name="modelprov")
     info = spdx.CreationInfo()
     info.specVersion = "3.0.1"
     info.created = _timestamp(data)

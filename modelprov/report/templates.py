@@ -1,4 +1,4 @@
-"""The jinja2 environment of the report templates (`provenance/report/templates/*.j2`)."""
+"""The jinja2 environment of the report templates (`modelprov/report/templates/*.j2`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from .view import TOKENIZER_COLUMNS, flat_statistics, fmt, fmt_bytes, fmt_lines,
 def template_environment(autoescape: bool) -> jinja2.Environment:
     """Templates with the value formatters as globals; HTML autoescapes, because reports quote untrusted text."""
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("provenance.report", "templates"),
+        loader=jinja2.PackageLoader(__package__, "templates"),
         autoescape=autoescape,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

@@ -1,4 +1,4 @@
-"""`provenance report verify`: are the files at CHECKPOINT the ones a saved report describes? (chain of custody)"""
+"""`modelprov report verify`: are the files at CHECKPOINT the ones a saved report describes? (chain of custody)"""
 
 from __future__ import annotations
 

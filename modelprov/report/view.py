@@ -12,7 +12,11 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelprov import DISTRIBUTION
+
 from .plots import heatmap_svg, layer_curve_svg
+
+PROGRAM = "modelprov"  # the console script
 
 OUTCOMES = ("PASS", "WARN", "REVIEW", "FAIL")
 # How much a verdict says about reuse, for ordering findings worst-first.
@@ -329,16 +333,28 @@ def _obligations(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def reproduce_commands(report: dict[str, Any]) -> list[str]:
-    """Shell commands that re-check this report: verify the files, then re-run the scan with its parameters."""
-    path = report["subject"]["path"]
-    params = report.get("parameters") or {}
-    seed = params.get("seed", params.get("seeds"))
-    scan = f"provenance scan {_shell_quote(path)}"
-    if isinstance(seed, int):
-        scan += f" --seed {seed}"
-    return [f"pip install 'model-provenance=={report.get('tool_version', '')}'",
-            f"provenance report verify report.json {_shell_quote(path)}",
-            f"{scan} --report REPORT_DIR"]
+    """Shell commands that re-check this report: install the same tool, verify the files, then re-run the scan
+    with the options it was run with (index, policy, declaration, home country, skipped checks)."""
+    path = _shell_quote(report["subject"]["path"])
+    options = (report.get("parameters") or {}).get("scan") or {}
+    policy = report.get("policy") or {}
+    scan = [f"{PROGRAM} scan {path}"]
+    if options.get("index"):
+        scan.append(f"--index {_shell_quote(options['index'])}")
+    if policy.get("source"):
+        scan.append(f"--policy {_shell_quote(policy['source'])}")
+    if policy.get("declaration"):
+        scan.append(f"--declaration {_shell_quote(policy['declaration'])}")
+    if policy.get("home_country"):
+        scan.append(f"--home-country {_shell_quote(policy['home_country'])}")
+    if options.get("verify_exact") is False:
+        scan.append("--no-verify")
+    if options.get("hash_files") is False:
+        scan.append("--no-hash")
+    scan.append("--report REPORT_DIR")
+    return [f"pip install torch==2.13.0 '{DISTRIBUTION}=={report.get('tool_version', '')}'  # the CPU build of torch first",
+            f"{PROGRAM} report verify report.json {path}",
+            " ".join(scan)]
 
 
 def _shell_quote(text: str) -> str:

@@ -45,7 +45,7 @@ class InspectedTensor:
 
 @dataclass
 class Inspection:
-    """The facts `provenance inspect` prints, and the `Subject` of a scan report."""
+    """The facts `modelprov inspect` prints, and the `Subject` of a scan report."""
 
     path: str
     format: str

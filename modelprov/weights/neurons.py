@@ -17,6 +17,7 @@ pruned).
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from functools import lru_cache
 from dataclasses import dataclass, field
 from typing import Any
@@ -111,8 +112,6 @@ class NeuronMatch:
 
 def increasing_share(values: np.ndarray) -> float:
     """Length of the longest strictly increasing subsequence over the length (1.0: order kept)."""
-    from bisect import bisect_left
-
     tails: list[int] = []
     for v in values.tolist():
         k = bisect_left(tails, v)

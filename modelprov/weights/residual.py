@@ -9,7 +9,7 @@ half, so the statistic is not inflated by the fit.
 
 Independently *trained* models share some embedding geometry (unsupervised word-translation works
 by exactly this fit), so a good embedding fit alone is no proof of derivation: it only tells the
-neuron matcher (`provenance.neurons`) how to read the suspect's matrices, and the evidence comes from
+neuron matcher (`modelprov.weights.neurons`) how to read the suspect's matrices, and the evidence comes from
 there.
 """
 

@@ -66,7 +66,7 @@ def test_cyclonedx_pedigree_follows_the_findings(report):
     assert ancestors[0]["licenses"] == [{"license": {"id": "Apache-2.0"}}]
     assert ancestors[0]["supplier"] == {"name": "Alibaba Cloud"}
     props = {p["name"]: p["value"] for p in ancestors[0]["properties"]}
-    assert props["provenance:verdict"] == "copied" and props["provenance:subject"] == "visual"
+    assert props["modelprov:verdict"] == "copied" and props["modelprov:subject"] == "visual"
     # tokenizer extension and copied code: related, direction unknown
     assert sorted(v["name"] for v in variants) == ["Qwen/Qwen2.5-7B-Instruct", "https://github.com/huggingface/transformers"]
     # the independent language model is no relative at all

@@ -1,1 +1,1 @@
-"""Built-in policies, one TOML file each (`provenance policy list`)."""
+"""Built-in policies, one TOML file each (`modelprov policy list`)."""

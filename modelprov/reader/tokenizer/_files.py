@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import sentencepiece
+
 from modelprov.errors import ProvenanceError
 from ._model import Tokenizer
 from ._normalise import byte_level_to_bytes, metaspace_to_bytes, wordpiece_to_bytes
@@ -274,8 +276,6 @@ def read_tiktoken(path: str | Path) -> Tokenizer:
 
 def read_sentencepiece(path: str | Path) -> Tokenizer:
     """Read a sentencepiece `.model` (protobuf, parsed by the `sentencepiece` library)."""
-    import sentencepiece
-
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -379,7 +379,7 @@ def read_gpt2_vocab(vocab_path: str | Path, merges_path: str | Path) -> Tokenize
 
 def read_gguf_tokenizer(path: str | Path) -> Tokenizer:
     """Read the tokenizer llama.cpp embeds in a GGUF file's metadata (`tokenizer.ggml.*`)."""
-    from gguf import GGUFReader
+    from gguf import GGUFReader  # deferred: gguf takes ~0.3 s to import; only GGUF files need it
 
     path = Path(path)
     try:

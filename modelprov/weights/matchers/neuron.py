@@ -35,7 +35,7 @@ from .base import MatchContext, ReferenceModel, SuspectModel
 
 IN_ROLES = frozenset({"attn_q", "attn_k", "attn_v", "attn_qkv", "mlp_up", "mlp_gate", "mlp_gate_up"})
 OUT_ROLES = frozenset({"attn_o", "mlp_down"})
-_LAYER_PROBE = 16  # reference neurons per tensor used to score layer pairs
+LAYER_PROBE = 16  # reference neurons per tensor used to score layer pairs
 _PROBE_LAYERS = 3
 _PROBE_MIN_SHARE = 0.1  # an independent layer pair hits with probability ~α = 0.001 per neuron (best of several tries: measured ≤ 0.03)
 _COVERED_SHARE = 0.9  # a stack whose strong tensors the sketch pass matched to this share needs no neuron matching
@@ -202,14 +202,14 @@ class _ProbeFamily:
 
     layers: list[int]
     refs: list[RefNeurons]
-    vectors: np.ndarray  # (len(layers)·_LAYER_PROBE) × residual sample
+    vectors: np.ndarray  # (len(layers)·LAYER_PROBE) × residual sample
 
 
 def _probe_families(rlayers: dict[int, list[RefNeurons]]) -> list[_ProbeFamily]:
     by_family: dict[str, dict[int, RefNeurons]] = {}
     for lj, refs in sorted(rlayers.items()):
         for r in refs:
-            if len(r.ids) >= _LAYER_PROBE:
+            if len(r.ids) >= LAYER_PROBE:
                 by_family.setdefault(role_family(r.fp.role), {}).setdefault(lj, r)
     out = []
     for fam in by_family.values():
@@ -217,7 +217,7 @@ def _probe_families(rlayers: dict[int, list[RefNeurons]]) -> list[_ProbeFamily]:
             continue
         layers = sorted(fam)
         out.append(_ProbeFamily(layers, [fam[lj] for lj in layers],
-                                np.concatenate([fam[lj].vectors[:_LAYER_PROBE] for lj in layers])))
+                                np.concatenate([fam[lj].vectors[:LAYER_PROBE] for lj in layers])))
     return out
 
 
@@ -312,6 +312,20 @@ def robust_stack(
     return result
 
 
+def layer_null_matches(reader: SuspectReader, layer: list[TensorFingerprint], refs: list[RefNeurons], rmap: ResidualMap,
+                       columns: np.ndarray) -> tuple[float, list[NeuronMatch]]:
+    """For measuring the null on independent models: one suspect layer's best quick score against every
+    reference layer, and the one-to-one match of every compatible (reference tensor, suspect view) pair."""
+    ref_layers: dict[int, list[RefNeurons]] = {}
+    for r in refs:
+        ref_layers.setdefault(r.fp.layer, []).append(r)
+    views, facts = _suspect_views(reader, layer, rmap, columns), _facts(layer)
+    probe = float(_layer_scores(views, facts, _probe_families(ref_layers), sorted(ref_layers)).max(initial=0.0))
+    matches = [match_neurons(r.vectors, r.ids, r.count, v)
+               for r in refs for name, vs in views.items() if _compatible(r, facts[name]) for _, v in vs]
+    return probe, matches
+
+
 def _facts(tensors: list[TensorFingerprint]) -> dict[str, TensorFingerprint]:
     return {s.name: s for s in tensors}
 
@@ -333,7 +347,7 @@ def _best_view(ref: RefNeurons, views: SuspectViews, facts: dict[str, TensorFing
                ) -> tuple[str, str, NeuronMatch] | None:
     """The compatible suspect view with the most probe hits (a view of the same role first: neurons of one
     model resemble each other, so a reference k also hits the derived q a little), matched one-to-one."""
-    probe = ref.vectors[:_LAYER_PROBE * 2]
+    probe = ref.vectors[:LAYER_PROBE * 2]
     cands = [(facts[name].role == ref.fp.role, float(hit_shares(probe, 1, v)[0]), name, orient, v)
              for name, vs in views.items() if _compatible(ref, facts[name]) for orient, v in vs]
     if not cands:
