@@ -1,10 +1,10 @@
 """Find the checkpoint files in a path (file, folder, sharded index, sub-model folders) and open them.
 
 Folder rules, in order: safetensors (single, sharded via `*.safetensors.index.json`, and sub-model folders)
-win over `*pytorch_model*.bin`, which win over GGUF; files of a losing format, and safetensors files a
+win over `*pytorch_model*.bin`, which win over GGUF, which wins over ONNX; files of a losing format, and safetensors files a
 folder's weight-map index does not name (e.g. `consolidated.safetensors`), are listed in
 `checkpoint.metadata["ignored_files"]`. A folder with several GGUF files (several quantisations) is an error
-that names them: pass the one file to inspect. Empty folders and folders without any checkpoint are
+that names them: pass the one file to inspect; the same for several ONNX files. Empty folders and folders without any checkpoint are
 `CheckpointError`s (exit status 2).
 """
 
@@ -19,10 +19,11 @@ from modelprov.errors import CheckpointError
 from ._base import CONFIG_NAMES, TOKENIZER_NAMES, Checkpoint, CheckpointFile
 from ._gguf import GgufCheckpoint
 from ._hub import open_hub_checkpoint
+from ._onnx import OnnxCheckpoint
 from ._pytorch import PytorchCheckpoint
 from ._safetensors import SafetensorsCheckpoint
 
-__all__ = ["open_checkpoint", "SafetensorsCheckpoint", "GgufCheckpoint", "PytorchCheckpoint"]
+__all__ = ["open_checkpoint", "SafetensorsCheckpoint", "GgufCheckpoint", "PytorchCheckpoint", "OnnxCheckpoint"]
 
 PYTORCH_SUFFIXES = (".bin", ".pt", ".pth")
 
@@ -60,8 +61,10 @@ def _open_file(file: Path) -> Checkpoint:
         return GgufCheckpoint(file, [])
     if file.suffix in PYTORCH_SUFFIXES:
         return PytorchCheckpoint(file, [(file, "")], _side_files(file.parent), _read_config(file.parent))
+    if file.suffix == ".onnx":
+        return OnnxCheckpoint(file, _side_files(file.parent), _read_config(file.parent))
     raise CheckpointError(file, f"unsupported checkpoint file type {file.suffix or '(no extension)'!r} "
-                          "(expected .safetensors, .gguf or .bin)")
+                          "(expected .safetensors, .gguf, .onnx or .bin)")
 
 
 def _open_folder(root: Path) -> Checkpoint:
@@ -70,6 +73,7 @@ def _open_folder(root: Path) -> Checkpoint:
     expected: dict[Path, set[str]] = {}
     pytorch: list[tuple[Path, str]] = []
     ggufs: list[Path] = []
+    onnxs: list[Path] = []
     unindexed: list[Path] = []
     for folder, prefix in folders:
         shards, exp = _folder_safetensors(folder, prefix)
@@ -78,24 +82,35 @@ def _open_folder(root: Path) -> Checkpoint:
         expected.update(exp)
         pytorch += [(f, prefix) for f in _folder_pytorch(folder)]
         ggufs += sorted(folder.glob("*.gguf"))
+        onnxs += sorted(folder.glob("*.onnx"))
     side = [f for folder, _ in folders for f in _side_files(folder)]
     config = _read_config(root)
     if safetensors:
         ckpt: Checkpoint = SafetensorsCheckpoint(root, safetensors, side, config, expected)
-        ignored = unindexed + [f for f, _ in pytorch] + ggufs
+        ignored = unindexed + [f for f, _ in pytorch] + ggufs + onnxs
     elif pytorch:
         ckpt = PytorchCheckpoint(root, pytorch, side, config)
-        ignored = list(ggufs)
+        ignored = ggufs + onnxs
     elif ggufs:
-        if len(ggufs) > 1:
-            names = ", ".join(str(g.relative_to(root)) for g in ggufs[:6]) + (" …" if len(ggufs) > 6 else "")
-            raise CheckpointError(root, f"folder holds {len(ggufs)} GGUF files ({names}); pass the one to read")
+        _only_one(root, ggufs, "GGUF")
         ckpt = GgufCheckpoint(ggufs[0], side)
+        ignored = list(onnxs)
+    elif onnxs:
+        _only_one(root, onnxs, "ONNX")
+        ckpt = OnnxCheckpoint(onnxs[0], side, config if config is not None else _read_config(onnxs[0].parent))
         ignored = []
     else:
-        raise CheckpointError(root, "folder holds no checkpoint (no *.safetensors, *.gguf or *pytorch_model*.bin)")
+        raise CheckpointError(root, "folder holds no checkpoint (no *.safetensors, *.gguf, *.onnx or "
+                              "*pytorch_model*.bin)")
     ckpt.metadata["ignored_files"] = [str(f) for f in ignored]
     return ckpt
+
+
+def _only_one(root: Path, files: list[Path], kind: str) -> None:
+    """Several files of one format (several quantisations or exports): the user must pick one."""
+    if len(files) > 1:
+        names = ", ".join(str(f.relative_to(root)) for f in files[:6]) + (" …" if len(files) > 6 else "")
+        raise CheckpointError(root, f"folder holds {len(files)} {kind} files ({names}); pass the one to read")
 
 
 def _model_folders(root: Path) -> list[tuple[Path, str]]:
