@@ -138,7 +138,7 @@ def _positional(tensors: list[StoredTensor], uses: dict[str, tuple[Node, int]], 
     if not tensors:
         return {}
     placed = sorted(tensors, key=lambda t: order.get(id(uses[t.name][0]), -1) if t.name in uses else -1)
-    sigs = []
+    sigs: list[tuple[str, str, tuple[int, ...]]] = []
     for t in placed:
         node, idx = uses.get(t.name, (None, 0))
         sigs.append((node.op_type if node else "unused", _leaf(node, idx, t) if node else "weight", t.dims))
@@ -156,15 +156,25 @@ def _positional(tensors: list[StoredTensor], uses: dict[str, tuple[Node, int]], 
     return out
 
 
-def _repeat(sigs: list[object]) -> tuple[int, int, int]:
-    """(start, period, repeats) of the longest stretch made of ≥ 2 repeats of one pattern; (0, 0, 0) if none."""
+def _repeat(sigs: list[tuple[str, str, tuple[int, ...]]]) -> tuple[int, int, int]:
+    """(start, period, repeats) of the longest stretch made of ≥ 2 repeats of one pattern; (0, 0, 0) if none.
+
+    Of the phases that cover as much, the one whose unit starts at a matrix product is taken: a layer starts
+    with its attention projection, not with the previous layer's norm that looks the same.
+    """
     n = len(sigs)
-    best = (0, 0, 0)
+    best, stretch = (0, 0, 0), (0, 0)
     for period in range(1, min(_MAX_PERIOD, n // 2) + 1):
         run = 0
         for i in range(n - period):
             run = run + 1 if sigs[i] == sigs[i + period] else 0
             count = (run + period) // period
             if count >= 2 and count * period > best[1] * best[2]:
-                best = (i - run + 1, period, count)
-    return best
+                best, stretch = (i - run + 1, period, count), (i - run + 1, run + period)
+            elif run and best[:2] == (i - run + 1, period):
+                stretch = (stretch[0], run + period)  # the same stretch, longer than its whole repeats
+    start, period, count = best
+    if period:
+        slack = stretch[1] - count * period
+        start = next((s for s in range(stretch[0], stretch[0] + slack + 1) if sigs[s][0] in MATMUL_OPS), start)
+    return start, period, count
