@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from modelprov.errors import CheckpointError
 from ._base import CONFIG_NAMES, TOKENIZER_NAMES, Checkpoint, CheckpointFile
 from ._gguf import GgufCheckpoint
 from ._hub import open_hub_checkpoint
+from ._layout import checkpoint_zips, extract_zip, nested_root, transformer_folder
 from ._onnx import OnnxCheckpoint
 from ._pytorch import PytorchCheckpoint
 from ._safetensors import SafetensorsCheckpoint
@@ -38,7 +40,7 @@ def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     if not root.exists():
         raise CheckpointError(root, "no such file or directory")
     if root.is_file():
-        return _open_file(root)
+        return _open_archive(root) if root.suffix == ".zip" else _open_file(root)
     if not root.is_dir():
         raise CheckpointError(root, "not a regular file or folder")
     try:
@@ -47,7 +49,20 @@ def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         raise CheckpointError(root, f"cannot list folder: {exc.strerror or exc}") from None
     if empty:
         raise CheckpointError(root, "folder is empty")
-    return _open_folder(root)
+    return _open_folder(nested_root(root))
+
+
+def _open_archive(archive: Path) -> Checkpoint:
+    """A checkpoint zipped whole: extracted into a temporary folder that closing the checkpoint removes."""
+    folder = extract_zip(archive)
+    try:
+        ckpt = _open_folder(nested_root(folder), zips=False)  # no zip inside a zip
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    ckpt.metadata["archive"] = str(archive)
+    ckpt.adopt_archive(archive, folder)
+    return ckpt
 
 
 def _open_file(file: Path) -> Checkpoint:
@@ -67,7 +82,7 @@ def _open_file(file: Path) -> Checkpoint:
                           "(expected .safetensors, .gguf, .onnx or .bin)")
 
 
-def _open_folder(root: Path) -> Checkpoint:
+def _open_folder(root: Path, zips: bool = True) -> Checkpoint:
     folders = _model_folders(root)
     safetensors: list[tuple[Path, str]] = []
     expected: dict[Path, set[str]] = {}
@@ -84,7 +99,8 @@ def _open_folder(root: Path) -> Checkpoint:
         ggufs += sorted(folder.glob("*.gguf"))
         onnxs += sorted(folder.glob("*.onnx"))
     side = [f for folder, _ in folders for f in _side_files(folder)]
-    config = _read_config(root)
+    st_folder = transformer_folder(root)  # sentence-transformers: the config sits with the Transformer module
+    config = _read_config(root) if st_folder is None or (root / "config.json").is_file() else _read_config(st_folder)
     if safetensors:
         ckpt: Checkpoint = SafetensorsCheckpoint(root, safetensors, side, config, expected)
         ignored = unindexed + [f for f, _ in pytorch] + ggufs + onnxs
@@ -99,9 +115,13 @@ def _open_folder(root: Path) -> Checkpoint:
         _only_one(root, onnxs, "ONNX")
         ckpt = OnnxCheckpoint(onnxs[0], side, config if config is not None else _read_config(onnxs[0].parent))
         ignored = []
+    elif zips and checkpoint_zips(root):
+        archives = checkpoint_zips(root)
+        _only_one(root, archives, "zip")
+        return _open_archive(archives[0])
     else:
-        raise CheckpointError(root, "folder holds no checkpoint (no *.safetensors, *.gguf, *.onnx or "
-                              "*pytorch_model*.bin)")
+        raise CheckpointError(root, "folder holds no checkpoint (no *.safetensors, *.gguf, *.onnx, "
+                              "*pytorch_model*.bin, *.pt, *.pth or *.zip)")
     ckpt.metadata["ignored_files"] = [str(f) for f in ignored]
     return ckpt
 
@@ -175,7 +195,12 @@ def _folder_pytorch(folder: Path) -> list[Path]:
                     raise CheckpointError(index, f"weight map names missing shard {shard_name!r}")
                 names.add(shard)
         return sorted(names)
-    return sorted(folder.glob("*pytorch_model*.bin"))  # also diffusers' diffusion_pytorch_model.bin
+    found = sorted(folder.glob("*pytorch_model*.bin"))  # also diffusers' diffusion_pytorch_model.bin
+    if found:
+        return found
+    saved = sorted(p for p in [*folder.glob("*.pt"), *folder.glob("*.pth")] if p.is_file())
+    _only_one(folder, saved, "PyTorch .pt/.pth")  # several are several checkpoints (epochs), not shards
+    return saved
 
 
 def _side_files(folder: Path) -> list[CheckpointFile]:
