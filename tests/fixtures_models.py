@@ -170,7 +170,8 @@ def minilm_onnx_dynamo(minilm_dir: Path, tmp_path_factory: pytest.TempPathFactor
 def minilm_onnx_variants(minilm_onnx_legacy: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Rewrites of the legacy export: `cast_mul` (INT8 → Cast → Mul, per column and per row), `qdq`
     (DequantizeLinear per axis), `gemm` (Gemm, transB 1 and 0), `external` (weights in `model.onnx_data`),
-    `anonymous` (no initialiser, node or metadata names), and `dynamic_int8` (onnxruntime's quantize_dynamic)."""
+    `anonymous` (no initialiser, node or metadata names), `dynamic_int8` (onnxruntime's quantize_dynamic) and
+    `presliced` (the position table constant-folded to its first 64 rows, [1, 64, 384])."""
     root = tmp_path_factory.mktemp("onnx_variants")
     out = {
         "cast_mul": derive_onnx.rewrite(minilm_onnx_legacy, root / "cast_mul", derive_onnx.cast_mul_int8),
@@ -180,6 +181,7 @@ def minilm_onnx_variants(minilm_onnx_legacy: Path, tmp_path_factory: pytest.Temp
                                         external="model.onnx_data"),
         "anonymous": derive_onnx.rewrite(minilm_onnx_legacy, root / "anonymous", derive_onnx.anonymise),
         "dynamic_int8": derive_onnx.quantize_dynamic(minilm_onnx_legacy, root / "dynamic_int8"),
+        "presliced": derive_onnx.rewrite(minilm_onnx_legacy, root / "presliced", derive_onnx.preslice_positions),
     }
     return out
 

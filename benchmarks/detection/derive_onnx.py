@@ -228,6 +228,28 @@ def gemm(model) -> None:
     _swap_initializers(model, swaps)
 
 
+def preslice_positions(model, rows: int = 64) -> None:
+    """What a static-shape export constant-folds: the position table's Gather replaced by its first `rows` rows
+    as a [1, rows, H] initialiser (the graph then runs for sequences of exactly `rows` tokens)."""
+    from onnx import helper, numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    gathers = [n for n in model.graph.node if n.op_type == "Gather" and "position" in n.input[0] and n.input[0] in inits]
+    if len(gathers) != 1:
+        raise ValueError("expected one Gather of a position table")
+    gather = gathers[0]
+    table = numpy_helper.to_array(inits[gather.input[0]])
+    sliced = f"{gather.output[0]}_folded"
+
+    def replace(node) -> list:
+        if node is not gather and node != gather:
+            return [node]
+        return [helper.make_node("Identity", [sliced], [gather.output[0]], name=node.name)]
+
+    _rebuild(model, replace)
+    _swap_initializers(model, {gather.input[0]: [numpy_helper.from_array(table[None, :rows].copy(), sliced)]})
+
+
 def anonymise(model) -> None:
     """Strip every name a reviewer could read: initialisers become `onnx::Init_<n>`, node names and metadata go."""
     renames = {i.name: f"onnx::Init_{k}" for k, i in enumerate(model.graph.initializer)}

@@ -83,9 +83,9 @@ def _leaf(node: Node, idx: int, t: StoredTensor) -> str:
     leaf = _LEAVES.get((node.op_type, idx))
     if leaf:
         return leaf
-    if node.op_type in _BIAS_OPS:
-        return "bias"
-    return "weight" if len(t.dims) != 1 or node.op_type not in MATMUL_OPS else "bias"
+    if len(t.dims) == 1:
+        return "bias" if node.op_type in _BIAS_OPS or node.op_type in MATMUL_OPS else "weight"
+    return "weight"  # a matrix added to activations is a table (a pre-sliced position embedding), not a bias
 
 
 def module_path(node: Node) -> str | None:

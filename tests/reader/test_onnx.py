@@ -217,8 +217,8 @@ def test_typed_fields_constants_and_pre_sliced_table(tmp_path: Path) -> None:
         np.testing.assert_array_equal(ckpt.read("a.weight"), w)
         np.testing.assert_array_equal(ckpt.read("b.weight"), w * 3)
         np.testing.assert_array_equal(ckpt.read("c.weight"), h.astype(np.float32))
-        assert ckpt.tensor("embeddings.position.bias").shape == (64, 2)
-        np.testing.assert_array_equal(ckpt.read_rows("embeddings.position.bias", [63]), pos[0, [63]])
+        assert ckpt.tensor("embeddings.position.weight").shape == (64, 2)
+        np.testing.assert_array_equal(ckpt.read_rows("embeddings.position.weight", [63]), pos[0, [63]])
 
 
 def test_unread_types_are_listed_not_fatal(tmp_path: Path) -> None:

