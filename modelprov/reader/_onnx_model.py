@@ -37,8 +37,11 @@ _ITEM_SIZES = {"F32": 4, "U8": 1, "I8": 1, "U16": 2, "I16": 2, "I32": 4, "I64": 
                "U32": 4, "U64": 8, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1}
 _NUMPY = {"F32": "<f4", "U8": "u1", "I8": "i1", "U16": "<u2", "I16": "<i2", "I32": "<i4", "I64": "<i8", "BOOL": "u1",
           "F16": "<u2", "F64": "<f8", "U32": "<u4", "U64": "<u8", "BF16": "<u2", "F8_E4M3": "u1", "F8_E5M2": "u1"}
-_MAX_INLINE_BYTES = 64 * 1024 * 1024  # varint-encoded tensor fields decoded in memory at most (exporters use raw_data)
+_MAX_INLINE_BYTES = 4 * 1024 * 1024  # varint-encoded tensor fields decoded in memory at most (exporters use raw_data)
+_MAX_UNPACKED_BYTES = 1024 * 1024  # typed values written one per field (proto3 packs them): decoded one by one
+_MAX_ATTR_INTS_BYTES = 64 * 1024  # a longer list-of-ints attribute is not read (attributes only inform naming)
 _MAX_RANK = 64
+_MAX_GRAPH_ITEMS = 5_000_000  # node inputs, outputs and attributes and tensors: a graph 50x a 70B model's
 _MAX_METADATA_TEXT = 4096  # a name-scope list longer than this is ignored (it only helps naming)
 
 # Fields: ModelProto, GraphProto, NodeProto, AttributeProto, TensorProto, StringStringEntryProto.
@@ -125,6 +128,14 @@ class _Parser:
         self.wire, self.path, self.size = wire, path, size
         self.folder = path.parent
         self.external_sizes: dict[Path, int] = {}
+        self.items = 0  # graph entries parsed so far (memory grows with them, not with tensor data)
+
+    def count(self, at: int) -> None:
+        """One more graph entry; a graph with more than `_MAX_GRAPH_ITEMS` is refused before memory runs out."""
+        self.items += 1
+        if self.items > _MAX_GRAPH_ITEMS:
+            raise CheckpointError(self.path, f"graph holds more than {_MAX_GRAPH_ITEMS:,} node inputs, outputs, "
+                                  f"attributes and tensors (at byte {at}); refused")
 
     def model(self) -> OnnxModel:
         w = self.wire
@@ -178,6 +189,7 @@ class _Parser:
         scope = None
         value: StoredTensor | None = None
         for g in w.fields(f.start, f.end):
+            self.count(g.start)
             if g.number == _NODE_IN:
                 inputs.append(w.text(g))
             elif g.number == _NODE_OUT:
@@ -221,7 +233,7 @@ class _Parser:
                 value = bytes(w.buf[g.start:g.end])
             elif g.number == _ATTR_T and g.wire == LENGTH:
                 value = self.tensor(g)
-            elif g.number == _ATTR_INTS:
+            elif g.number == _ATTR_INTS and g.end - g.start <= _MAX_ATTR_INTS_BYTES:
                 ints += w.ints(g)
         return key, ints if ints and value is None else value
 
@@ -237,6 +249,7 @@ class _Parser:
     def tensor(self, f: Field) -> StoredTensor:
         """A TensorProto: type, dims, and where its data is (checked against the dims)."""
         w = self.wire
+        self.count(f.start)
         dims: list[int] = []
         onnx_type = 0
         name = ""
@@ -245,6 +258,9 @@ class _Parser:
         location = 0
         for g in w.fields(f.start, f.end):
             if g.number == _T_DIMS:
+                if g.end - g.start > 10 * _MAX_RANK or len(dims) >= _MAX_RANK:  # checked before decoding
+                    raise CheckpointError(self.path, f"tensor dims are not a shape (more than {_MAX_RANK} "
+                                          "dimensions)")
                 dims += w.ints(g)
             elif g.number == _T_TYPE and g.wire == VARINT:
                 onnx_type = signed64(g.value)
@@ -301,9 +317,9 @@ class _Parser:
 
     def unpacked(self, t: StoredTensor, data: list[Field], f: Field) -> StoredTensor:
         """Typed values written one per field (not packed): small tensors only, decoded in memory."""
-        if f.end - f.start > _MAX_INLINE_BYTES:
+        if f.end - f.start > _MAX_UNPACKED_BYTES:
             raise CheckpointError(self.path, f"tensor {t.name!r}: {f.end - f.start} bytes of unpacked values "
-                                  f"exceed the {_MAX_INLINE_BYTES}-byte limit")
+                                  f"exceed the {_MAX_UNPACKED_BYTES}-byte limit")
         number = data[0].number
         if number in (_T_FLOAT, _T_DOUBLE):
             fixed, width = (FIXED32, "<f4") if number == _T_FLOAT else (FIXED64, "<f8")

@@ -211,6 +211,16 @@ def test_names_from_scope_metadata_and_named_bias(tmp_path: Path) -> None:
                      "model.layers.0.mlp.down_proj.bias", "model.norm.bias"}
 
 
+def test_node_path_with_an_extra_wrapper_yields_to_tensor_names(tmp_path: Path) -> None:
+    """`/model/model.0/enc/q/MatMul` beside the bias `model.0.enc.q.bias`: the weight joins the bias's prefix."""
+    nodes = [helper.make_node("MatMul", ["x", "onnx::MatMul_5"], ["a"], name="/model/model.0/enc/q/MatMul"),
+             helper.make_node("Add", ["model.0.enc.q.bias", "a"], ["y"], name="/model/model.0/enc/q/Add")]
+    inits = [numpy_helper.from_array(np.ones((4, 4), np.float32), "onnx::MatMul_5"),
+             numpy_helper.from_array(np.ones(4, np.float32), "model.0.enc.q.bias")]
+    with open_checkpoint(_save(tmp_path, nodes, inits)) as ckpt:
+        assert {t.name for t in ckpt.tensors()} == {"model.0.enc.q.weight", "model.0.enc.q.bias"}
+
+
 def test_typed_fields_constants_and_pre_sliced_table(tmp_path: Path) -> None:
     """float_data, int32_data holding fp16 bits, a Constant node's tensor and a [1, 64, H] table."""
     rng = np.random.default_rng(2)

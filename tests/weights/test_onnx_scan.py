@@ -37,6 +37,7 @@ def test_onnx_form_scans_like_its_safetensors_twin(variant: str, request: pytest
     assert stats["layers_matched"] == stats["layers_total"] == twin.statistics["layers_matched"] == 6
     assert finding.parameter_share > 0.99
     assert report.subject.format == "onnx"
+    assert report.details["tokenizer"]["tokenizer"] == "tokenizer.json"  # the tokenizer beside the .onnx
     if variant in QUANTISED:
         assert finding.verdict == "derived"  # as a quantised safetensors copy: values changed, structure kept
         assert any(t.startswith(f"stored quantised as {QUANTISED[variant]}") for t in finding.transformations)
