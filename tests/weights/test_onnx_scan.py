@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.detection import derive
 from modelprov.scan import scan
 
 COPIED = ["legacy", "dynamo", "gemm", "external", "anonymous", "presliced"]
@@ -19,16 +20,30 @@ def _folder(variant: str, request: pytest.FixtureRequest) -> Path:
     return request.getfixturevalue("minilm_onnx_variants")[variant]
 
 
+def _finding(path: Path, index: Path):
+    [finding] = [f for f in scan(path, index, hash_files=False, code=False).findings if f.kind == "weights"]
+    return finding
+
+
 @pytest.fixture(scope="module")
 def twin(minilm_dir: Path, minilm_index: Path):
-    """The safetensors original's finding: what each ONNX form must reproduce."""
-    [finding] = [f for f in scan(minilm_dir, minilm_index, hash_files=False, code=False).findings if f.kind == "weights"]
-    return finding
+    """The safetensors original's finding: what each float ONNX form must reproduce."""
+    return _finding(minilm_dir, minilm_index)
+
+
+@pytest.fixture(scope="module")
+def twin_int8(minilm_dir: Path, minilm_index: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The finding of MiniLM's int8 safetensors twin (compressed-tensors, per channel): what each int8 ONNX form
+    must reproduce."""
+    sd, config = derive.load_checkpoint(minilm_dir)
+    folder = derive.save_quantised(derive.to_int8_compressed(sd), config, tmp_path_factory.mktemp("int8_twin") / "m",
+                                   tokenizer_from=minilm_dir)
+    return _finding(folder, minilm_index)
 
 
 @pytest.mark.parametrize("variant", COPIED + sorted(QUANTISED))
 def test_onnx_form_scans_like_its_safetensors_twin(variant: str, request: pytest.FixtureRequest,
-                                                   minilm_index: Path, twin) -> None:
+                                                   minilm_index: Path, twin, twin_int8) -> None:
     report = scan(_folder(variant, request), minilm_index, hash_files=False, code=False)
     [finding] = [f for f in report.findings if f.kind == "weights"]
     assert finding.reference.name == twin.reference.name == "all-MiniLM-L6-v2"
@@ -39,7 +54,8 @@ def test_onnx_form_scans_like_its_safetensors_twin(variant: str, request: pytest
     assert report.subject.format == "onnx"
     assert report.details["tokenizer"]["tokenizer"] == "tokenizer.json"  # the tokenizer beside the .onnx
     if variant in QUANTISED:
-        assert finding.verdict == "derived"  # as a quantised safetensors copy: values changed, structure kept
+        assert finding.verdict == twin_int8.verdict == "derived"  # values changed by rounding, structure kept
+        assert twin_int8.subject == finding.subject
         assert any(t.startswith(f"stored quantised as {QUANTISED[variant]}") for t in finding.transformations)
         assert stats["centred_similarity"] > 0.99
     else:
