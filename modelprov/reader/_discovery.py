@@ -49,13 +49,13 @@ def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         raise CheckpointError(root, f"cannot list folder: {exc.strerror or exc}") from None
     if empty:
         raise CheckpointError(root, "folder is empty")
-    return _open_folder(nested_root(root))
+    return _open_folder(root)
 
 
 def _open_archive(archive: Path) -> Checkpoint:
     """A checkpoint zipped whole: extracted into a temporary folder that closing the checkpoint removes."""
     folder = extract_zip(archive)
-    try:
+    try:  # a zip's single top folder (`zip -r model.zip model/`) is an artefact of zipping: read from inside it
         ckpt = _open_folder(nested_root(folder), zips=False)  # no zip inside a zip
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
@@ -99,8 +99,7 @@ def _open_folder(root: Path, zips: bool = True) -> Checkpoint:
         ggufs += sorted(folder.glob("*.gguf"))
         onnxs += sorted(folder.glob("*.onnx"))
     side = [f for folder, _ in folders for f in _side_files(folder)]
-    st_folder = transformer_folder(root)  # sentence-transformers: the config sits with the Transformer module
-    config = _read_config(root) if st_folder is None or (root / "config.json").is_file() else _read_config(st_folder)
+    config = _read_config(_config_folder(root))
     if safetensors:
         ckpt: Checkpoint = SafetensorsCheckpoint(root, safetensors, side, config, expected)
         ignored = unindexed + [f for f, _ in pytorch] + ggufs + onnxs
@@ -124,6 +123,14 @@ def _open_folder(root: Path, zips: bool = True) -> Checkpoint:
                               "*pytorch_model*.bin, *.pt, *.pth or *.zip)")
     ckpt.metadata["ignored_files"] = [str(f) for f in ignored]
     return ckpt
+
+
+def _config_folder(root: Path) -> Path:
+    """Where a folder's config.json is: the root, a sentence-transformers Transformer module's folder, or the
+    lone sub-folder a model is nested in (`package/model_files/`)."""
+    if (root / "config.json").is_file():
+        return root
+    return transformer_folder(root) or nested_root(root)
 
 
 def _only_one(root: Path, files: list[Path], kind: str) -> None:

@@ -57,7 +57,8 @@ def has_weights(folder: Path) -> bool:
 
 def nested_root(root: Path) -> Path:
     """`root`, or the lone sub-folder chain (`model_files/`, `model/`) holding the model when `root` holds no
-    weights, config or sub-folder besides it."""
+    weights, config or sub-folder besides it: where its config and tokenizer are looked for (tensor names keep
+    the sub-folder prefix, as for any sub-model folder)."""
     for _ in range(_MAX_DEPTH):
         if has_weights(root) or (root / "config.json").is_file() or (root / "modules.json").is_file():
             return root

@@ -75,8 +75,9 @@ def test_model_nested_in_model_files(minilm_dir: Path, tmp_path: Path, minilm_in
     shutil.copytree(minilm_dir, inner)
     (tmp_path / "package" / "README.md").write_text("a product")
     report, finding = _copied(tmp_path / "package", minilm_index)
-    assert finding.subject == "(whole model)"  # names unprefixed, as in the original folder
-    assert report.details["tokenizer"]["tokenizer"] == "tokenizer.json"
+    assert finding.subject == "model_files"  # tensor names carry the sub-folder, as for any sub-model folder
+    assert report.subject.config["model_type"] == "bert"
+    assert report.details["tokenizer"]["tokenizer"] == "model_files/tokenizer.json"
 
 
 def test_zipped_onnx_checkpoint(minilm_onnx_legacy: Path, tmp_path: Path, minilm_index: Path) -> None:
