@@ -2,16 +2,19 @@
 
 from .index import CodeIndex, CodeReference, default_code_index_dir, resolve_source, source_files
 from .sarif import to_sarif, validate_sarif
-from .scan import CodeScanResult, FileResult, FunctionMatch, MatchedRegion, scan_code
+from .scan import CodeCorpus, CodeScanResult, FileResult, FunctionMatch, MatchedRegion, SourceFile, load_corpus, scan_code
 
 __all__ = [
+    "CodeCorpus",
     "CodeIndex",
     "CodeReference",
     "CodeScanResult",
     "FileResult",
     "FunctionMatch",
     "MatchedRegion",
+    "SourceFile",
     "default_code_index_dir",
+    "load_corpus",
     "resolve_source",
     "scan_code",
     "source_files",
