@@ -1,5 +1,6 @@
 """Inference-code provenance: which reference functions a code base contains, and what their licenses demand."""
 
+from .build import build_code_index, fetch_wheels
 from .index import CodeIndex, CodeReference, default_code_index_dir, resolve_source, source_files
 from .sarif import to_sarif, validate_sarif
 from .scan import CodeCorpus, CodeScanResult, FileResult, FunctionMatch, MatchedRegion, SourceFile, load_corpus, scan_code
@@ -12,6 +13,8 @@ __all__ = [
     "FileResult",
     "FunctionMatch",
     "MatchedRegion",
+    "build_code_index",
+    "fetch_wheels",
     "SourceFile",
     "default_code_index_dir",
     "load_corpus",

@@ -78,17 +78,18 @@ def kgram_hashes(ids: np.ndarray, k: int) -> np.ndarray:
         return _mix(h)
 
 
-def kgram_hashes_at(ids: np.ndarray, positions: np.ndarray, k: int) -> np.ndarray:
+def kgram_hashes_at(ids: np.ndarray, positions: np.ndarray, k: int, vocab: np.ndarray | None = None) -> np.ndarray:
     """The hash of the k-gram starting at each of `positions` (equal to `kgram_hashes(ids, k)[positions]`).
 
     A stored index keeps only where its fingerprints start; their hashes are recomputed from the tokens.
+    With `vocab`, `ids` are indices into it (an index's small token codes).
     """
-    ids = ids.astype(np.uint64, copy=False)
     positions = np.asarray(positions, dtype=np.int64)
     h = np.zeros(positions.shape[0], dtype=np.uint64)
     with np.errstate(over="ignore"):
         for offset in range(k):
-            h = h * _BASE + ids[positions + offset]
+            step = ids[positions + offset]
+            h = h * _BASE + (vocab[step] if vocab is not None else step.astype(np.uint64, copy=False))
         return _mix(h)
 
 

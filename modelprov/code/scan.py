@@ -45,7 +45,7 @@ MIN_EVIDENCE_TOKENS = 30  # matched tokens outside boilerplate needed before a m
 MAX_CANDIDATES = 6  # distinct reference token streams confirmed by tiling per subject function
 TIE_TOLERANCE = 0.98  # matches within 2% of the best are copies of one another: attribute to the origin
 MAX_SOURCES = 5  # nearest source files listed per subject file
-MIN_SOURCE_SHARE = 0.05  # a further source must explain this share of the file's weighted evidence
+MIN_SOURCE_GAIN = 0.1  # a further source must add this share of the first one's weighted evidence
 MAX_PARENT_DEPTH = 16
 
 
@@ -69,9 +69,9 @@ class SourceFile:
 
     reference: str  # name@version
     path: str
-    evidence: float  # shared fingerprints, each weighted 1 / (reference files holding it), not explained before
-    shared_fingerprints: int  # distinct subject fingerprints this file holds
-    share: float  # of the subject file's weighted evidence: what this file adds to those ranked before it
+    evidence: float  # evidence tokens of the functions it holds, each shared among the files holding a copy
+    functions: int  # subject functions it newly explains (not explained by a file ranked before it)
+    share: float  # of the subject file's matched evidence tokens, the part it newly explains
     tags: dict[str, str] = field(default_factory=dict)  # family, org, country, license
 
     def to_dict(self) -> dict[str, Any]:
@@ -218,9 +218,9 @@ class CodeCorpus:
         fp_hash = np.concatenate(hashes) if hashes else np.empty(0, np.uint64)
         fp_owner = np.concatenate(owners) if owners else np.empty(0, np.int32)
         fp_unit = np.concatenate(units) if units else np.empty(0, np.int64)
-        # each entry is stored sorted by hash; only several entries need a merge. Background hashes are
-        # dropped on the subject side, which is far smaller.
-        order = np.argsort(fp_hash, kind="stable") if len(entries) > 1 else slice(None)
+        # one sort of all entries' fingerprints; background hashes are dropped on the subject side, which
+        # is far smaller
+        order = np.argsort(fp_hash, kind="stable")
         self.fp_hash = fp_hash[order]
         self.fp_owner = fp_owner[order]
         self.fp_unit = fp_unit[order]
@@ -232,8 +232,9 @@ class CodeCorpus:
             self.fp_gfile[mask] = unit_gfile[i][self.fp_unit[mask]]
         self.gfile_owner = np.repeat(np.arange(len(entries)), np.diff(self.file_base))
         self.excluded = np.zeros(int(self.file_base[-1]), dtype=bool)
+        self._parent_files: dict[int, set[int]] = {}
+        self._paths: dict[int, dict[str, int]] = {}
         self.rank = _reference_rank([e.reference for e in entries])
-        self.digests = [np.asarray(e.unit_digest) for e in entries]
         preferred = sorted(range(len(entries)), key=lambda i: self.rank[i])
         self.owner_order = np.array([preferred.index(i) for i in range(len(entries))], dtype=np.int64)
 
@@ -261,12 +262,24 @@ class CodeCorpus:
         local = gfile - int(self.file_base[owner])
         return entry.reference.key, entry.manifest["files"][local]["path"], entry.file_tags(local)
 
+    def parent_files(self, gfile: int) -> set[int]:
+        """Corpus-wide numbers of the files a file declares copies from (same entry)."""
+        if gfile not in self._parent_files:
+            owner = int(self.gfile_owner[gfile])
+            entry = self.entries[owner]
+            if owner not in self._paths:
+                self._paths[owner] = {f["path"]: i for i, f in enumerate(entry.manifest["files"])}
+            record = entry.manifest["files"][gfile - int(self.file_base[owner])]
+            found = (self._paths[owner].get(p) for p in record.get("parent_files", []))
+            self._parent_files[gfile] = {int(self.file_base[owner]) + i for i in found if i is not None}
+        return self._parent_files[gfile]
+
     def ids(self, ref: tuple[int, int]) -> np.ndarray:
         return self.entries[ref[0]].unit_ids(ref[1])
 
     def digest(self, ref: tuple[int, int]) -> int:
         """Equal for reference units whose abstracted streams are identical (copies tile alike)."""
-        return int(self.digests[ref[0]][ref[1]])
+        return int(self.entries[ref[0]].unit_digests([ref[1]])[0])
 
     def label(self, ref: tuple[int, int]) -> str:
         """`name@version:path::qualname` of a reference unit, for reports."""
@@ -443,37 +456,50 @@ def _lookup(corpus: CodeCorpus, hashes: np.ndarray) -> tuple[np.ndarray, np.ndar
     return rows[keep], hits[keep]
 
 
-def _nearest_sources(corpus: CodeCorpus, rows: np.ndarray, hits: np.ndarray) -> tuple[list[tuple[int, float, int, float]], np.ndarray]:
-    """The reference files that together explain most of a subject file, by greedy cover.
+def _nearest_sources(corpus: CodeCorpus, units: list[tuple[list[tuple[int, int]], int]]
+                     ) -> tuple[list[tuple[int, float, int, float]], dict[int, float]]:
+    """The reference files that together explain most of a subject file, by greedy cover of its functions.
 
-    Each distinct subject fingerprint weighs 1, shared equally among the reference files holding it
-    (1 / their number), so code found in hundreds of files (`rotate_half`) counts for little and code
-    found in one file counts fully: Dolos's and JPlag's treatment of common base code. Returns
-    [(file, evidence, shared fingerprints, share)] best first, and every file's initial weighted evidence.
+    Each matched subject function brings its evidence tokens, shared equally among the reference files
+    holding one of its near-equal copies, so code found in hundreds of files (`rotate_half`) counts for
+    little in each and code found in one file counts fully: Dolos's and JPlag's treatment of common base
+    code. Between files within 2% of the best, one that another declares it copied (`# Copied from`,
+    modular) is preferred: the original over its declared copy. Returns [(file, evidence, functions, share of the evidence it newly covers)] best first, and
+    every file's weighted evidence.
     """
-    n_files = corpus.excluded.shape[0]
-    if rows.shape[0] == 0:
-        return [], np.zeros(n_files)
-    pairs = np.unique((rows.astype(np.int64) << 32) | corpus.fp_gfile[hits])
-    row_of, file_of = pairs >> 32, pairs & 0xFFFFFFFF
-    holders = np.bincount(row_of)
-    weight = 1.0 / holders[row_of]
-    total = float(np.count_nonzero(holders))
-    initial = np.bincount(file_of, weights=weight, minlength=n_files)
-    shared = np.bincount(file_of, minlength=n_files)
-    covered = np.zeros(holders.shape[0], dtype=bool)
+    holders: list[tuple[set[int], int]] = []
+    for tied, tokens in units:
+        holders.append(({corpus.gfile(ref) for ref in tied}, tokens))
+    evidence: dict[int, float] = {}
+    for files, tokens in holders:
+        for f in files:
+            evidence[f] = evidence.get(f, 0.0) + tokens / len(files)
+    total = float(sum(tokens for _, tokens in holders)) or 1.0
+    live = [True] * len(holders)
     ranking: list[tuple[int, float, int, float]] = []
     for _ in range(MAX_SOURCES):
-        live = ~covered[row_of]
-        score = np.bincount(file_of[live], weights=weight[live], minlength=n_files)
-        gain = float(score.max())
-        if gain <= 0 or (ranking and gain < MIN_SOURCE_SHARE * total):
+        score: dict[int, float] = {}
+        for (files, tokens), alive in zip(holders, live):
+            if alive:
+                for f in files:
+                    score[f] = score.get(f, 0.0) + tokens / len(files)
+        if not score:
             break
-        tied = np.flatnonzero(score >= gain * (1 - 1e-9))
-        best = int(min(tied, key=lambda f: (corpus.owner_order[corpus.gfile_owner[f]], f)))
-        ranking.append((best, gain, int(shared[best]), gain / total))
-        covered[row_of[file_of == best]] = True
-    return ranking, initial
+        gain = max(score.values())
+        if gain <= 0 or (ranking and gain < MIN_SOURCE_GAIN * ranking[0][1]):
+            break
+        near = {f for f, v in score.items() if v >= gain * TIE_TOLERANCE}
+        best = min((f for f, v in score.items() if v >= gain * (1 - 1e-9)),
+                   key=lambda f: (-evidence[f], corpus.owner_order[corpus.gfile_owner[f]], f))
+        seen = {best}
+        while parents := (corpus.parent_files(best) & near) - seen:  # the original over its declared copy
+            best = min(parents, key=lambda f: (-score[f], f))
+            seen.add(best)
+        newly = [i for i, (files, _) in enumerate(holders) if live[i] and best in files]
+        ranking.append((best, gain, len(newly), sum(holders[i][1] for i in newly) / total))
+        for i in newly:
+            live[i] = False
+    return ranking, evidence
 
 
 def _candidates(corpus: CodeCorpus, units: np.ndarray, rows: np.ndarray, hits: np.ndarray, hashes: np.ndarray) -> dict[int, list[tuple[int, tuple[int, int], int]]]:
@@ -495,7 +521,7 @@ def _candidates(corpus: CodeCorpus, units: np.ndarray, rows: np.ndarray, hits: n
     digest = np.empty(keys.shape[0], dtype=np.uint64)
     for o in np.unique(owner).tolist():
         mask = owner == o
-        digest[mask] = corpus.digests[o][r_unit[mask]]
+        digest[mask] = corpus.entries[o].unit_digests(r_unit[mask])
     # most shared first, then preferred reference, then unit order
     order = np.lexsort((r_unit, corpus.owner_order[owner], -shared, s_unit))
     s_unit, owner, r_unit, shared, digest = s_unit[order], owner[order], r_unit[order], shared[order], digest[order]
@@ -553,8 +579,14 @@ def _best_stream(results, members) -> int | None:
     return best[2] if best is not None and best[1] > 0 else None
 
 
+def _tied(results, members, best_digest: int) -> list[tuple[int, int]]:
+    """Reference units within 2% of the closest: copies of one another as far as this subject unit tells."""
+    best = results[best_digest][2]
+    return [ref for digest, refs in members.items() if results[digest][2] >= TIE_TOLERANCE * best for ref in refs]
+
+
 def _attribute(corpus: CodeCorpus, a: np.ndarray, best_digest: int, results, members, params,
-               file_rank: dict[int, int], evidence: np.ndarray) -> tuple[tuple[int, int], tuple[int, int], list[str], list[str]]:
+               file_rank: dict[int, int], evidence: dict[int, float]) -> tuple[tuple[int, int], tuple[int, int], list[str], list[str]]:
     """(nearest source, canonical origin, declared chain, other copies) of a subject unit's best match.
 
     Matches within 2% of the closest are copies of one another. The nearest source is the copy in the
@@ -562,8 +594,7 @@ def _attribute(corpus: CodeCorpus, a: np.ndarray, best_digest: int, results, mem
     canonical origin is the root of the declared-parent chains, the one most copies lead to.
     """
     best = results[best_digest][2]
-    tied = [ref for digest, refs in members.items() if results[digest][2] >= TIE_TOLERANCE * best for ref in refs]
-    tied.sort(key=lambda ref: (corpus.rank[ref[0]], ref[1]))
+    tied = sorted(_tied(results, members, best_digest), key=lambda ref: (corpus.rank[ref[0]], ref[1]))
 
     def qualifies(ref: tuple[int, int]) -> bool:
         digest = corpus.digest(ref)
@@ -574,7 +605,7 @@ def _attribute(corpus: CodeCorpus, a: np.ndarray, best_digest: int, results, mem
 
     def closeness(ref: tuple[int, int]) -> tuple:
         g = corpus.gfile(ref)
-        return (file_rank.get(g, len(file_rank)), -evidence[g], -results[corpus.digest(ref)][2], corpus.rank[ref[0]], ref[1])
+        return (file_rank.get(g, len(file_rank)), -evidence.get(g, 0.0), -results[corpus.digest(ref)][2], corpus.rank[ref[0]], ref[1])
 
     nearest = min(tied, key=closeness)
     roots: dict[tuple[int, int], list[tuple[int, int]]] = {}
@@ -632,15 +663,15 @@ def scan_code(
         keep = ~np.isin(hashes, corpus.background) if corpus.background.shape[0] else np.ones(hashes.shape[0], bool)
         hashes, fp_units = hashes[keep], fp_units[keep]
         rows, hits = _lookup(corpus, hashes)
-        distinct = np.unique(hashes)  # a fingerprint repeated in the subject counts once for the sources
-        ranking, evidence = _nearest_sources(corpus, np.searchsorted(distinct, hashes[rows]), hits)
-        file_rank = {g: i for i, (g, *_rest) in enumerate(ranking)}
         candidates = _candidates(corpus, fp_units, rows, hits, hashes)
         covered = np.zeros(len(subject), dtype=bool)
         result = FileResult(rel, subject.language, len(subject), sum(u.kind == "function" for u in subject.units), 0, file_license.to_dict())
-        for g, gain, shared, share in ranking:
-            key, ref_path, tags = corpus.file_label(g)
-            result.sources.append(SourceFile(key, ref_path, round(gain, 3), shared, round(share, 4), tags))
+
+        def evidence_of(s_index: np.ndarray, tiles: list[Tile]) -> tuple[np.ndarray, int]:
+            in_tiles = np.concatenate([s_index[t.a_start : t.a_start + t.length] for t in tiles])
+            return in_tiles, int((~boiler[in_tiles]).sum()) if boiler is not None else int(in_tiles.shape[0])
+
+        matched_units = []  # functions matched well enough to be findings, before attribution
         for s_unit, cands in sorted(candidates.items()):
             s_index = unit_index[s_unit]
             a = subject.ids[s_index]
@@ -648,11 +679,22 @@ def scan_code(
             best_digest = _best_stream(results, members)
             if best_digest is None:
                 continue
+            matched, tiles, _ = results[best_digest]
+            best_len = corpus.ids(members[best_digest][0]).shape[0]
+            _, best_evidence = evidence_of(s_index, tiles)
+            if _verdict(matched / best_len, matched / a.shape[0]) == "independent" or best_evidence < MIN_EVIDENCE_TOKENS:
+                continue
+            matched_units.append((s_unit, s_index, a, results, members, shared_of, best_digest, best_evidence))
+        ranking, evidence = _nearest_sources(corpus, [(_tied(m[3], m[4], m[6]), m[7]) for m in matched_units])
+        file_rank = {g: i for i, (g, *_rest) in enumerate(ranking)}
+        for g, gain, functions, share in ranking:
+            key, ref_path, tags = corpus.file_label(g)
+            result.sources.append(SourceFile(key, ref_path, round(gain, 3), functions, round(share, 4), tags))
+        for s_unit, s_index, a, results, members, shared_of, best_digest, _ in matched_units:
             nearest, origin, chain, copies = _attribute(corpus, a, best_digest, results, members, params, file_rank, evidence)
             matched, tiles, _ = results[corpus.digest(nearest)]
             ref_ids = corpus.ids(nearest)
-            in_tiles = np.concatenate([s_index[t.a_start : t.a_start + t.length] for t in tiles])
-            evidence_tokens = int((~boiler[in_tiles]).sum()) if boiler is not None else int(in_tiles.shape[0])
+            in_tiles, evidence_tokens = evidence_of(s_index, tiles)
             similarity = matched / ref_ids.shape[0]
             coverage = matched / a.shape[0]
             verdict = _verdict(similarity, coverage)
@@ -718,9 +760,9 @@ def scan_code(
             "derived_similarity": DERIVED_SIMILARITY,
             "min_evidence_tokens": MIN_EVIDENCE_TOKENS,
             "background_kgrams": int(corpus.background.shape[0]),
-            "source_weighting": "1 / reference files holding the fingerprint",
+            "source_weighting": "evidence tokens / reference files holding a near-equal copy",
             "max_sources": MAX_SOURCES,
-            "min_source_share": MIN_SOURCE_SHARE,
+            "min_source_gain": MIN_SOURCE_GAIN,
             "excluded_reference_files": int(corpus.excluded.sum()),
         },
         subject_licenses={str(k): v.to_dict() for k, v in sorted(tree_cache.items())},
