@@ -80,8 +80,30 @@ def print_report(report: ScanReport) -> None:
     independent = [c for c, v in comps.items() if not v.get("verdicts") and not v.get("weak_only")]
     if independent and weights:
         out.print("independent of every reference: " + ", ".join(sorted(independent)), highlight=False)
+    print_code(report)
     b = details.get("bytes")
     if b:
         out.print(f"read {b['read_for_sketches'] / b['checkpoint']:.1%} of {b['checkpoint']:,} checkpoint bytes for "
                   f"sketches; {b['read_total']:,} bytes in all, with full reads confirming exact copies and "
                   f"matching neurons", highlight=False)
+
+
+def print_code(report: ScanReport) -> None:
+    """Per scanned source file: the nearest source files (family, organisation, licence) and the unmet duties."""
+    code = report.details.get("code") or {}
+    out = stdout()
+    for file in code.get("files", []):
+        sources = file.get("sources") or []
+        if not sources:
+            continue
+        out.print(f"[bold]code[/bold] {file['path']}: {file['coverage']:.0%} of {file['tokens']:,} tokens match "
+                  "reference code; nearest sources:", highlight=False)
+        for src in sources:
+            tags = src.get("tags") or {}
+            facts = ", ".join(tags[k] for k in ("family", "org", "country", "license") if tags.get(k))
+            out.print(f"  {src['reference']} {src['path']}" + (f" ({facts})" if facts else "")
+                      + f": {src['functions']} functions, {src['share']:.0%} of the matched code", highlight=False)
+        duties = sorted({o["obligation"] for m in file.get("matches", []) for o in m.get("license_obligations", [])
+                         if o.get("met") is False})
+        for duty in duties:
+            out.print(f"  unmet: {duty}", highlight=False)
