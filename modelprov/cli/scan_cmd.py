@@ -6,6 +6,7 @@ import click
 from rich.table import Table
 
 from modelprov import atomic_write
+from modelprov.code import describe_tags
 from modelprov.findings import ScanReport
 from modelprov.policy import apply_policy, load_declaration, load_policy
 from modelprov.report import to_json, write_reports
@@ -99,10 +100,8 @@ def print_code(report: ScanReport) -> None:
         out.print(f"[bold]code[/bold] {file['path']}: {file['coverage']:.0%} of {file['tokens']:,} tokens match "
                   "reference code; nearest sources:", highlight=False)
         for src in sources:
-            tags = src.get("tags") or {}
-            facts = ", ".join(tags[k] for k in ("family", "org", "country", "license") if tags.get(k))
-            out.print(f"  {src['reference']} {src['path']}" + (f" ({facts})" if facts else "")
-                      + f": {src['functions']} functions, {src['share']:.0%} of the matched code", highlight=False)
+            out.print(f"  {src['reference']} {src['path']}{describe_tags(src.get('tags'))}: {src['functions']} "
+                      f"functions, {src['share']:.0%} of the matched code", highlight=False)
         duties = sorted({o["obligation"] for m in file.get("matches", []) for o in m.get("license_obligations", [])
                          if o.get("met") is False})
         for duty in duties:

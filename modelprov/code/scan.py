@@ -769,9 +769,9 @@ def scan_code(
     )
 
 
-def _describe(tags: dict[str, str]) -> str:
-    """`(GLM-4.5, Zhipu AI (Z.ai), CN, Apache-2.0)` from a file's tags; empty when it has none."""
-    parts = [tags[k] for k in ("family", "org", "country", "license") if tags.get(k)]
+def describe_tags(tags: dict[str, str] | None) -> str:
+    """` (GLM-4.5, Zhipu AI (Z.ai), CN, Apache-2.0)` from a file's tags; empty when it has none."""
+    parts = [tags[k] for k in ("family", "org", "country", "license") if tags and tags.get(k)]
     return f" ({', '.join(parts)})" if parts else ""
 
 
@@ -788,10 +788,10 @@ def _finding(match: FunctionMatch, entry: LoadedReference) -> Finding:
     unmet = [o.obligation.split(":")[0] for o in match.license_obligations if o.met is False]
     origin_name, _, origin_unit = match.origin.partition(":")
     origin = ("" if match.origin == match.nearest else
-              f"; canonical origin {origin_name.split('@')[0]} {origin_unit}{_describe(match.origin_tags)}")
+              f"; canonical origin {origin_name.split('@')[0]} {origin_unit}{describe_tags(match.origin_tags)}")
     summary = (
         f"{match.subject} is {match.verdict} from nearest source {ref.name} {match.reference_path}::"
-        f"{match.reference_qualname}{_describe(tags)} ({match.similarity:.0%} of the reference function, "
+        f"{match.reference_qualname}{describe_tags(tags)} ({match.similarity:.0%} of the reference function, "
         f"{match.matched_tokens} tokens{', identifiers renamed' if match.rename_map else ''}){origin}"
         + (f"; unmet: {', '.join(unmet)}" if unmet else "")
     )

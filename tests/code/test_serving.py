@@ -4,6 +4,7 @@ passes. The file comes from the pinned vLLM wheel (read as a zip, never imported
 
 from __future__ import annotations
 
+import json
 import zipfile
 
 import numpy as np
@@ -125,3 +126,16 @@ def test_declared_reuse_passes_the_sovereign_code_rule(report, tmp_path):
     declared = apply_policy(report, "sovereign-foundation-model", load_declaration(declaration), home_country="KR")
     issues = code_issues(declared)
     assert issues and all(i.status.value == "PASS" for i in issues), [i for i in issues if i.status.value != "PASS"]
+
+
+def test_reports_and_sarif_show_the_nearest_source_and_the_canonical_origin(report):
+    from modelprov.report import render
+
+    markdown, html = render(report, "md"), render(report, "html")
+    sarif = json.loads(render(report, "sarif"))
+    assert f"nearest source vllm@0.34.0 `{VLLM_GLM}::" in markdown and "(GLM-4.5, Zhipu AI (Z.ai), CN, Apache-2.0)" in markdown
+    assert "nearest source vllm@0.34.0" in html
+    results = sarif["runs"][0]["results"]
+    assert results and all(r["properties"]["nearestSource"].startswith("vllm@0.34.0:") for r in results)
+    assert all(r["properties"]["canonicalOrigin"] for r in results)
+    assert "nearest source vllm@0.34.0" in results[0]["message"]["text"]
