@@ -41,7 +41,8 @@ from .tokenize import ID, TokenizedFile, language_of, tokenize_file
 
 COPIED_SIMILARITY = 0.9  # share of the reference function found, and of the subject function explained
 DERIVED_SIMILARITY = 0.5
-MIN_EVIDENCE_TOKENS = 30  # matched tokens outside boilerplate needed before a match becomes a finding
+MIN_EVIDENCE_TOKENS = 40  # matched tokens outside boilerplate needed before a match becomes a finding (at 30,
+# two short coincidental matches of scikit-learn functions against the 1,541-file shipped index, 31 and 32 tokens)
 MAX_CANDIDATES = 6  # distinct reference token streams confirmed by tiling per subject function
 TIE_TOLERANCE = 0.98  # matches within 2% of the best are copies of one another: attribute to the origin
 MAX_SOURCES = 5  # nearest source files listed per subject file
