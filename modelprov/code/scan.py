@@ -45,6 +45,8 @@ MIN_EVIDENCE_TOKENS = 40  # matched tokens outside boilerplate needed before a m
 # two short coincidental matches of scikit-learn functions against the 1,541-file shipped index, 31 and 32 tokens)
 MAX_CANDIDATES = 6  # distinct reference token streams confirmed by tiling per subject function
 TIE_TOLERANCE = 0.98  # matches within 2% of the best are copies of one another: attribute to the origin
+HOLDS_COPY = 0.9  # for the source ranking, a file holds a copy of a function within 10% of the closest match
+PREFER_ORIGINAL = 0.9  # a declared original within 10% of its copy's evidence is the nearer source
 MAX_SOURCES = 5  # nearest source files listed per subject file
 MIN_SOURCE_GAIN = 0.1  # a further source must add this share of the first one's weighted evidence
 MAX_PARENT_DEPTH = 16
@@ -462,9 +464,9 @@ def _nearest_sources(corpus: CodeCorpus, units: list[tuple[list[tuple[int, int]]
     """The reference files that together explain most of a subject file, by greedy cover of its functions.
 
     Each matched subject function brings its evidence tokens, shared equally among the reference files
-    holding one of its near-equal copies, so code found in hundreds of files (`rotate_half`) counts for
+    holding a copy of it (within 10% of the closest match), so code found in hundreds of files (`rotate_half`) counts for
     little in each and code found in one file counts fully: Dolos's and JPlag's treatment of common base
-    code. Between files within 2% of the best, one that another declares it copied (`# Copied from`,
+    code. Between files within 10% of the best, one that another declares it copied (`# Copied from`,
     modular) is preferred: the original over its declared copy. Returns [(file, evidence, functions, share of the evidence it newly covers)] best first, and
     every file's weighted evidence.
     """
@@ -489,7 +491,7 @@ def _nearest_sources(corpus: CodeCorpus, units: list[tuple[list[tuple[int, int]]
         gain = max(score.values())
         if gain <= 0 or (ranking and gain < MIN_SOURCE_GAIN * ranking[0][1]):
             break
-        near = {f for f, v in score.items() if v >= gain * TIE_TOLERANCE}
+        near = {f for f, v in score.items() if v >= gain * PREFER_ORIGINAL}
         best = min((f for f, v in score.items() if v >= gain * (1 - 1e-9)),
                    key=lambda f: (-evidence[f], corpus.owner_order[corpus.gfile_owner[f]], f))
         seen = {best}
@@ -580,10 +582,11 @@ def _best_stream(results, members) -> int | None:
     return best[2] if best is not None and best[1] > 0 else None
 
 
-def _tied(results, members, best_digest: int) -> list[tuple[int, int]]:
-    """Reference units within 2% of the closest: copies of one another as far as this subject unit tells."""
+def _tied(results, members, best_digest: int, tolerance: float = TIE_TOLERANCE) -> list[tuple[int, int]]:
+    """Reference units within `tolerance` of the closest (2%: copies of one another as far as this subject
+    unit tells; 10%: the files that hold a copy of it, for the source ranking)."""
     best = results[best_digest][2]
-    return [ref for digest, refs in members.items() if results[digest][2] >= TIE_TOLERANCE * best for ref in refs]
+    return [ref for digest, refs in members.items() if results[digest][2] >= tolerance * best for ref in refs]
 
 
 def _attribute(corpus: CodeCorpus, a: np.ndarray, best_digest: int, results, members, params,
@@ -686,7 +689,8 @@ def scan_code(
             if _verdict(matched / best_len, matched / a.shape[0]) == "independent" or best_evidence < MIN_EVIDENCE_TOKENS:
                 continue
             matched_units.append((s_unit, s_index, a, results, members, shared_of, best_digest, best_evidence))
-        ranking, evidence = _nearest_sources(corpus, [(_tied(m[3], m[4], m[6]), m[7]) for m in matched_units])
+        holders = [(_tied(m[3], m[4], m[6], HOLDS_COPY), m[7]) for m in matched_units]
+        ranking, evidence = _nearest_sources(corpus, holders)
         file_rank = {g: i for i, (g, *_rest) in enumerate(ranking)}
         for g, gain, functions, share in ranking:
             key, ref_path, tags = corpus.file_label(g)
