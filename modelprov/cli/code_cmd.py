@@ -95,7 +95,7 @@ def index_build(check: bool, fetch_only: bool, no_download: bool, wheels_dir: Pa
     for r in results:
         table.add_row(r.reference.key, str(r.reference.files), str(r.reference.units), str(r.reference.fingerprints),
                       str(r.reference.tokens), r.digest[:19], "same" if r.same else (r.shipped or "absent")[:19])
-    Console().print(table)
+    Console(width=max(Console().width, 120)).print(table)
     differing = [r.reference.key for r in results if not r.same]
     if check and differing:
         click.echo(f"the rebuilt index differs from the shipped one: {', '.join(differing)}", err=True)
