@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from modelprov import atomic_write
-from modelprov.code import CodeIndex, scan_code, to_sarif
+from modelprov.code import CodeIndex, build_code_index, fetch_wheels, scan_code, to_sarif
 from modelprov.index.licenses import unmet_summary
 
 from ._common import index_option
@@ -71,6 +71,38 @@ def index_add(source, name, version, license_, parent, repo_id, family, org, cou
         f"indexed {reference.key}: {reference.files} files, {reference.units} units, "
         f"{reference.fingerprints} fingerprints ({reference.role}, license {reference.license or 'unknown'})"
     )
+
+
+@index_group.command(name="build")
+@click.option("--check", is_flag=True, help="Rebuild in a staging folder and compare digests; change nothing. Exit 1 if any differs.")
+@click.option("--fetch-only", is_flag=True, help="Only download (when missing) and check the pinned wheels.")
+@click.option("--no-download", is_flag=True, help="Use only wheels already in the wheels folder.")
+@click.option("--wheels", "wheels_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder of the pinned wheels (default: .wheels/ in the code index).")
+@_INDEX
+def index_build(check: bool, fetch_only: bool, no_download: bool, wheels_dir: Path | None, index_dir) -> None:
+    """Rebuild the shipped code index from the wheels pinned in its sources.toml (byte-reproducible)."""
+    code_dir = CodeIndex(index_dir).directory
+    if fetch_only:
+        for wheel in fetch_wheels(code_dir, wheels_dir):
+            click.echo(f"{wheel} (sha256 checked)")
+        return
+    console = Console(stderr=True)
+    with console.status("building the code index") as status:
+        results = build_code_index(code_dir, wheels_dir=wheels_dir, download=not no_download, replace=not check,
+                                   progress=lambda name, done, total: status.update(f"indexing {name}: {done}/{total} files"))
+    table = Table("reference", "files", "units", "fingerprints", "tokens", "digest", "shipped")
+    for r in results:
+        table.add_row(r.reference.key, str(r.reference.files), str(r.reference.units), str(r.reference.fingerprints),
+                      str(r.reference.tokens), r.digest[:19], "same" if r.same else (r.shipped or "absent")[:19])
+    Console(width=max(Console().width, 120)).print(table)
+    differing = [r.reference.key for r in results if not r.same]
+    if check and differing:
+        click.echo(f"the rebuilt index differs from the shipped one: {', '.join(differing)}", err=True)
+        raise SystemExit(1)
+    if not check:
+        click.echo(f"wrote {len(results)} entries into {code_dir}; reseal the reference index digest "
+                   "(ReferenceIndex.load(None).save()) before shipping")
 
 
 @index_group.command(name="list")

@@ -6,6 +6,7 @@ import click
 from rich.table import Table
 
 from modelprov import atomic_write
+from modelprov.code import describe_tags
 from modelprov.findings import ScanReport
 from modelprov.policy import apply_policy, load_declaration, load_policy
 from modelprov.report import to_json, write_reports
@@ -80,8 +81,28 @@ def print_report(report: ScanReport) -> None:
     independent = [c for c, v in comps.items() if not v.get("verdicts") and not v.get("weak_only")]
     if independent and weights:
         out.print("independent of every reference: " + ", ".join(sorted(independent)), highlight=False)
+    print_code(report)
     b = details.get("bytes")
     if b:
         out.print(f"read {b['read_for_sketches'] / b['checkpoint']:.1%} of {b['checkpoint']:,} checkpoint bytes for "
                   f"sketches; {b['read_total']:,} bytes in all, with full reads confirming exact copies and "
                   f"matching neurons", highlight=False)
+
+
+def print_code(report: ScanReport) -> None:
+    """Per scanned source file: the nearest source files (family, organisation, licence) and the unmet duties."""
+    code = report.details.get("code") or {}
+    out = stdout()
+    for file in code.get("files", []):
+        sources = file.get("sources") or []
+        if not sources:
+            continue
+        out.print(f"[bold]code[/bold] {file['path']}: {file['coverage']:.0%} of {file['tokens']:,} tokens match "
+                  "reference code; nearest sources:", highlight=False)
+        for src in sources:
+            out.print(f"  {src['reference']} {src['path']}{describe_tags(src.get('tags'))}: {src['functions']} "
+                      f"functions, {src['share']:.0%} of the matched code", highlight=False)
+        duties = sorted({o["obligation"] for m in file.get("matches", []) for o in m.get("license_obligations", [])
+                         if o.get("met") is False})
+        for duty in duties:
+            out.print(f"  unmet: {duty}", highlight=False)

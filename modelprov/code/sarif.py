@@ -16,7 +16,7 @@ import jsonschema
 
 from modelprov import __version__
 
-from .scan import CodeScanResult
+from .scan import CodeScanResult, describe_tags
 
 SARIF_VERSION = "2.1.0"
 SARIF_SCHEMA_URI = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
@@ -69,10 +69,12 @@ def _result(match: dict[str, Any], rule_index: dict[str, int]) -> dict[str, Any]
         "level": _LEVEL[match["verdict"]],
         "kind": "fail",
         "message": {
-            "text": f"{match['subject_qualname']} is {match['verdict']} from {match['reference']} "
-            f"{match['reference_path']}::{match['reference_qualname']}: {match['similarity']:.0%} of the reference "
-            f"function, {match['matched_tokens']} tokens matched"
+            "text": f"{match['subject_qualname']} is {match['verdict']} from nearest source {match['reference']} "
+            f"{match['reference_path']}::{match['reference_qualname']}{describe_tags(match.get('reference_tags'))}: "
+            f"{match['similarity']:.0%} of the reference function, {match['matched_tokens']} tokens matched"
             + (f", {len(renamed)} identifiers renamed" if renamed else "")
+            + (f"; canonical origin {match['origin']}{describe_tags(match.get('origin_tags'))}"
+               if match.get("origin") and match["origin"] != match.get("nearest") else "")
             + (f". Unmet: {'; '.join(unmet)}" if unmet else "")
         },
         "locations": [
@@ -98,6 +100,10 @@ def _result(match: dict[str, Any], rule_index: dict[str, int]) -> dict[str, Any]
             "referenceRegions": [list(r["reference_lines"]) for r in match["regions"]],
             "licenseObligations": obligations,
             "copiesInIndex": len(match["also_matches"]),
+            "nearestSource": match.get("nearest", ""),
+            "nearestSourceTags": match.get("reference_tags") or {},
+            "canonicalOrigin": match.get("origin", ""),
+            "canonicalOriginTags": match.get("origin_tags") or {},
         },
     }
 

@@ -317,18 +317,23 @@ class ReferenceIndex:
 
 def _gitignore_patterns(path: Path) -> list[str]:
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    return [ln.strip() for ln in lines if ln.strip() and not ln.startswith(("#", "!"))]
+    return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
 
 
 def _ignored(parts: tuple[str, ...], patterns: list[str]) -> bool:
-    """Whether a path (parts below the .gitignore's folder) matches a simple gitignore pattern."""
-    for pat in patterns:
+    """Whether a path (parts below the .gitignore's folder) matches a simple gitignore pattern; as in git,
+    the last matching pattern decides and `!pattern` re-includes (the shipped code-index entries)."""
+    ignored = False
+    for line in patterns:
+        negated = line.startswith("!")
+        pat = line[1:] if negated else line
         if pat.endswith("/"):  # a directory pattern: any parent folder
-            if any(fnmatch(d, pat.rstrip("/").lstrip("/")) for d in parts[:-1]):
-                return True
-        elif any(fnmatch(x, pat.lstrip("/")) for x in parts):
-            return True
-    return False
+            hit = any(fnmatch(d, pat.rstrip("/").lstrip("/")) for d in parts[:-1])
+        else:
+            hit = any(fnmatch(x, pat.lstrip("/")) for x in parts)
+        if hit:
+            ignored = not negated
+    return ignored
 
 
 def load_toml(path: Path) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelprov import DISTRIBUTION
+from modelprov.code import describe_tags
 
 from .plots import heatmap_svg, layer_curve_svg
 
@@ -58,11 +59,13 @@ class CodeRegion:
 class CodeMatch:
     subject: str  # path::qualname
     reference: str  # name@version
-    reference_unit: str  # path::qualname
+    reference_unit: str  # path::qualname of the nearest source
     verdict: str
     statistics: list[tuple[str, Any]]
     rename_map: dict[str, str]
     regions: list[CodeRegion]
+    reference_facts: str = ""  # family, organisation, country, licence of the nearest source
+    origin: str = ""  # canonical origin (earliest author), when it differs from the nearest source
 
 
 @dataclass
@@ -318,6 +321,9 @@ def _code_matches(code: dict[str, Any]) -> list[CodeMatch]:
                 reference_unit=f"{m.get('reference_path', '?')}::{m.get('reference_qualname', '?')}",
                 verdict=str(m.get("verdict", "")), statistics=stats,
                 rename_map=m.get("rename_map") if isinstance(m.get("rename_map"), dict) else {}, regions=regions,
+                reference_facts=describe_tags(m.get("reference_tags") if isinstance(m.get("reference_tags"), dict) else {}),
+                origin=str(m["origin"]) + describe_tags(m.get("origin_tags") if isinstance(m.get("origin_tags"), dict) else {})
+                if m.get("origin") and m.get("origin") != m.get("nearest") else "",
             ))
     return sorted(out, key=lambda c: (-VERDICT_WEIGHT.get(c.verdict, 1), c.subject))
 
