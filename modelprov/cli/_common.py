@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Collection, Iterator, TypeVar
 
 import click
+from rich import box
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import (
     BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
-from modelprov.policy import FAIL_ON_CHOICES, PolicyResult, Status
+from modelprov.policy import FAIL_ON_CHOICES, PolicyResult
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# Colours of policy outcomes and finding verdicts in the terminal.
+STATUS_STYLES = {"PASS": "green", "WARN": "yellow", "REVIEW": "magenta", "FAIL": "bold red"}
+VERDICT_STYLES = {"copied": "bold red", "identical": "bold red", "derived": "magenta", "extended": "yellow",
+                  "pruned": "yellow", "modified": "yellow", "unrelated": "green", "independent": "green"}
 
 
 def index_option(help: str = "Reference index folder (default: $MODELPROV_INDEX or the shipped reference_index/).",
@@ -33,9 +40,29 @@ def json_flag(help: str = "Print JSON instead of tables.") -> Callable[[F], F]:
 
 
 def stdout(*, wide: bool = True) -> Console:
-    """The console for results, with no highlighting guesses; `wide`: 200 columns when piped, for long tables."""
-    return Console(file=sys.stdout, soft_wrap=True, highlight=False,
-                   width=None if sys.stdout.isatty() or not wide else 200)
+    """The console for results, with no highlighting guesses; `wide`: 200 columns when piped (for long tables)
+    unless $COLUMNS says otherwise."""
+    piped_width = None if sys.stdout.isatty() or not wide or os.environ.get("COLUMNS", "").isdigit() else 200
+    return Console(file=sys.stdout, soft_wrap=True, highlight=False, width=piped_width)
+
+
+class PlainTable(Table):
+    """A table that fits the terminal: text columns fold onto more lines, numbers and short codes keep their
+    width, and no cell is ever cut short with "…". String cells are plain text, never markup (names come from
+    untrusted files); pass a `Text` to style a cell."""
+
+    def add_row(self, *cells: Any, **options: Any) -> None:
+        super().add_row(*(Text(c) if isinstance(c, str) else c for c in cells), **options)
+
+
+def plain_table(*columns: str, title: str | None = None, numbers: Collection[str] = (),
+                keep: Collection[str] = ()) -> PlainTable:
+    """A `PlainTable` with these column headers; `numbers` are right-aligned and, like `keep`, not wrapped."""
+    table = PlainTable(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, highlight=False)
+    for name in columns:
+        table.add_column(name, justify="right" if name in numbers else "left", no_wrap=name in numbers or name in keep,
+                         overflow="fold")
+    return table
 
 
 def stderr() -> Console:
@@ -90,14 +117,8 @@ def policy_options(*, required: bool) -> Callable[[F], F]:
 
 def print_policy_result(result: PolicyResult, out: Console) -> None:
     """Per-rule verdicts with their reasons, then the overall verdict."""
-    style_of = {Status.PASS: "green", Status.WARN: "yellow", Status.REVIEW: "magenta", Status.FAIL: "bold red"}
-    table = Table(title=f"policy {result.policy.name}", title_justify="left")
-    table.add_column("rule", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("reasons")
+    table = plain_table("rule", "status", "reasons", title=f"policy {result.policy.name}", keep=("rule", "status"))
     for rule in result.rules:
-        style = style_of[rule.status]
-        table.add_row(rule.id, f"[{style}]{rule.status.value}[/{style}]", escape("\n".join(rule.reasons)))
+        table.add_row(rule.id, Text(rule.status.value, style=STATUS_STYLES[rule.status.value]), "\n".join(rule.reasons))
     out.print(table)
-    style = style_of[result.overall]
-    out.print(f"overall: [{style}]{result.overall.value}[/{style}]")
+    out.print(Text.assemble("overall: ", (result.overall.value, STATUS_STYLES[result.overall.value])))

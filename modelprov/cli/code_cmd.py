@@ -7,13 +7,12 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from modelprov import atomic_write
 from modelprov.code import CodeIndex, scan_code, to_sarif
 from modelprov.index.licenses import unmet_summary
 
-from ._common import index_option
+from ._common import index_option, plain_table, stdout
 
 _INDEX = index_option("Code index folder (default: code/ in the reference index).")
 
@@ -82,10 +81,11 @@ def index_list(as_json: bool, index_dir) -> None:
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in references], indent=2))
         return
-    table = Table("reference", "role", "license", "files", "units", "fingerprints", "source")
+    table = plain_table("reference", "role", "license", "files", "units", "fingerprints", "source",
+                        numbers=("files", "units", "fingerprints"))
     for r in references:
         table.add_row(r.key, r.role, r.license or "-", str(r.files), str(r.units), str(r.fingerprints), r.source)
-    Console().print(table)
+    stdout(wide=False).print(table)
 
 
 @index_group.command(name="show")
@@ -121,7 +121,8 @@ def scan(path: Path, index_dir, base_code, fmt: str, output: Path | None) -> Non
         _emit(json.dumps(to_sarif(result), indent=2), output)
         return
     console = Console(record=output is not None)
-    table = Table("function", "verdict", "similarity", "tokens", "origin", "renamed", "unmet obligations")
+    table = plain_table("function", "verdict", "similarity", "tokens", "origin", "renamed", "unmet obligations",
+                        numbers=("similarity", "tokens", "renamed"), keep=("verdict",))
     for file in result.files:
         for m in file.matches:
             table.add_row(

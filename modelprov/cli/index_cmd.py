@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import click
-from rich.table import Table
+from rich.text import Text
 
 from modelprov.findings import Reference
 from modelprov.index import (
@@ -14,7 +14,7 @@ from modelprov.index import (
     family_sources, fetch_index, import_index, pull_reference,
 )
 
-from ._common import index_option, json_flag, progress, stdout
+from ._common import index_option, json_flag, plain_table, progress, stdout
 
 
 @click.group(name="index")
@@ -55,9 +55,9 @@ def list_(index_dir: str | None, as_json: bool) -> None:
                                "catalog": idx.catalog()}, indent=1))
         return
     out = stdout()
-    out.print(f"index {idx.name} v{idx.version} {idx.digest} ({idx.root})", highlight=False)
-    table = Table("name", "kind", "family", "org", "country", "license", "parameters", title="references",
-                  title_justify="left")
+    out.print(Text(f"index {idx.name} v{idx.version} {idx.digest} ({idx.root})"))
+    table = plain_table("name", "kind", "family", "org", "country", "license", "parameters", title="references",
+                        numbers=("parameters",), keep=("kind", "country"))
     for e in idx.entries:
         r = e.reference
         params = e.summary.get("parameters")

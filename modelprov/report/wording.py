@@ -75,12 +75,13 @@ def fmt_z(value: Any) -> str:
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.1f}"
 
 
-def fmt_p(log10_p: Any) -> str:
-    """A p-value from its log10, so values below the smallest float still print; the floor is said as such."""
+def fmt_p(log10_p: Any, *, say_floor: bool = True) -> str:
+    """A p-value from its log10, so values below the smallest float still print; the floor is said as such
+    (`say_floor=False`: "≤ 1e-300" alone, for narrow tables)."""
     if not _is_number(log10_p):
         return "—"
     if log10_p <= LOG10_P_FLOOR:
-        return f"≤ 1e{int(LOG10_P_FLOOR)} (floor)"
+        return f"≤ 1e{int(LOG10_P_FLOOR)}" + (" (floor)" if say_floor else "")
     if log10_p > -3:
         return f"{10 ** log10_p:.3f}"
     exponent = math.floor(log10_p)
