@@ -12,7 +12,7 @@ from modelprov import atomic_write
 from modelprov.code import CodeIndex, scan_code, to_sarif
 from modelprov.index.licenses import unmet_summary
 
-from ._common import index_option, plain_table, stdout
+from ._common import index_option, plain_table, progress, stdout
 
 _INDEX = index_option("Code index folder (default: code/ in the reference index).")
 
@@ -50,8 +50,7 @@ def index_group() -> None:
 @_INDEX
 def index_add(source, name, version, license_, parent, repo_id, family, org, country, include, background, index_dir) -> None:
     """Index SOURCE: a folder, a git checkout, a file or `pip:package[/sub/folder]`."""
-    console = Console(stderr=True)
-    with console.status(f"indexing {source}") as status:
+    with progress(f"indexing {source}") as feed:
         reference = CodeIndex(index_dir).add(
             source,
             name=name,
@@ -64,7 +63,7 @@ def index_add(source, name, version, license_, parent, repo_id, family, org, cou
             org=org,
             country=country,
             include=include,
-            progress=lambda done, total: status.update(f"indexing {source}: {done}/{total} files"),
+            progress=feed.stages,
         )
     click.echo(
         f"indexed {reference.key}: {reference.files} files, {reference.units} units, "

@@ -23,7 +23,7 @@ from ._common import plain_table, progress, stdout
 def command(a: str, b: str, json_out: str | None, heatmap: str | None) -> None:
     """Compare checkpoint A with checkpoint B tensor by tensor (full read of both; B plays the reference)."""
     with progress("comparing") as feed:
-        result = compare(a, b, progress=feed.items)
+        result = compare(a, b, progress=feed.stages)
     if json_out:
         with atomic_write(json_out) as handle:
             json.dump(result.to_dict(), handle, indent=1)

@@ -39,7 +39,7 @@ def add(path: str, name: str, family: str | None, org: str | None, country: str 
     ref = Reference(name=name, family=family, org=org, country=country.upper() if country else None,
                     license=license_, repo_id=repo_id, revision=revision)
     with progress(f"fingerprinting {name}") as feed:
-        entry = add_checkpoint(idx, path, ref, progress=feed.items)
+        entry = add_checkpoint(idx, path, ref, progress=feed.stages)
     click.echo(f"added {entry.name}: {entry.summary['tensors']} tensors, {entry.summary['parameters']:,} parameters; "
                f"index {idx.name} v{idx.version} {idx.digest}")
 
@@ -146,7 +146,7 @@ def pull(source: str | None, family: str | None, name: str | None, full: bool, o
             base = Reference(name=ref_name or "", org=org, country=country.upper() if country else None,
                              license=license_)
             result = pull_reference(idx, src, name=ref_name, reference=base, full=full, client=client,
-                                    progress=feed.item)
+                                    progress=feed.stages)
         results.append(result)
         if not as_json:
             click.echo(_pull_line(result, idx))

@@ -41,8 +41,8 @@ def command(ctx: click.Context, checkpoint: str, index_dir, json_out: str | None
     # load the policy and declaration first: a malformed file fails before minutes of reading
     policy = load_policy(policy_name) if policy_name else None
     declared = load_declaration(declaration) if declaration else None
-    with progress("reading weights") as feed:
-        report = scan(checkpoint, index_dir, progress=feed.items, verify_exact=not no_verify, hash_files=not no_hash)
+    with progress("scan") as feed:
+        report = scan(checkpoint, index_dir, progress=feed.stages, verify_exact=not no_verify, hash_files=not no_hash)
     result = apply_policy(report, policy, declared, home_country=home_country) if policy else None
     if report_dir:
         write_reports(report, report_dir)

@@ -82,3 +82,75 @@ def test_other_tables_fit_80_columns(cli, args):
     result = cli.invoke(app, args, env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.stderr
     assert max(len(line) for line in _table_lines(result.stdout)) <= 80 and "…" not in result.stdout
+
+
+# --- progress ---------------------------------------------------------------------------------------------
+
+_LINE = re.compile(r"^modelprov: (?P<stage>[a-z ]+?) +(?P<pct>\d+)% after (?P<secs>\d+\.\d) s(?P<rest>.*)$")
+
+
+def _plain_feed(interval: float):
+    import io
+
+    from rich.console import Console
+
+    from modelprov.cli._common import PlainFeed
+
+    buffer = io.StringIO()
+    return PlainFeed(Console(file=buffer, soft_wrap=True, width=80), "scan", "stages", None, interval), buffer
+
+
+def test_plain_progress_prints_stage_percent_and_elapsed_not_every_call():
+    feed, buffer = _plain_feed(interval=60)
+    try:
+        for done in range(0, 1001):
+            feed.stages("weights sketches", done, 1000, f"blk.{done % 30}.attn_q.weight")
+        for done in range(1, 6):
+            feed.stages("confirming copies", done, 5, f"tensor {done}")
+    finally:
+        feed.close()
+    lines = buffer.getvalue().splitlines()
+    parsed = [_LINE.match(line) for line in lines]
+    assert all(parsed), lines
+    # a line when each stage starts and when it completes, none in between (the interval is 60 s)
+    assert [(m["stage"], m["pct"], m["rest"]) for m in parsed] == [
+        ("weights sketches", "0", ": blk.0.attn_q.weight"), ("weights sketches", "100", ": blk.10.attn_q.weight"),
+        ("confirming copies", "20", ": tensor 1"), ("confirming copies", "100", ": tensor 5")]
+
+
+def test_plain_progress_prints_periodically_and_while_the_library_is_quiet():
+    import time
+
+    feed, buffer = _plain_feed(interval=0.2)
+    try:
+        for layer in range(30):  # steady calls for 0.6 s: a line about every 0.2 s, with the current layer
+            feed.stages("neuron matching", layer, 100, f"model.layers.{layer}")
+            time.sleep(0.02)
+        time.sleep(0.5)  # nothing from the library: the heartbeat says the scan is still working
+    finally:
+        feed.close()
+    lines = buffer.getvalue().splitlines()
+    busy = [_LINE.match(line) for line in lines if not line.endswith("(still working)")]
+    assert 2 <= len(busy) <= 15, lines  # about one per 0.2 s, not one per call (30)
+    assert [int(m["pct"]) for m in busy] == sorted(int(m["pct"]) for m in busy) and busy[-1]["rest"].startswith(
+        ": model.layers.")
+    quiet = [line for line in lines if line.endswith("(still working)")]
+    assert quiet and _LINE.match(quiet[-1])["pct"] == "29" and float(_LINE.match(quiet[-1])["secs"]) >= 0.7
+
+
+def test_byte_progress_in_plain_lines():
+    import io
+
+    from rich.console import Console
+
+    from modelprov.cli._common import PlainFeed
+
+    buffer = io.StringIO()
+    feed = PlainFeed(Console(file=buffer, soft_wrap=True), "sha256", "bytes", 1000, interval=0)
+    try:
+        feed.bytes(250)
+        feed.bytes(750)
+    finally:
+        feed.close()
+    assert [line.split(" after ")[0] for line in buffer.getvalue().splitlines()[:2]] == [
+        "modelprov: sha256  25%", "modelprov: sha256 100%"]
