@@ -154,3 +154,34 @@ def test_byte_progress_in_plain_lines():
         feed.close()
     assert [line.split(" after ")[0] for line in buffer.getvalue().splitlines()[:2]] == [
         "modelprov: sha256  25%", "modelprov: sha256 100%"]
+
+
+# --- start-up ---------------------------------------------------------------------------------------------
+
+_HEAVY = ("numpy", "scipy.stats", "scipy.optimize", "torch", "matplotlib", "jinja2", "jsonschema")
+
+
+def _modules_loaded_by(args: list[str]) -> list[str]:
+    """The heavy modules a fresh `modelprov ARGS` process has imported when it exits (timing is left to
+    benchmarks/cli_startup.py; this guards the lazy imports that make --help fast)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys\nfrom modelprov.cli.main import app\ntry:\n    app(sys.argv[1:], prog_name='modelprov')\n"
+            f"except SystemExit:\n    pass\nprint('LOADED:' + ','.join(m for m in {_HEAVY!r} if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert run.returncode == 0, run.stderr
+    loaded = next(line for line in run.stdout.splitlines() if line.startswith("LOADED:"))
+    return [m for m in loaded.removeprefix("LOADED:").split(",") if m]
+
+
+def test_top_level_help_imports_nothing_heavy():
+    assert _modules_loaded_by(["--help"]) == []
+
+
+@pytest.mark.parametrize("command", ["scan", "index", "report", "tokenizer", "compare", "inspect"])
+def test_command_help_does_not_import_scipy_torch_or_matplotlib(command):
+    loaded = _modules_loaded_by([command, "--help"])
+    assert not {"scipy.stats", "scipy.optimize", "torch", "matplotlib"} & set(loaded), loaded
