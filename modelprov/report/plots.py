@@ -55,7 +55,7 @@ def evidence_ylim(values: Sequence[float | None], band: Sequence[float]) -> tupl
     """A y-range that spans the plotted values and the null band (±`band` around 0), padded by 5%: a copy
     at 1.0 then shows its distance from the band, an independent model its place inside it."""
     finite = [float(v) for v in values if v is not None and np.isfinite(v)]
-    half = max((float(b) for b in band), default=0.0)
+    half = max((float(b) for b in band if np.isfinite(b)), default=0.0)
     lo, hi = min(finite + [-half]), max(finite + [half])
     pad = max(0.05 * (hi - lo), 1e-3)
     return lo - pad, hi + pad
@@ -64,8 +64,9 @@ def evidence_ylim(values: Sequence[float | None], band: Sequence[float]) -> tupl
 def layer_evidence_svg(centred: Sequence[float | None], raw: Sequence[float | None] | None,
                        null_sd: Sequence[float], *, labels: Sequence[str], title: str,
                        xlabel: str = "matched subject layer") -> str:
-    """Per-layer centred similarity over its null band (±3 sd for that layer's n, shaded), with raw cosine
-    drawn lighter underneath for comparison only, on a y-axis scaled to the data (`evidence_ylim`)."""
+    """Per-layer centred similarity over its null band (±3 sd for that layer's n, shaded; a NaN sd leaves a
+    layer without band), with raw cosine drawn lighter underneath for comparison only, on a y-axis scaled to
+    the data (`evidence_ylim`)."""
     from matplotlib.figure import Figure  # deferred: see _svg
 
     x = np.arange(len(centred))

@@ -7,12 +7,14 @@ does not recognise are kept as generic key/value rows, so nothing a scanner reco
 
 from __future__ import annotations
 
+import math
 import shlex
 import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
 from modelprov import DISTRIBUTION
+from modelprov.weights.matchers import NEURON_PLACEMENT
 
 from .plots import heatmap_svg, layer_evidence_svg
 from .wording import (
@@ -76,6 +78,7 @@ class Heatmap:
     suspect_stack: str
     reference_stack: str
     max_value: float
+    statistic: str = "centred similarity"  # or the share of neurons matched, for stacks neuron matching aligned
     matrix: list[list[float | None]] = field(repr=False, default_factory=list)
     path: list[tuple[int, int]] = field(default_factory=list)  # (row, column) cells the alignment chose
     svg: str = ""
@@ -103,6 +106,7 @@ class WeightFinding:
     columns: list[tuple[str, str]]  # (key, label)
     heatmaps: list[Heatmap] = field(default_factory=list)
     curve_svg: str = ""
+    neuron_layers: int = 0  # layers matched neuron by neuron: drawn without the analytic null band
 
 
 @dataclass
@@ -272,14 +276,19 @@ def _heatmaps(weights: dict[str, Any]) -> list[Heatmap]:
     for entry in weights.get("references", []) if isinstance(weights.get("references"), list) else []:
         if not isinstance(entry, dict):
             continue
+        robust = (entry.get("robust") or {}).get("stacks") if isinstance(entry.get("robust"), dict) else None
+        by_neurons = {(r["stack"].get("suspect_stack"), r["stack"].get("reference_stack")) for r in robust or []
+                      if isinstance(r, dict) and isinstance(r.get("stack"), dict)}
         for st in entry.get("stacks", []):
             matrix = st.get("block_similarity") if isinstance(st, dict) else None
             if not _is_matrix(matrix):
                 continue
             peak = max((x for row in matrix for x in row if x is not None), default=0.0)
             suspect, reference = str(st.get("suspect_stack", "?")), str(st.get("reference_stack", "?"))
+            statistic = "share of neurons matched" if (st.get("suspect_stack"), st.get("reference_stack")) in by_neurons \
+                else "centred similarity"
             out.append(Heatmap(f"{suspect} vs {entry.get('reference', '?')} {reference}", str(entry.get("reference", "?")),
-                               suspect, reference, float(peak), matrix, _alignment_path(st)))
+                               suspect, reference, float(peak), statistic, matrix, _alignment_path(st)))
     return sorted(out, key=lambda h: (-h.max_value, h.title))
 
 
@@ -311,7 +320,21 @@ def _weight_finding(finding: dict[str, Any], anchor: str) -> WeightFinding:
     keys = [k for k in LAYER_COLUMNS if k in present] + sorted(present - set(LAYER_COLUMNS))
     columns = [(k, statistic_label(k, "weights")) for k in keys]
     rows = [{k: statistic_value(k, row.get(k), "weights") for k in keys} for row in layers]
-    return WeightFinding(finding, anchor, finding_statements(finding), rows, columns)
+    neuron = _neuron_layers(finding)
+    return WeightFinding(finding, anchor, finding_statements(finding), rows, columns,
+                         neuron_layers=sum((r.get("suspect_stack"), r.get("suspect_layer")) in neuron for r in layers))
+
+
+def _neuron_layers(finding: dict[str, Any]) -> set[tuple[str, int]]:
+    """(suspect stack, layer) of the layers whose evidence is neuron matching: their statistic is the median
+    correlation of the neurons paired, whose null is measured (docs/weights.md), not N(0, 1/sqrt(n))."""
+    stats = finding.get("statistics") or {}
+    stacks = {r.get("suspect_stack") for r in stats.get("per_layer", []) if isinstance(r, dict)}
+    out = set()
+    for m in stats.get("matched_tensors", []):
+        if isinstance(m, dict) and str(m.get("placement", "")).startswith(NEURON_PLACEMENT):
+            out.update((s, m.get("suspect_layer")) for s in stacks if str(m.get("suspect", "")).startswith(f"{s}."))
+    return out
 
 
 def _layer_curve(finding: dict[str, Any]) -> str:
@@ -319,8 +342,11 @@ def _layer_curve(finding: dict[str, Any]) -> str:
     layers = [row for row in (finding.get("statistics") or {}).get("per_layer", []) if isinstance(row, dict)]
     if len(layers) < 2 or not all(isinstance(r.get("centred_similarity"), (int, float)) for r in layers):
         return ""
-    # null sd of one tensor's centred similarity: 1/sqrt(entries per tensor) (a layer's n sums its tensors)
-    sd = [(max(r.get("tensors") or 1, 1) / r["n"]) ** 0.5 if isinstance(r.get("n"), int) and r["n"] > 0 else 0.0
+    # null sd of one tensor's centred similarity: 1/sqrt(entries per tensor) (a layer's n sums its tensors);
+    # none for neuron-matched layers, whose statistic has another (measured) null
+    neuron = _neuron_layers(finding)
+    sd = [math.nan if (r.get("suspect_stack"), r.get("suspect_layer")) in neuron else
+          (max(r.get("tensors") or 1, 1) / r["n"]) ** 0.5 if isinstance(r.get("n"), int) and r["n"] > 0 else 0.0
           for r in layers]
     raw = [r.get("raw_cosine") for r in layers] if any("raw_cosine" in r for r in layers) else None
     stacks = {r.get("suspect_stack") for r in layers}
@@ -349,8 +375,8 @@ def _rule_links(rules: list[dict[str, Any]], anchors: dict[str, str]) -> dict[st
         pairs = [(i.get("finding"), str(i.get("status") or rule["outcome"]).upper()) for i in issues] if issues else \
             [(fid, rule["outcome"]) for fid in rule.get("findings") or []]
         for fid, outcome in pairs:
-            links = out.setdefault(str(fid), [])
-            if fid is not None and outcome != "PASS" and all(link.rule != rid for link in links):
+            links = out.setdefault(str(fid), []) if fid is not None and outcome != "PASS" else None
+            if links is not None and all(link.rule != rid for link in links):
                 links.append(RuleLink(rid, outcome, anchors[rid]))
     return out
 
@@ -501,5 +527,5 @@ def build_view(report: dict[str, Any], *, with_plots: bool = True) -> ReportView
 
 
 def _heatmap(h: Heatmap) -> str:
-    return heatmap_svg(h.matrix, title=f"centred similarity: {h.title}", xlabel=f"{h.reference} {h.reference_stack} layer",
+    return heatmap_svg(h.matrix, title=f"{h.statistic}: {h.title}", xlabel=f"{h.reference} {h.reference_stack} layer",
                        ylabel=f"{h.suspect_stack} layer", path=h.path)

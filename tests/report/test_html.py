@@ -144,6 +144,24 @@ def test_a_fail_links_to_its_rule_and_the_rule_to_the_evidence(html):
     assert re.search(r'<a href="#evidence-1">weights:visual:qwen2.5-vl-7b</a>', policy)
 
 
+def test_neuron_matched_layers_get_no_analytic_band_and_their_heatmap_says_what_it_shows(report):
+    from modelprov.report.view import build_view
+    from modelprov.weights.matchers import NEURON_PLACEMENT
+
+    finding = report["findings"][0]
+    finding["statistics"]["matched_tensors"] = [
+        {"suspect": f"visual.blocks.{i}.mlp.fc1.weight", "suspect_layer": i, "placement": f"{NEURON_PLACEMENT} (rows)"}
+        for i in range(4)]
+    entry = report["details"]["weights"]["references"][0]
+    entry["robust"] = {"stacks": [{"suspect_stack": "visual.blocks", "stack": entry["stacks"][0]}]}
+    view = build_view(report, with_plots=False)
+    assert view.weight_findings[0].neuron_layers == 4
+    assert view.weight_findings[0].heatmaps[0].statistic == "share of neurons matched"
+    html = render_html(report)
+    assert "4 layers matched neuron by neuron have no band" in html
+    assert "Layer alignment by share of neurons matched" in html
+
+
 def test_layer_chart_range_follows_the_data():
     from modelprov.report.plots import evidence_ylim
 
