@@ -60,8 +60,10 @@ class PlainTable(Table):
 
 def plain_table(*columns: str, title: str | None = None, numbers: Collection[str] = (),
                 keep: Collection[str] = ()) -> PlainTable:
-    """A `PlainTable` with these column headers; `numbers` are right-aligned and, like `keep`, not wrapped."""
-    table = PlainTable(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, highlight=False)
+    """A `PlainTable` with these column headers and a plain-text title; `numbers` are right-aligned and, like
+    `keep`, not wrapped."""
+    table = PlainTable(title=None if title is None else Text(title), title_justify="left", box=box.SIMPLE_HEAD,
+                       pad_edge=False, highlight=False)
     for name in columns:
         table.add_column(name, justify="right" if name in numbers else "left", no_wrap=name in numbers or name in keep,
                          overflow="fold")

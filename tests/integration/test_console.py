@@ -64,8 +64,10 @@ def test_names_from_files_are_printed_as_text_not_markup(capsys, monkeypatch):
     report = build_report()
     report["findings"][0]["subject"] = "[bold red]visual[/bold red]"
     report["details"]["tokenizer"]["comparisons"][0]["reference"] = "[link=https://x]q[/link]"
+    report["details"]["tokenizer"]["tokenizer"] = "[red]tokenizer.json"
     out = _printed(capsys, monkeypatch, report, 200)
     assert "[bold red]visual[/bold red]" in out and "[link=https://x]q[/link]" in out
+    assert "tokenizer [red]tokenizer.json" in out  # table titles too
 
 
 def test_index_list_fits_80_columns(cli):
