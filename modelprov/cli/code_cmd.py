@@ -7,13 +7,12 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from modelprov import atomic_write
 from modelprov.code import CodeIndex, build_code_index, fetch_wheels, scan_code, to_sarif
 from modelprov.index.licenses import unmet_summary
 
-from ._common import index_option
+from ._common import index_option, plain_table, progress, stdout
 
 _INDEX = index_option("Code index folder (default: code/ in the reference index).")
 
@@ -51,8 +50,7 @@ def index_group() -> None:
 @_INDEX
 def index_add(source, name, version, license_, parent, repo_id, family, org, country, include, background, index_dir) -> None:
     """Index SOURCE: a folder, a git checkout, a file or `pip:package[/sub/folder]`."""
-    console = Console(stderr=True)
-    with console.status(f"indexing {source}") as status:
+    with progress(f"indexing {source}") as feed:
         reference = CodeIndex(index_dir).add(
             source,
             name=name,
@@ -65,7 +63,7 @@ def index_add(source, name, version, license_, parent, repo_id, family, org, cou
             org=org,
             country=country,
             include=include,
-            progress=lambda done, total: status.update(f"indexing {source}: {done}/{total} files"),
+            progress=feed.stages,
         )
     click.echo(
         f"indexed {reference.key}: {reference.files} files, {reference.units} units, "
@@ -87,10 +85,9 @@ def index_build(check: bool, fetch_only: bool, no_download: bool, wheels_dir: Pa
         for wheel in fetch_wheels(code_dir, wheels_dir):
             click.echo(f"{wheel} (sha256 checked)")
         return
-    console = Console(stderr=True)
-    with console.status("building the code index") as status:
+    with progress("building the code index") as feed:
         results = build_code_index(code_dir, wheels_dir=wheels_dir, download=not no_download, replace=not check,
-                                   progress=lambda name, done, total: status.update(f"indexing {name}: {done}/{total} files"))
+                                   progress=feed.stages)
     table = Table("reference", "files", "units", "fingerprints", "tokens", "digest", "shipped")
     for r in results:
         table.add_row(r.reference.key, str(r.reference.files), str(r.reference.units), str(r.reference.fingerprints),
@@ -114,10 +111,11 @@ def index_list(as_json: bool, index_dir) -> None:
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in references], indent=2))
         return
-    table = Table("reference", "role", "license", "files", "units", "fingerprints", "source")
+    table = plain_table("reference", "role", "license", "files", "units", "fingerprints", "source",
+                        numbers=("files", "units", "fingerprints"))
     for r in references:
         table.add_row(r.key, r.role, r.license or "-", str(r.files), str(r.units), str(r.fingerprints), r.source)
-    Console().print(table)
+    stdout(wide=False).print(table)
 
 
 @index_group.command(name="show")
@@ -153,7 +151,8 @@ def scan(path: Path, index_dir, base_code, fmt: str, output: Path | None) -> Non
         _emit(json.dumps(to_sarif(result), indent=2), output)
         return
     console = Console(record=output is not None)
-    table = Table("function", "verdict", "similarity", "tokens", "origin", "renamed", "unmet obligations")
+    table = plain_table("function", "verdict", "similarity", "tokens", "origin", "renamed", "unmet obligations",
+                        numbers=("similarity", "tokens", "renamed"), keep=("verdict",))
     for file in result.files:
         for m in file.matches:
             table.add_row(

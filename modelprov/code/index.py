@@ -44,6 +44,7 @@ from modelprov.index.licenses import (
     normalise_expression,
     read_license_files,
 )
+from modelprov.progress import INDEXING_CODE, ProgressFn, report
 
 from .fingerprint import DEFAULT_PARAMS, FingerprintParams, file_fingerprints, kgram_hashes, kgram_hashes_at, stream_digests
 from .origin import declared_parents
@@ -327,7 +328,7 @@ class CodeIndex:
         country: str | None = None,
         include: Iterable[str] = (),
         workers: int | None = None,
-        progress: Callable[[int, int], None] | None = None,
+        progress: ProgressFn | None = None,
         file_tags: Callable[[str], dict[str, str | None]] | None = None,
         keep_sources: bool = True,
         described_as: str | None = None,
@@ -525,20 +526,18 @@ def _read_npz(path: Path, names: Iterable[str]) -> dict[str, np.ndarray]:
         raise ReferenceIndexError(path, f"malformed code index data: {err}") from None
 
 
-def _run(tasks: list, workers: int | None, progress: Callable[[int, int], None] | None) -> list[dict]:
+def _run(tasks: list, workers: int | None, progress: ProgressFn | None) -> list[dict]:
     workers = workers if workers is not None else (min(2, os.cpu_count() or 1) if len(tasks) >= PARALLEL_FROM else 1)
     results: list[dict] = []
     if workers <= 1:
         for done, task in enumerate(tasks, 1):
             results.append(_index_one(task))
-            if progress:
-                progress(done, len(tasks))
+            report(progress, INDEXING_CODE, done, len(tasks), task[1])
         return results
     with ProcessPoolExecutor(max_workers=workers) as pool:
         for done, result in enumerate(pool.map(_index_one, tasks, chunksize=8), 1):
             results.append(result)
-            if progress:
-                progress(done, len(tasks))
+            report(progress, INDEXING_CODE, done, len(tasks), tasks[done - 1][1])
     return results
 
 

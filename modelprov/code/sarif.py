@@ -114,25 +114,15 @@ def to_sarif(result: CodeScanResult | dict[str, Any]) -> dict[str, Any]:
     Accepts the `CodeScanResult` or its `to_dict()` form (as stored in a JSON scan report).
     """
     data = result.to_dict() if isinstance(result, CodeScanResult) else result
-    rules = [
-        {"id": rule_id, "name": rule_id.title().replace("-", ""), "shortDescription": {"text": text}}
-        for rule_id, text in RULES.values()
-    ]
-    rule_index = {rule["id"]: i for i, rule in enumerate(rules)}
+    tool = _tool()
+    rule_index = {rule["id"]: i for i, rule in enumerate(tool["driver"]["rules"])}
     results = [_result(m, rule_index) for f in data["files"] for m in f["matches"]]
     return {
         "$schema": SARIF_SCHEMA_URI,
         "version": SARIF_VERSION,
         "runs": [
             {
-                "tool": {
-                    "driver": {
-                        "name": "modelprov-code",
-                        "version": __version__,
-                        "informationUri": "https://spdx.org/licenses/",
-                        "rules": rules,
-                    }
-                },
+                "tool": tool,
                 "originalUriBaseIds": {"SRCROOT": {"uri": _as_uri(data["root"])}},
                 "artifacts": [
                     {
@@ -146,6 +136,21 @@ def to_sarif(result: CodeScanResult | dict[str, Any]) -> dict[str, Any]:
             }
         ],
     }
+
+
+def empty_sarif(note: str) -> dict[str, Any]:
+    """A SARIF 2.1.0 log with one run and no results, for pipelines that expect the file whatever was found;
+    `note` says why there are no results (e.g. no code was scanned)."""
+    return {"$schema": SARIF_SCHEMA_URI, "version": SARIF_VERSION,
+            "runs": [{"tool": _tool(), "results": [], "properties": {"note": note}}]}
+
+
+def _tool() -> dict[str, Any]:
+    """The tool metadata of every run: the code scanner and its rules."""
+    rules = [{"id": rule_id, "name": rule_id.title().replace("-", ""), "shortDescription": {"text": text}}
+             for rule_id, text in RULES.values()]
+    return {"driver": {"name": "modelprov-code", "version": __version__, "informationUri": "https://spdx.org/licenses/",
+                       "rules": rules}}
 
 
 def _as_uri(path: str) -> str:

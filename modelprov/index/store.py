@@ -35,9 +35,10 @@ from modelprov._atomic import atomic_write
 from modelprov._hashing import sha256_file
 from modelprov.errors import NothingToScanError, ReferenceIndexError
 from modelprov.findings import Reference
+from modelprov.progress import ProgressFn
 from modelprov.reader import Checkpoint, CheckpointTokenizer, open_checkpoint
 from modelprov.weights.fingerprint import (
-    EmbeddingAnchors, ModelFingerprint, ProgressFn, SketchSpec, TensorFingerprint, fingerprint_checkpoint,
+    EmbeddingAnchors, ModelFingerprint, SketchSpec, TensorFingerprint, fingerprint_checkpoint,
 )
 
 INDEX_FILE = "index.json"

@@ -3,6 +3,8 @@ reference's and compare value digests at float32, bfloat16 and float16 precision
 
 from __future__ import annotations
 
+from modelprov.progress import CONFIRMING, report
+
 from ..evidence import Evidence
 from ..fingerprint import ValueDigests, digests_match
 from ..placement import region_at
@@ -20,10 +22,10 @@ class ExactDigestMatcher:
         th = context.thresholds
         by_name = {t.name: t for t in reference.fingerprint.tensors}
         confirmed = []
-        for m in context.found.matches:
-            near = m.similarity.centred >= th.exact_candidate or (m.weak and m.similarity.raw_cosine >= th.exact_candidate)
-            if not near or m.located is None:  # neuron or anchor matches have no fixed placement to read back
-                continue
+        near = [m for m in context.found.matches if m.located is not None and (  # neuron/anchor matches: no placement
+            m.similarity.centred >= th.exact_candidate or (m.weak and m.similarity.raw_cosine >= th.exact_candidate))]
+        for done, m in enumerate(near, 1):
+            report(context.session.progress, CONFIRMING, done, len(near), f"{reference.reference.name}: {m.suspect}")
             rt = by_name[m.reference_tensor]
             d = ValueDigests()
             for block in region_at(suspect.reader, m.suspect, rt.shape2d, m.located):
