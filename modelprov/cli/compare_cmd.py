@@ -33,12 +33,14 @@ def command(a: str, b: str, json_out: str | None, heatmap: str | None) -> None:
     out = stdout()
     summary = result.to_dict()["summary"]
     med = summary["median_centred_similarity"]
-    out.print(f"{summary['tensors_compared']} tensors of A matched in B, {summary['identical']} identical; "
+    out.print(f"{summary['tensors_compared']} tensors of A matched in B, {summary['identical']} identical, "
+              f"{summary['copies_within_storage_rounding']} copies (identical or within the rounding of A's storage); "
               f"median centred similarity {med if med is None else round(med, 4)}; "
               f"{summary['unmatched_a']} tensors of A without a counterpart", highlight=False)
-    table = Table("A", "B", "placement", "centred", "raw cos.", "max |Δ|", title="per tensor", title_justify="left")
+    table = Table("A", "B", "placement", "centred", "raw cos.", "max |Δ|", "copy", title="per tensor", title_justify="left")
     for t in result.tensors[:60]:
-        table.add_row(t.a, t.b, t.placement, f"{t.centred:.4f}", f"{t.raw_cosine:.4f}", f"{t.max_abs_difference:.2e}")
+        table.add_row(t.a, t.b, t.placement, f"{t.centred:.4f}", f"{t.raw_cosine:.4f}", f"{t.max_abs_difference:.2e}",
+                      t.copy or "-")
     out.print(table)
     if len(result.tensors) > 60:
         out.print(f"… {len(result.tensors) - 60} more in --json", highlight=False)
