@@ -1,7 +1,7 @@
 """Copy confirmation under any storage: is a matched suspect block the reference itself, cast or quantised?
 
-Blocks stored as plain floats whose sketch is (nearly) identical are read in full and compared by value
-digests at float32, bfloat16 and float16 precision (bit-identical, or identical after a cast). Every
+Blocks whose sketch is (nearly) identical are read in full and compared by value digests at float32,
+bfloat16 and float16 precision (bit-identical, or identical after a cast). Every
 other close match (sketch similarity ≥ `copy_candidate`) is checked on the sampled entries: each must lie
 within the rounding of its stored value (half a quantisation step, half an fp8 ULP) of the reference's.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from ..evidence import Evidence, TensorMatch
 from ..fingerprint import TensorFingerprint, ValueDigests, digests_match
 from ..placement import region_at, rounded_sketch_at
-from ..storage import PLAIN_FLOATS, CopyCheck, copy_check
+from ..storage import CopyCheck, copy_check
 from .base import MatchContext, ReferenceModel, SuspectModel
 
 
@@ -32,9 +32,8 @@ class CopyMatcher:
                 continue
             rt = by_name[m.reference_tensor]
             exact = None
-            plain = dtype[m.suspect] in PLAIN_FLOATS
             near = m.similarity.centred >= th.exact_candidate or (m.weak and m.similarity.raw_cosine >= th.exact_candidate)
-            if near and plain:
+            if near:
                 digests = ValueDigests()
                 for block in region_at(suspect.reader, m.suspect, rt.shape2d, m.located):
                     digests.update(block)
