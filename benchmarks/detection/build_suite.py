@@ -343,8 +343,9 @@ def cases() -> list[Case]:
              _sd_case(_smollm2, lambda sd, c: derive.cast(derive.cast(derive.transpose_linear(derive.fuse_gate_up(
                  derive.fuse_qkv(derive.rope_permute_qk(sd, c)))), "bfloat16"), "float16")), "", smol_all),
         # ---- imitation: trained only to match MiniLM's hidden states; no weight copied
-        Case("minilm_distilled", "minilm", False, ["distill(fresh seed=31, steps=300, MSE on last hidden state)"],
-             lambda out, src: derive.distill(src.minilm, out, seed=31, steps=300), None, relation="output-aligned"),
+        Case("minilm_distilled", "minilm", False,
+             ["distill(fresh seed=31, steps=150, MSE on every layer's hidden states, random tokens)"],
+             lambda out, src: derive.distill(src.minilm, out, seed=31, steps=150), None, relation="output-aligned"),
         # ---- independent pairs compared with each other (the reference is the other model of the pair)
         Case("small_llama_buffers_seed7", "small_llama_buffers_seed6", False,
              ["train_from_scratch(seed=7, steps=40)", "add_rotary_buffers"],

@@ -507,10 +507,11 @@ def train_from_scratch(config_dir: PathLike, out_dir: PathLike, seed: int, steps
                          seq_len=seq_len, batch=batch, note=f"train_from_scratch steps={steps} seed={seed}")
 
 
-def distill(teacher_dir: PathLike, out_dir: PathLike, seed: int, steps: int = 200, lr: float = 5e-4, *,
+def distill(teacher_dir: PathLike, out_dir: PathLike, seed: int, steps: int = 150, lr: float = 1e-3, *,
             seq_len: int = 64, batch: int = 8) -> Path:
     """A student of the teacher's architecture, freshly initialised from `seed` and trained only to match the
-    teacher's last hidden states (MSE) on real text: no teacher weight is copied (output imitation)."""
+    teacher's hidden states after every layer (MSE) on random token sequences (a data-free distillation that
+    reaches the whole vocabulary): no teacher weight is copied; only its outputs are imitated."""
     src = Path(teacher_dir)
     sd, config = load_checkpoint(src)
     teacher = build_model(config, {k: v.float() for k, v in sd.items()})
@@ -518,15 +519,19 @@ def distill(teacher_dir: PathLike, out_dir: PathLike, seed: int, steps: int = 20
     for p in teacher.parameters():
         p.requires_grad_(False)
 
-    def hidden(model, b: torch.Tensor) -> torch.Tensor:
-        return (model if _is_bert(config) else model.model)(input_ids=b).last_hidden_state
+    def hidden(model, b: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return (model if _is_bert(config) else model.model)(input_ids=b, output_hidden_states=True).hidden_states[1:]
 
-    blocks = (_bert_batches(src, seq_len, held_out=False)[0] if _is_bert(config)
-              else _blocks(_token_stream(src / "tokenizer.json", held_out=False), seq_len))
-    losses = _train(student, blocks, lambda b: torch.nn.functional.mse_loss(hidden(student, b), hidden(teacher, b)),
-                    steps, lr, batch, seed)
-    meta = {"derive": f"distill steps={steps} seed={seed}", "first_losses": json.dumps(losses[:5]),
-            "last_losses": json.dumps(losses[-5:])}
+    def loss(b: torch.Tensor) -> torch.Tensor:
+        pairs = list(zip(hidden(student, b), hidden(teacher, b)))
+        return sum(torch.nn.functional.mse_loss(s, t) for s, t in pairs) / len(pairs)
+
+    gen = torch.Generator().manual_seed(seed)
+    vocab = int(config["vocab_size"])
+    blocks = torch.randint(min(1000, vocab // 4), vocab, (steps * batch, seq_len), generator=gen)
+    losses = _train(student, blocks, loss, steps, lr, batch, seed)
+    meta = {"derive": f"distill steps={steps} seed={seed} (every layer's hidden states, random tokens)",
+            "first_losses": json.dumps(losses[:5]), "last_losses": json.dumps(losses[-5:])}
     return save_checkpoint(cast(_model_state_dict(student, config, keep_head=False), next(iter(sd.values())).dtype),
                            config, out_dir, tokenizer_from=src, metadata=meta)
 
