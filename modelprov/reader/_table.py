@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -21,6 +22,7 @@ class TableCheckpoint(Checkpoint):
         self._files: list[CheckpointFile] = []
         self._fds: dict[Path, int] = {}
         self._fd_lock = threading.Lock()  # readers may call read_rows from several threads
+        self._extracted: Path | None = None  # temporary folder a zipped checkpoint was extracted into
 
     def tensors(self) -> Iterator[TensorInfo]:
         return iter(self._infos.values())
@@ -50,8 +52,17 @@ class TableCheckpoint(Checkpoint):
                         raise CheckpointError(path, f"cannot open: {exc.strerror or exc}") from None
         return fd
 
+    def adopt_archive(self, archive: Path, extracted: Path) -> None:
+        """This checkpoint was read from `extracted`, the contents of zip `archive`: list the zip among the files
+        and remove the folder on close."""
+        self._files.append(CheckpointFile(archive, archive.stat().st_size, "archive"))
+        self._extracted = extracted
+
     def close(self) -> None:
         with self._fd_lock:
             for fd in self._fds.values():
                 os.close(fd)
             self._fds.clear()
+        if self._extracted is not None:
+            shutil.rmtree(self._extracted, ignore_errors=True)
+            self._extracted = None

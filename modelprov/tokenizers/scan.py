@@ -65,9 +65,10 @@ def scan_tokenizers(checkpoint_path: str | os.PathLike[str], index_dir: str | os
     """
     if str(checkpoint_path).startswith("hf://"):
         return [], {"tokenizer": None, "reason": "tokenizers of Hub checkpoints are not fetched"}
-    found = (tokenizer or CheckpointTokenizer(checkpoint_path, gguf_metadata)).found()
+    shipped = tokenizer or CheckpointTokenizer(checkpoint_path, gguf_metadata)
+    found = shipped.found()
     if found is None:
-        return [], {"tokenizer": None, "reason": "no tokenizer file found"}
+        return [], {"tokenizer": None, "reason": shipped.reason or "no tokenizer file found"}
     tokenizer, located = found
     base = Path(checkpoint_path)
     base = base if base.is_dir() else base.parent

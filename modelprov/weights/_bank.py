@@ -15,7 +15,7 @@ from modelprov.reader import SuspectReader
 
 from .fingerprint import WEAK_ROLES, ModelFingerprint, SketchSpec, TensorFingerprint
 from .naming import roles_compatible
-from .placement import PLACEMENT_STRATEGIES, Placement, sketch_at
+from .placement import PLACEMENT_STRATEGIES, Placement, prefix_sketch_rows, sketch_at
 from .similarity import normalise_rows
 
 @dataclass
@@ -100,6 +100,11 @@ def _sketch_pairs(suspects: list[TensorFingerprint], reader: SuspectReader, bank
                 x = sketch_at(reader, s.name, shape2d, p, bank.spec).reshape(1, -1)
                 xc = normalise_rows(x, centre=True)[0].astype(np.float32)
                 xr = normalise_rows(x, centre=False)[0].astype(np.float32)
+                keep = prefix_sketch_rows(shape2d, p, bank.spec)
+                if keep is not None:  # a pre-sliced table: against the same rows of each reference sketch
+                    if keep.sum() >= 2:
+                        pairs += _prefix_pairs(si, [int(idx[row]) for row in rows], p, keep, xc, xr, bank)
+                    continue
                 sel = np.asarray(rows)
                 rs = (centred @ xc)[sel] if len(sel) * 4 > len(idx) else centred[sel] @ xc
                 cs = (raw @ xr)[sel] if len(sel) * 4 > len(idx) else raw[sel] @ xr
@@ -109,3 +114,16 @@ def _sketch_pairs(suspects: list[TensorFingerprint], reader: SuspectReader, bank
         if progress:
             progress(done, total, s.name)
     return pairs
+
+
+def _prefix_pairs(si: int, ref_tensors: list[int], p: Placement, keep: np.ndarray, xc: np.ndarray, xr: np.ndarray,
+                  bank: ReferenceBank) -> list[Pair]:
+    """Pairs of a pre-sliced suspect table against the kept rows of each reference sketch (normalised here)."""
+    out = []
+    for ti in ref_tensors:
+        rt = bank.tensors[ti]
+        ref = bank.fingerprints[rt.ref].sketches[rt.fp.name].reshape(rt.fp.sketch_shape)[keep].reshape(1, -1)
+        r = float(normalise_rows(ref, centre=True)[0].astype(np.float32) @ xc)
+        c = float(normalise_rows(ref, centre=False)[0].astype(np.float32) @ xr)
+        out.append(Pair(si, ti, p, r, c, int(xc.size)))
+    return out

@@ -101,7 +101,7 @@ def compare(a: str | os.PathLike[str], b: str | os.PathLike[str], *, progress: P
         for si, p in sorted(best.items()):
             rt = bank.tensors[p.ref_tensor].fp
             block_a = np.concatenate(list(region_at(reader, suspects[si].name, rt.shape2d, p.placement)), axis=0)
-            full_b = cb.read_rows(rt.name).reshape(rt.shape2d)
+            full_b = cb.read_rows(rt.name).reshape(rt.shape2d)[: p.placement.prefix_rows or None]
             if fp_b.source.get("gguf_qk_permutation_undone") and rt.heads:
                 full_b = full_b[np.argsort(gguf_qk_permutation(rt.shape2d[0], rt.heads))]
             sim = compare_arrays(block_a, full_b)

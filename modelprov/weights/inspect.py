@@ -114,7 +114,7 @@ def inspect_checkpoint(path: str | os.PathLike[str] | Checkpoint, hash_files: bo
         else:
             sha256 = [None] * len(files)
         return Inspection(
-            path=str(ckpt.path),
+            path=str(ckpt.metadata.get("archive") or ckpt.path),  # a zipped checkpoint: the zip, not its temp copy
             format=ckpt.format,
             quantisation=ckpt.quantisation,
             files=[InspectedFile(str(f.path), f.size, f.role, h) for f, h in zip(files, sha256)],

@@ -1,5 +1,6 @@
 """Where a reference tensor may sit inside a suspect tensor, without trusting names: as stored, transposed,
-at a row offset of a fused projection (or a grown vocabulary), or in llama.cpp's q/k row order.
+at a row offset of a fused projection (or a grown vocabulary), in llama.cpp's q/k row order, or as the first
+rows only of a position table an exporter pre-sliced (ONNX constant folding).
 
 New ways a copy can be laid out are new placement strategies (`PLACEMENT_STRATEGIES`); reading the suspect
 at a placement (`sketch_at`, `region_at`) is the same for all of them.
@@ -17,6 +18,7 @@ from modelprov.reader import Rounded, SuspectReader
 from .fingerprint import SketchSpec, TensorFingerprint, gguf_qk_permutation, sketch_indices
 
 _FUSED_ROLES = frozenset({"attn_qkv", "mlp_gate_up", "other", "token_embedding", "lm_head", "router"})
+_PRESLICED_ROLES = frozenset({"position_embedding"})  # tables an exporter may cut to the sequence it traced
 _MAX_OFFSETS = 16
 
 
@@ -37,6 +39,8 @@ class Placement:
             parts.append(f"at row {self.row_offset} of a fused tensor")
         if self.row_map == "gguf_qk":
             parts.append("llama.cpp q/k row order")
+        if self.prefix_rows:
+            parts.append(f"first {self.prefix_rows} of {self.ref_rows} rows only (pre-sliced)")
         return ", ".join(parts) or "as is"
 
     def suspect_rows(self, ref_rows: np.ndarray) -> np.ndarray:
@@ -47,6 +51,7 @@ class Placement:
         return rows + self.row_offset
 
     ref_rows: int = 0  # reference row count, needed by row maps
+    prefix_rows: int = 0  # the suspect holds only the reference's first rows, this many (a pre-sliced table)
 
 
 PlacementStrategy = Callable[[TensorFingerprint, tuple[int, int], TensorFingerprint], Iterable[Placement]]
@@ -92,13 +97,33 @@ def gguf_qk_placements(suspect: TensorFingerprint, s2d: tuple[int, int], ref: Te
         yield Placement(p.transpose, p.row_offset, "gguf_qk", ref.heads, p.ref_rows)
 
 
-PLACEMENT_STRATEGIES: list[PlacementStrategy] = [direct_placements, transposed_placements, gguf_qk_placements]
+def prefix_placements(suspect: TensorFingerprint, s2d: tuple[int, int], ref: TensorFingerprint) -> Iterator[Placement]:
+    """A position table cut to its first rows by the exporter ([1, 64, H] of a [512, H] table): compared row-wise
+    against the reference's first rows only."""
+    (m, w), (a, b) = s2d, ref.shape2d
+    if ref.role not in _PRESLICED_ROLES or suspect.role not in (ref.role, "other") or len(suspect.shape) != 2 \
+            or w != b or not 2 <= m < a:
+        return
+    yield Placement(prefix_rows=m, ref_rows=a)
+
+
+PLACEMENT_STRATEGIES: list[PlacementStrategy] = [direct_placements, transposed_placements, gguf_qk_placements,
+                                                 prefix_placements]
+
+
+def prefix_sketch_rows(ref_shape2d: tuple[int, int], placement: Placement, spec: SketchSpec) -> np.ndarray | None:
+    """For a pre-sliced placement: which rows of the reference sketch the suspect holds (None: all of them)."""
+    if not placement.prefix_rows:
+        return None
+    return sketch_indices(ref_shape2d, spec)[0] < placement.prefix_rows
 
 
 def sketch_at(reader: SuspectReader, name: str, ref_shape2d: tuple[int, int], placement: Placement,
               spec: SketchSpec) -> np.ndarray:
     """The suspect's entries at the reference sketch positions, in reference orientation."""
     rows, cols = sketch_indices(ref_shape2d, spec)
+    if placement.prefix_rows:  # only the sketch rows the pre-sliced table holds
+        rows = rows[rows < placement.prefix_rows]
     if placement.transpose:  # suspect rows are reference columns
         return reader.cached_rows(name, cols)[:, placement.suspect_rows(rows)].T
     return reader.cached_rows(name, placement.suspect_rows(rows))[:, cols]
@@ -118,7 +143,7 @@ def rounded_sketch_at(reader: SuspectReader, name: str, ref_shape2d: tuple[int, 
 def region_at(reader: SuspectReader, name: str, ref_shape2d: tuple[int, int], placement: Placement
               ) -> Iterator[np.ndarray]:
     """The full block of the suspect that holds the reference, in reference layout, in row blocks."""
-    a = ref_shape2d[0]
+    a = placement.prefix_rows or ref_shape2d[0]
     if placement.transpose:
         yield reader.rows(name).T[placement.suspect_rows(np.arange(a))]
         return

@@ -14,6 +14,9 @@ FIXTURES = {
     "composite_minilm_vision": 206, "composite_minilm_vision_subfolders": 206,
     "smollm2_hf_dir": 272, "smollm2_independent_small": 38, "smollm2_derived_rotated": 273,
     "smollm2_derived_gguf_q4_0": 272,
+    "minilm_onnx_legacy": 101, "minilm_onnx_dynamo": 101,  # no pooler in the graph
+    # untrained: the exporter keeps one copy of its identical norm gains (ones) and biases (zeros of two widths)
+    "minilm_onnx_independent": 42,
 }
 
 

@@ -91,8 +91,8 @@ def _several_ggufs(tmp: Path) -> tuple[Path, Path]:
 
 
 def _unsupported_file(tmp: Path) -> tuple[Path, Path]:
-    (tmp / "weights.onnx").write_bytes(b"\0" * 10)
-    return tmp / "weights.onnx", tmp / "weights.onnx"
+    (tmp / "weights.tflite").write_bytes(b"\0" * 10)
+    return tmp / "weights.tflite", tmp / "weights.tflite"
 
 
 CASES: dict[str, tuple[Callable[[Path], tuple[Path, Path]], str]] = {
@@ -125,8 +125,38 @@ CASES: dict[str, tuple[Callable[[Path], tuple[Path, Path]], str]] = {
     ".bin with non-tensor objects": (_bin_with_objects, "not a tensor"),
     ".bin that is not a checkpoint": (_bin_not_a_zip, "weights-only"),
     "several GGUF files": (_several_ggufs, "GGUF files"),
+    "several .pt files": (lambda t: _several(t, "pt"), ".pt/.pth files"),
+    "zip-slip member": (lambda t: _zip(t, {"../evil.safetensors": b"x"}), "zip-slip"),
+    "absolute zip member": (lambda t: _zip(t, {"/tmp/evil.safetensors": b"x"}), "zip-slip"),
+    "zip member that is a symlink": (lambda t: _zip(t, {"model.safetensors": b"/etc/passwd"}, link=True), "symbolic link"),
+    "zip bomb member": (lambda t: _zip(t, {"model.safetensors": b"\0" * (40 << 20)}), "oversized member"),
     "unsupported file type": (_unsupported_file, "unsupported"),
 }
+
+
+def _several(tmp: Path, suffix: str) -> tuple[Path, Path]:
+    folder = tmp / "runs"
+    folder.mkdir()
+    for epoch in (1, 2):
+        torch.save({"w": torch.ones(2)}, folder / f"epoch{epoch}.{suffix}")
+    return folder, folder
+
+
+def _zip(tmp: Path, members: dict[str, bytes], link: bool = False) -> tuple[Path, Path]:
+    """A folder holding `model.zip` with the given members (written raw: zipfile would normalise the names)."""
+    import zipfile
+
+    folder = tmp / "shipped"
+    folder.mkdir()
+    archive = folder / "model.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            info = zipfile.ZipInfo(name)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            if link:
+                info.external_attr = (0o120777 << 16)
+            zf.writestr(info, data)
+    return folder, archive
 
 
 def _short(tmp: Path) -> tuple[Path, Path]:

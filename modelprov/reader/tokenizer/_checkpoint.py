@@ -25,13 +25,21 @@ def locate_tokenizer(checkpoint_path: str | os.PathLike[str]) -> Path | None:
     return None
 
 
+GGUF_WITHOUT_TOKENIZER = "the GGUF file carries no tokenizer metadata (tokenizer.ggml.tokens); tokenizer part skipped"
+
+
 def checkpoint_tokenizer(checkpoint_path: str | os.PathLike[str], gguf_metadata: dict[str, Any] | None = None
                          ) -> tuple[Tokenizer, Path] | None:
-    """The tokenizer a local checkpoint ships (file or GGUF metadata) and where it was found, or None."""
+    """The tokenizer a local checkpoint ships (file or GGUF metadata) and where it was found, or None.
+
+    A GGUF checkpoint whose metadata (given) has no tokenizer arrays has no tokenizer: None, not an error.
+    """
     located = locate_tokenizer(checkpoint_path)
     if located is None:
         return None
-    if located.suffix.lower() == ".gguf" and gguf_metadata and "tokenizer.ggml.tokens" in gguf_metadata:
+    if located.suffix.lower() == ".gguf" and gguf_metadata is not None:
+        if "tokenizer.ggml.tokens" not in gguf_metadata:
+            return None
         return tokenizer_from_gguf_metadata(gguf_metadata, located), located
     return read_tokenizer(located), located
 
@@ -44,6 +52,7 @@ class CheckpointTokenizer:
         self._read = False
         self._found: tuple[Tokenizer, Path] | None = None
         self._error: ProvenanceError | None = None
+        self.reason: str | None = None  # why no tokenizer was found, when there is more to say than "none"
 
     @classmethod
     def of(cls, ckpt: Checkpoint) -> "CheckpointTokenizer":
@@ -57,6 +66,8 @@ class CheckpointTokenizer:
             try:
                 if Path(self._path).exists():
                     self._found = checkpoint_tokenizer(self._path, self._gguf_metadata)
+                    if self._found is None and self._gguf_metadata is not None:
+                        self.reason = GGUF_WITHOUT_TOKENIZER
             except ProvenanceError as err:
                 self._error = err
         if self._error is not None:

@@ -18,6 +18,8 @@ from typing import Any
 import sentencepiece
 
 from modelprov.errors import ProvenanceError
+
+from .._layout import nested_root, transformer_folder
 from ._model import Tokenizer
 from ._normalise import byte_level_to_bytes, metaspace_to_bytes, wordpiece_to_bytes
 
@@ -36,9 +38,11 @@ _GGUF_BYTE_TYPE = 6
 
 
 def find_tokenizer_file(folder: str | Path) -> Path | None:
-    """The file in `folder` (or a `tokenizer/` sub-folder) that defines its tokenizer, or None."""
+    """The file in `folder` (or a `tokenizer/` sub-folder, a sentence-transformers model's Transformer module
+    folder, or the lone sub-folder a model is nested in) that defines its tokenizer, or None."""
     folder = Path(folder)
-    for directory in (folder, folder / "tokenizer"):
+    nested = nested_root(folder) if folder.is_dir() else folder
+    for directory in (folder, folder / "tokenizer", transformer_folder(folder) or folder, nested):
         if not directory.is_dir():
             continue
         for pattern in TOKENIZER_FILE_PATTERNS:
