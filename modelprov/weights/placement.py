@@ -118,12 +118,19 @@ def prefix_sketch_rows(ref_shape2d: tuple[int, int], placement: Placement, spec:
     return sketch_indices(ref_shape2d, spec)[0] < placement.prefix_rows
 
 
-def sketch_at(reader: SuspectReader, name: str, ref_shape2d: tuple[int, int], placement: Placement,
-              spec: SketchSpec) -> np.ndarray:
-    """The suspect's entries at the reference sketch positions, in reference orientation."""
+def _sketch_positions(ref_shape2d: tuple[int, int], placement: Placement, spec: SketchSpec
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """The reference sketch rows and columns the suspect holds at this placement."""
     rows, cols = sketch_indices(ref_shape2d, spec)
     if placement.prefix_rows:  # only the sketch rows the pre-sliced table holds
         rows = rows[rows < placement.prefix_rows]
+    return rows, cols
+
+
+def sketch_at(reader: SuspectReader, name: str, ref_shape2d: tuple[int, int], placement: Placement,
+              spec: SketchSpec) -> np.ndarray:
+    """The suspect's entries at the reference sketch positions, in reference orientation."""
+    rows, cols = _sketch_positions(ref_shape2d, placement, spec)
     if placement.transpose:  # suspect rows are reference columns
         return reader.cached_rows(name, cols)[:, placement.suspect_rows(rows)].T
     return reader.cached_rows(name, placement.suspect_rows(rows))[:, cols]
@@ -132,7 +139,7 @@ def sketch_at(reader: SuspectReader, name: str, ref_shape2d: tuple[int, int], pl
 def rounded_sketch_at(reader: SuspectReader, name: str, ref_shape2d: tuple[int, int], placement: Placement,
                       spec: SketchSpec) -> Rounded | None:
     """`sketch_at` with each entry's rounding interval in the suspect's storage (None when unknown)."""
-    rows, cols = sketch_indices(ref_shape2d, spec)
+    rows, cols = _sketch_positions(ref_shape2d, placement, spec)
     if placement.transpose:
         block = reader.rounded_rows(name, cols)
         return None if block is None else block.select((slice(None), placement.suspect_rows(rows))).T

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..evidence import Evidence, TensorMatch
 from ..fingerprint import TensorFingerprint, ValueDigests, digests_match
-from ..placement import region_at, rounded_sketch_at
+from ..placement import prefix_sketch_rows, region_at, rounded_sketch_at
 from ..storage import CopyCheck, copy_check
 from .base import MatchContext, ReferenceModel, SuspectModel
 
@@ -50,5 +50,7 @@ def sketch_copy(suspect: SuspectModel, m: TensorMatch, rt: TensorFingerprint, re
                 dtype: str) -> CopyCheck | None:
     """The sampled-entry copy check of one fixed-placement match (None when the storage's rounding is unknown)."""
     assert m.located is not None
-    rounded = rounded_sketch_at(suspect.reader, m.suspect, rt.shape2d, m.located, context.session.bank.spec)
-    return None if rounded is None else copy_check(rounded, dtype, reference_sketch)
+    spec = context.session.bank.spec
+    rounded = rounded_sketch_at(suspect.reader, m.suspect, rt.shape2d, m.located, spec)
+    held = prefix_sketch_rows(rt.shape2d, m.located, spec)  # a pre-sliced table holds only the first rows
+    return None if rounded is None else copy_check(rounded, dtype, reference_sketch if held is None else reference_sketch[held])
