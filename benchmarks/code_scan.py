@@ -76,7 +76,7 @@ def _positives(entry, rng: random.Random, count: int) -> list[tuple[str, str, np
     chosen = []
     for index in rng.sample(range(len(files)), len(files)):
         path = files[index]["path"]
-        text = entry.source(path).decode("utf-8")
+        text = entry.source(index).decode("utf-8")
         for qualname, source, _ in _functions(Path(path), text):
             chosen.append((f"{path}::{qualname}", source, tokenize_source(source.encode(), "python").ids))
             break

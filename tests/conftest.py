@@ -59,3 +59,27 @@ def transformers_models_dir() -> Path:
 def cli() -> CliRunner:
     """A click runner for `cli.main.app` that keeps stderr separate from stdout."""
     return CliRunner()
+
+
+@pytest.fixture(scope="session")
+def pinned_wheel():
+    """The path of a wheel pinned in `reference_index/code/sources.toml` (fetched by `make reference-wheels`).
+
+    Outside CI a missing wheel skips the test with the command that fetches it; in CI it fails.
+    """
+    import os
+
+    from modelprov.code.build import load_sources
+    from modelprov.code.index import WHEELS_DIR, default_code_index_dir
+
+    code_dir = default_code_index_dir()
+    wheels = {s.name: s.wheel for s in load_sources(code_dir)[0]}
+
+    def find(name: str) -> Path:
+        path = code_dir / WHEELS_DIR / wheels[name]
+        if not path.is_file():
+            message = f"pinned wheel {path.name} is missing: run `make reference-wheels`"
+            pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+        return path
+
+    return find

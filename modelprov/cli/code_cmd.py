@@ -7,13 +7,12 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from modelprov import atomic_write
-from modelprov.code import CodeIndex, scan_code, to_sarif
+from modelprov.code import CodeIndex, build_code_index, fetch_wheels, scan_code, to_sarif
 from modelprov.index.licenses import unmet_summary
 
-from ._common import index_option
+from ._common import index_option, plain_table, progress, stdout
 
 _INDEX = index_option("Code index folder (default: code/ in the reference index).")
 
@@ -51,8 +50,7 @@ def index_group() -> None:
 @_INDEX
 def index_add(source, name, version, license_, parent, repo_id, family, org, country, include, background, index_dir) -> None:
     """Index SOURCE: a folder, a git checkout, a file or `pip:package[/sub/folder]`."""
-    console = Console(stderr=True)
-    with console.status(f"indexing {source}") as status:
+    with progress(f"indexing {source}") as feed:
         reference = CodeIndex(index_dir).add(
             source,
             name=name,
@@ -65,12 +63,43 @@ def index_add(source, name, version, license_, parent, repo_id, family, org, cou
             org=org,
             country=country,
             include=include,
-            progress=lambda done, total: status.update(f"indexing {source}: {done}/{total} files"),
+            progress=feed.stages,
         )
     click.echo(
         f"indexed {reference.key}: {reference.files} files, {reference.units} units, "
         f"{reference.fingerprints} fingerprints ({reference.role}, license {reference.license or 'unknown'})"
     )
+
+
+@index_group.command(name="build")
+@click.option("--check", is_flag=True, help="Rebuild in a staging folder and compare digests; change nothing. Exit 1 if any differs.")
+@click.option("--fetch-only", is_flag=True, help="Only download (when missing) and check the pinned wheels.")
+@click.option("--no-download", is_flag=True, help="Use only wheels already in the wheels folder.")
+@click.option("--wheels", "wheels_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder of the pinned wheels (default: .wheels/ in the code index).")
+@_INDEX
+def index_build(check: bool, fetch_only: bool, no_download: bool, wheels_dir: Path | None, index_dir) -> None:
+    """Rebuild the shipped code index from the wheels pinned in its sources.toml (byte-reproducible)."""
+    code_dir = CodeIndex(index_dir).directory
+    if fetch_only:
+        for wheel in fetch_wheels(code_dir, wheels_dir):
+            click.echo(f"{wheel} (sha256 checked)")
+        return
+    with progress("building the code index") as feed:
+        results = build_code_index(code_dir, wheels_dir=wheels_dir, download=not no_download, replace=not check,
+                                   progress=feed.stages)
+    table = Table("reference", "files", "units", "fingerprints", "tokens", "digest", "shipped")
+    for r in results:
+        table.add_row(r.reference.key, str(r.reference.files), str(r.reference.units), str(r.reference.fingerprints),
+                      str(r.reference.tokens), r.digest[:19], "same" if r.same else (r.shipped or "absent")[:19])
+    Console(width=max(Console().width, 120)).print(table)
+    differing = [r.reference.key for r in results if not r.same]
+    if check and differing:
+        click.echo(f"the rebuilt index differs from the shipped one: {', '.join(differing)}", err=True)
+        raise SystemExit(1)
+    if not check:
+        click.echo(f"wrote {len(results)} entries into {code_dir}; reseal the reference index digest "
+                   "(ReferenceIndex.load(None).save()) before shipping")
 
 
 @index_group.command(name="list")
@@ -82,10 +111,11 @@ def index_list(as_json: bool, index_dir) -> None:
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in references], indent=2))
         return
-    table = Table("reference", "role", "license", "files", "units", "fingerprints", "source")
+    table = plain_table("reference", "role", "license", "files", "units", "fingerprints", "source",
+                        numbers=("files", "units", "fingerprints"))
     for r in references:
         table.add_row(r.key, r.role, r.license or "-", str(r.files), str(r.units), str(r.fingerprints), r.source)
-    Console().print(table)
+    stdout(wide=False).print(table)
 
 
 @index_group.command(name="show")
@@ -121,7 +151,8 @@ def scan(path: Path, index_dir, base_code, fmt: str, output: Path | None) -> Non
         _emit(json.dumps(to_sarif(result), indent=2), output)
         return
     console = Console(record=output is not None)
-    table = Table("function", "verdict", "similarity", "tokens", "origin", "renamed", "unmet obligations")
+    table = plain_table("function", "verdict", "similarity", "tokens", "origin", "renamed", "unmet obligations",
+                        numbers=("similarity", "tokens", "renamed"), keep=("verdict",))
     for file in result.files:
         for m in file.matches:
             table.add_row(

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import click
-from rich.table import Table
+from rich.text import Text
 
 from modelprov import atomic_write
 from modelprov.weights import compare, write_heatmaps
 
-from ._common import progress, stdout
+from ._common import plain_table, progress, stdout
 
 
 @click.command(name="compare")
@@ -23,7 +23,7 @@ from ._common import progress, stdout
 def command(a: str, b: str, json_out: str | None, heatmap: str | None) -> None:
     """Compare checkpoint A with checkpoint B tensor by tensor (full read of both; B plays the reference)."""
     with progress("comparing") as feed:
-        result = compare(a, b, progress=feed.items)
+        result = compare(a, b, progress=feed.stages)
     if json_out:
         with atomic_write(json_out) as handle:
             json.dump(result.to_dict(), handle, indent=1)
@@ -33,17 +33,18 @@ def command(a: str, b: str, json_out: str | None, heatmap: str | None) -> None:
     out = stdout()
     summary = result.to_dict()["summary"]
     med = summary["median_centred_similarity"]
-    out.print(f"{summary['tensors_compared']} tensors of A matched in B, {summary['identical']} identical, "
-              f"{summary['copies_within_storage_rounding']} copies (identical or within the rounding of A's storage); "
-              f"median centred similarity {med if med is None else round(med, 4)}; "
-              f"{summary['unmatched_a']} tensors of A without a counterpart", highlight=False)
-    table = Table("A", "B", "placement", "centred", "raw cos.", "max |Δ|", "copy", title="per tensor", title_justify="left")
+    out.print(Text(f"{summary['tensors_compared']} tensors of A matched in B, {summary['identical']} identical, "
+                   f"{summary['copies_within_storage_rounding']} copies (identical or within the rounding of A's "
+                   f"storage); median centred similarity {med if med is None else round(med, 4)}; "
+                   f"{summary['unmatched_a']} tensors of A without a counterpart"))
+    table = plain_table("A", "B", "placement", "centred", "raw cos.", "max |Δ|", "copy", title="per tensor",
+                        numbers=("centred", "raw cos.", "max |Δ|"))
     for t in result.tensors[:60]:
         table.add_row(t.a, t.b, t.placement, f"{t.centred:.4f}", f"{t.raw_cosine:.4f}", f"{t.max_abs_difference:.2e}",
                       t.copy or "-")
     out.print(table)
     if len(result.tensors) > 60:
-        out.print(f"… {len(result.tensors) - 60} more in --json", highlight=False)
+        out.print(Text(f"… {len(result.tensors) - 60} more in --json"))
     for st in result.stacks:
         for note in st.get("notes", []):
-            out.print(f"{st['suspect_stack']} vs {st['reference_stack']}: {note}", highlight=False)
+            out.print(Text(f"{st['suspect_stack']} vs {st['reference_stack']}: {note}"))

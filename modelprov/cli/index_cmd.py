@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import click
-from rich.table import Table
+from rich.text import Text
 
 from modelprov.findings import Reference
 from modelprov.index import (
@@ -14,7 +14,7 @@ from modelprov.index import (
     family_sources, fetch_index, import_index, pull_reference,
 )
 
-from ._common import index_option, json_flag, progress, stdout
+from ._common import index_option, json_flag, plain_table, progress, stdout
 
 
 @click.group(name="index")
@@ -39,7 +39,7 @@ def add(path: str, name: str, family: str | None, org: str | None, country: str 
     ref = Reference(name=name, family=family, org=org, country=country.upper() if country else None,
                     license=license_, repo_id=repo_id, revision=revision)
     with progress(f"fingerprinting {name}") as feed:
-        entry = add_checkpoint(idx, path, ref, progress=feed.items)
+        entry = add_checkpoint(idx, path, ref, progress=feed.stages)
     click.echo(f"added {entry.name}: {entry.summary['tensors']} tensors, {entry.summary['parameters']:,} parameters; "
                f"index {idx.name} v{idx.version} {idx.digest}")
 
@@ -55,9 +55,9 @@ def list_(index_dir: str | None, as_json: bool) -> None:
                                "catalog": idx.catalog()}, indent=1))
         return
     out = stdout()
-    out.print(f"index {idx.name} v{idx.version} {idx.digest} ({idx.root})", highlight=False)
-    table = Table("name", "kind", "family", "org", "country", "license", "parameters", title="references",
-                  title_justify="left")
+    out.print(Text(f"index {idx.name} v{idx.version} {idx.digest} ({idx.root})"))
+    table = plain_table("name", "kind", "family", "org", "country", "license", "parameters", title="references",
+                        numbers=("parameters",), keep=("kind", "country"))
     for e in idx.entries:
         r = e.reference
         params = e.summary.get("parameters")
@@ -146,7 +146,7 @@ def pull(source: str | None, family: str | None, name: str | None, full: bool, o
             base = Reference(name=ref_name or "", org=org, country=country.upper() if country else None,
                              license=license_)
             result = pull_reference(idx, src, name=ref_name, reference=base, full=full, client=client,
-                                    progress=feed.item)
+                                    progress=feed.stages)
         results.append(result)
         if not as_json:
             click.echo(_pull_line(result, idx))

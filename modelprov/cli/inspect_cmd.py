@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 import click
-from rich.table import Table
+from rich.text import Text
 
 from modelprov.reader import open_checkpoint
 from modelprov.weights import Inspection, inspect_checkpoint
 
-from ._common import progress, stdout
+from ._common import plain_table, progress, stdout
 
 
 @click.command(name="inspect")
@@ -39,28 +39,28 @@ def command(path: str, as_json: bool, no_hash: bool, list_tensors: bool, tensor_
 def _print(result: Inspection) -> None:
     out = stdout()
     quant = f", quantisation {result.quantisation}" if result.quantisation else ""
-    out.print(f"[bold]{result.path}[/bold]")
-    out.print(f"format {result.format}{quant}; {result.tensor_count} tensors, {result.parameter_count:,} parameters")
+    out.print(Text(result.path, style="bold"))
+    out.print(Text(f"format {result.format}{quant}; {result.tensor_count} tensors, {result.parameter_count:,} parameters"))
 
     out.print("files (sha256, bytes, role, path):")
     root = Path(result.path)
     for f in result.files:
         shown = Path(f.path).relative_to(root) if root.is_dir() and Path(f.path).is_relative_to(root) else f.path
-        out.print(f"  {f.sha256 or '(not hashed)':64}  {f.size:>14,}  {f.role:9}  {shown}", highlight=False)
+        out.print(Text(f"  {f.sha256 or '(not hashed)':64}  {f.size:>14,}  {f.role:9}  {shown}"))
 
-    comps = Table("component", "parameters", "share", title="parameters by component", title_justify="left")
+    comps = plain_table("component", "parameters", "share", title="parameters by component", numbers=("parameters", "share"))
     for name, count in result.components.items():
         share = count / result.parameter_count if result.parameter_count else 0.0
         comps.add_row(name, f"{count:,}", f"{share:.1%}")
     out.print(comps)
 
-    dtypes = Table("dtype", "tensors", "parameters", title="dtypes", title_justify="left")
+    dtypes = plain_table("dtype", "tensors", "parameters", title="dtypes", numbers=("tensors", "parameters"))
     for name, counts in result.dtypes.items():
         dtypes.add_row(name, str(counts.tensors), f"{counts.parameters:,}")
     out.print(dtypes)
 
     if result.config:
-        cfg = Table("config", "value", title="config facts", title_justify="left")
+        cfg = plain_table("config", "value", title="config facts")
         for key, value in result.config.items():
             cfg.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
         out.print(cfg)
@@ -68,6 +68,6 @@ def _print(result: Inspection) -> None:
         out.print("tensors (name, dtype, shape[, sha256]):")
         for t in result.tensors:
             digest = f"  {t.sha256}" if t.sha256 else ""
-            out.print(f"  {t.name}  {t.dtype}  {tuple(t.shape)}{digest}", highlight=False)
+            out.print(Text(f"  {t.name}  {t.dtype}  {tuple(t.shape)}{digest}"))
     for ignored in result.ignored_files:
-        out.print(f"ignored (another format is preferred): {ignored}")
+        out.print(Text(f"ignored (another format is preferred): {ignored}"))

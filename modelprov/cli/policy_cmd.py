@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 
 import click
-from rich.markup import escape
-from rich.table import Table
+from rich.text import Text
 
 from modelprov.policy import Policy, Status, check_report, list_presets, load_policy, validate_file
 
-from ._common import policy_options, print_policy_result, stdout
+from ._common import plain_table, policy_options, print_policy_result, stdout
 
 
 @click.group(name="policy")
@@ -25,13 +24,10 @@ def command() -> None:
 @command.command(name="list")
 def list_command() -> None:
     """List the built-in policies."""
-    table = Table(title="built-in policies", title_justify="left")
-    table.add_column("policy", no_wrap=True)
-    table.add_column("rules")
-    table.add_column("description")
+    table = plain_table("policy", "rules", "description", title="built-in policies", numbers=("rules",), keep=("policy",))
     for name in list_presets():
         policy = load_policy(name)
-        table.add_row(name, str(len(policy.rules)), escape(policy.description))
+        table.add_row(name, str(len(policy.rules)), policy.description)
     stdout(wide=False).print(table)
 
 
@@ -45,21 +41,17 @@ def show_command(policy: str, as_json: bool) -> None:
         click.echo(json.dumps(loaded.to_dict(), indent=2))
         return
     out = stdout(wide=False)
-    out.print(f"[bold]{loaded.name}[/bold] ({loaded.source})")
+    out.print(Text.assemble((loaded.name, "bold"), f" ({loaded.source})"))
     if loaded.description:
-        out.print(loaded.description)
-    out.print(f"home country: {loaded.home_country or '(not set: use --home-country)'}")
-    out.print("thresholds: " + ", ".join(f"{k}={v:g}" for k, v in loaded.thresholds.to_dict().items()))
-    table = Table(title="rules", title_justify="left")
-    table.add_column("rule", no_wrap=True)
-    table.add_column("severity", no_wrap=True)
-    table.add_column("description")
-    table.add_column("parameters")
+        out.print(Text(loaded.description))
+    out.print(Text(f"home country: {loaded.home_country or '(not set: use --home-country)'}"))
+    out.print(Text("thresholds: " + ", ".join(f"{k}={v:g}" for k, v in loaded.thresholds.to_dict().items())))
+    table = plain_table("rule", "severity", "description", "parameters", title="rules", keep=("rule", "severity"))
     for rule in loaded.rules:
         params = ", ".join(f"{k}={_show_value(v)}" for k, v in rule.parameters.items())
         if rule.thresholds != loaded.thresholds:
             params += (", " if params else "") + "thresholds overridden"
-        table.add_row(rule.id, rule.severity.value, escape(rule.description), escape(params))
+        table.add_row(rule.id, rule.severity.value, rule.description, params)
     out.print(table)
 
 

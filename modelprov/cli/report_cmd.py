@@ -8,13 +8,12 @@ from pathlib import Path
 
 import click
 
-from rich.markup import escape
-from rich.table import Table
+from rich.text import Text
 
 from modelprov import atomic_write
 from modelprov.report import FORMATS, VerifyResult, load_report, render, verify_checkpoint
 
-from ._common import stdout
+from ._common import plain_table, stdout
 
 
 @click.group(name="report")
@@ -59,18 +58,20 @@ def verify_command(report: Path, checkpoint: Path, as_json: bool) -> None:
 def _print_result(result: VerifyResult) -> None:
     console = stdout(wide=False)
     style = {"match": "green", "mismatch": "bold red", "missing": "bold red", "unhashed": "yellow"}
-    table = Table("status", "file", "expected sha256", "actual sha256", box=None, pad_edge=False)
+    table = plain_table("status", "file", "expected sha256", "actual sha256",
+                        keep=("status", "expected sha256", "actual sha256"))
     for f in result.files:
-        table.add_row(f"[{style[f.status]}]{f.status}[/]", escape(f.path), (f.expected_sha256 or "—")[:16],
+        table.add_row(Text(f.status, style=style[f.status]), f.path, (f.expected_sha256 or "—")[:16],
                       (f.actual_sha256 or "—")[:16])
     for name in result.extra:
-        table.add_row("[bold red]extra[/]", escape(name), "—", "—")
+        table.add_row(Text("extra", style="bold red"), name, "—", "—")
     console.print(table)
     if result.note:
-        console.print(escape(result.note), style="yellow")
+        console.print(Text(result.note, style="yellow"))
     counts = ", ".join(f"{n} {k}" for k, n in result.counts().items() if n)
     if result.ok:
-        console.print(f"[green]OK[/]: the files at {escape(result.checkpoint)} are the ones the report describes ({counts})")
+        console.print(Text.assemble(("OK", "green"), f": the files at {result.checkpoint} are the ones the report "
+                                                     f"describes ({counts})"))
     else:
-        console.print(f"[bold red]MISMATCH[/]: the files at {escape(result.checkpoint)} are not the ones the report "
-                      f"describes ({counts})")
+        console.print(Text.assemble(("MISMATCH", "bold red"), f": the files at {result.checkpoint} are not the ones "
+                                                              f"the report describes ({counts})"))

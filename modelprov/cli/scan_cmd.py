@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
-from rich.table import Table
+from rich.console import Group, RenderableType
+from rich.text import Text
 
 from modelprov import atomic_write
-from modelprov.findings import ScanReport
+from modelprov.code import describe_tags
 from modelprov.policy import apply_policy, load_declaration, load_policy
-from modelprov.report import to_json, write_reports
+from modelprov.report import bytes_statement, fmt_p, fmt_share, fmt_similarity, to_json, write_reports
 from modelprov.scan import scan
 
-from ._common import index_option, policy_options, print_policy_result, progress, stdout
+from ._common import VERDICT_STYLES, index_option, plain_table, policy_options, print_policy_result, progress, stdout
 
 
 @click.command(name="scan")
@@ -39,49 +42,121 @@ def command(ctx: click.Context, checkpoint: str, index_dir, json_out: str | None
     # load the policy and declaration first: a malformed file fails before minutes of reading
     policy = load_policy(policy_name) if policy_name else None
     declared = load_declaration(declaration) if declaration else None
-    with progress("reading weights") as feed:
-        report = scan(checkpoint, index_dir, progress=feed.items, verify_exact=not no_verify, hash_files=not no_hash)
+    with progress("scan") as feed:
+        report = scan(checkpoint, index_dir, progress=feed.stages, verify_exact=not no_verify, hash_files=not no_hash)
     result = apply_policy(report, policy, declared, home_country=home_country) if policy else None
     if report_dir:
         write_reports(report, report_dir)
     if json_out:
         with atomic_write(json_out) as handle:
             handle.write(to_json(report))
-    print_report(report)
+    print_report(report.to_dict())
     if result is not None:
         print_policy_result(result, stdout())
         ctx.exit(result.exit_code(fail_on))
 
 
-def print_report(report: ScanReport) -> None:
-    """The weights findings as a terminal table, one row per component and reference."""
+def print_report(data: dict[str, Any]) -> None:
+    """What the scan found (`ScanReport.to_dict()`), one table per kind of evidence (weights, tokenizer, code),
+    each with its verdicts, then what the weights scan read."""
     out = stdout()
-    idx = report.index
-    out.print(f"[bold]{report.subject.path}[/bold]: {report.subject.parameter_count:,} parameters; "
-              f"index {idx.get('name')} v{idx.get('version')} ({idx.get('references')} references)")
-    weights = [f for f in report.findings if f.kind == "weights"]
-    if not weights:
-        out.print("no weights finding: no component matches any reference")
-    else:
-        table = Table("component", "verdict", "reference", "blocks", "tensors", "centred sim. (median)",
-                      "raw cos.", "params share", "log10 p", title="weights", title_justify="left")
-        for f in weights:
-            s = f.statistics
-            blocks = f"{s['layers_matched']}/{s['layers_total']}" if s.get("layers_total") else "-"
-            table.add_row(f.subject, f.verdict, f.reference.name, blocks, str(s["tensors_matched"]),
-                          f"{s['centred_similarity']:.4f}", f"{s['raw_cosine']:.4f}",
-                          f"{(f.parameter_share or 0):.1%}", f"{s['log10_p']:.0f}")
-        out.print(table)
-        for f in weights:
-            for t in f.transformations:
-                out.print(f"  {f.subject}: {t}", highlight=False)
-    details = report.details.get("weights", {})
-    comps = details.get("components", {})
-    independent = [c for c, v in comps.items() if not v.get("verdicts") and not v.get("weak_only")]
-    if independent and weights:
-        out.print("independent of every reference: " + ", ".join(sorted(independent)), highlight=False)
-    b = details.get("bytes")
-    if b:
-        out.print(f"read {b['read_for_sketches'] / b['checkpoint']:.1%} of {b['checkpoint']:,} checkpoint bytes for "
-                  f"sketches; {b['read_total']:,} bytes in all, with full reads confirming exact copies and "
-                  f"matching neurons", highlight=False)
+    subject, idx = data["subject"], data.get("index") or {}
+    count = f" ({idx['references']} references)" if "references" in idx else ""
+    out.print(Text(f"{subject['path']}: {subject['parameter_count']:,} parameters; "
+                   f"index {idx.get('name')} v{idx.get('version')}{count}", style="bold"))
+    details = data.get("details") or {}
+    for section in (weights_table(data), tokenizer_table(data), code_table(data)):
+        out.print(section)
+    for line in code_sources(data):
+        out.print(Text(line))
+    for f in data["findings"]:
+        if f["kind"] == "weights" and f["transformations"]:
+            out.print(Text(f"  {f['subject']} vs {f['reference']['name']}: {'; '.join(f['transformations'])}"))
+    counts = (details.get("weights") or {}).get("bytes")
+    if counts:
+        out.print(Text(bytes_statement(counts)))
+
+
+def _verdict(verdict: str) -> Text:
+    return Text(verdict, style=VERDICT_STYLES.get(verdict, ""))
+
+
+def weights_table(data: dict[str, Any]) -> RenderableType:
+    """Weights: a row per finding, and per component no reference explains (with its closest reference)."""
+    table = plain_table("component", "verdict", "reference", "layers", "centred", "p-value", "params",
+                        title="weights", numbers=("layers", "centred", "p-value", "params"), keep=("verdict",))
+    covered: set[str] = set()
+    for f in (f for f in data["findings"] if f["kind"] == "weights"):
+        s = f["statistics"]
+        covered.update(s.get("components") or [f["subject"]])
+        layers = f"{s['layers_matched']}/{s['layers_total']}" if s.get("layers_total") else "-"
+        table.add_row(f["subject"], _verdict(f["verdict"]), f["reference"]["name"], layers,
+                      fmt_similarity(s.get("centred_similarity")), fmt_p(s.get("log10_p"), say_floor=False),
+                      fmt_share(f["parameter_share"]))
+    components = ((data.get("details") or {}).get("weights") or {}).get("components") or {}
+    independent = [(name, c) for name, c in sorted(components.items()) if name not in covered and not c.get("weak_only")]
+    for name, c in independent:
+        closest = c.get("closest") or {}
+        best = closest.get("max_centred_similarity")
+        table.add_row(name, _verdict("independent"), closest.get("reference", "-"), "-",
+                      "-" if best is None else f"max {fmt_similarity(best)}", "-", fmt_share(c.get("share")))
+    if not table.rows:
+        return Text("weights: nothing to compare")
+    if not independent:
+        return table
+    note = Text("independent: no reference explains the component; its row shows the closest reference and the "
+                "largest centred similarity over every tensor pair compared", style="dim")
+    return Group(table, note)
+
+
+def tokenizer_table(data: dict[str, Any]) -> RenderableType:
+    """Tokenizer: a row per reference tokenizer compared, with its verdict."""
+    details = (data.get("details") or {}).get("tokenizer")
+    if details is None:
+        return Text("tokenizer: not scanned")
+    rows = details.get("comparisons") or []
+    if not rows:
+        return Text(f"tokenizer: {details.get('reason') or 'no reference tokenizer to compare with'}")
+    table = plain_table("reference", "verdict", "Jaccard", "subj. in ref.", "ref. in subj.", "same id",
+                        title=f"tokenizer {details.get('tokenizer')}", keep=("verdict",),
+                        numbers=("Jaccard", "subj. in ref.", "ref. in subj.", "same id"))
+    for row in rows:
+        table.add_row(str(row.get("reference")), _verdict(str(row.get("verdict"))),
+                      fmt_similarity(row.get("jaccard")), fmt_share(row.get("suspect_in_reference")),
+                      fmt_share(row.get("reference_in_suspect")), fmt_share(row.get("id_agreement")))
+    return table
+
+
+def code_table(data: dict[str, Any]) -> RenderableType:
+    """Code: a row per function found in reference code, with its verdict and unmet licence duties."""
+    details = (data.get("details") or {}).get("code")
+    if details is None:
+        return Text("code: not scanned (no source files beside the weights, or no code references in the index)")
+    findings = [f for f in data["findings"] if f["kind"] == "code"]
+    if not findings:
+        return Text(f"code: {len(details.get('files') or [])} files scanned; no function matches reference code")
+    table = plain_table("function", "verdict", "reference", "matched", "unmet obligations", title="code",
+                        numbers=("matched",), keep=("verdict",))
+    for f in findings:
+        unmet = [o["obligation"] for o in f.get("license_obligations") or [] if o.get("met") is False]
+        table.add_row(f["subject"], _verdict(f["verdict"]), f["reference"]["name"],
+                      fmt_share((f.get("statistics") or {}).get("similarity")), "; ".join(unmet) or "-")
+    return table
+
+
+def code_sources(data: dict[str, Any]) -> list[str]:
+    """Per scanned source file: the reference files it was most likely copied from (family, organisation,
+    licence), then the licence duties its matches leave unmet."""
+    lines = []
+    for file in ((data.get("details") or {}).get("code") or {}).get("files", []):
+        sources = file.get("sources") or []
+        if not sources:
+            continue
+        lines.append(f"code {file['path']}: {file['coverage']:.0%} of {file['tokens']:,} tokens match reference "
+                     "code; nearest sources:")
+        lines += [f"  {src['reference']} {src['path']}{describe_tags(src.get('tags'))}: {src['functions']} functions, "
+                  f"{src['share']:.0%} of the matched code" for src in sources]
+        duties = sorted({o["obligation"] for m in file.get("matches", []) for o in m.get("license_obligations", [])
+                         if o.get("met") is False})
+        lines += [f"  unmet: {duty}" for duty in duties]
+    return lines

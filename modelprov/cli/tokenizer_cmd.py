@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import click
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from modelprov.reader.tokenizer import display
 from modelprov.tokenizers import (
@@ -15,16 +15,14 @@ from modelprov.tokenizers import (
     load_reference_entries, register_in_index, resolve_tokenizer,
 )
 
-from ._common import index_option, json_flag, stdout
+from ._common import index_option, json_flag, plain_table, stdout
 
 _INDEX = index_option()
 _JSON = json_flag()
 
 
 def _comparison_table(c: TokenizerComparison) -> Table:
-    table = Table(title=escape(f"{c.suspect} vs {c.reference}: {c.verdict}"), title_justify="left")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
+    table = plain_table("measure", "value", title=f"{c.suspect} vs {c.reference}: {c.verdict}", numbers=("value",))
     rows = [
         ("tokens (suspect / reference)", f"{c.suspect_tokens:,} / {c.reference_tokens:,}"),
         ("shared tokens", f"{c.shared_tokens:,}"),
@@ -72,7 +70,8 @@ def compare_command(suspect: str, reference: str, index_dir: Path | None, as_jso
         return
     out = stdout(wide=False)
     out.print(_comparison_table(result))
-    out.print(f"verdict: [bold]{result.verdict}[/bold]" + escape(f" ({'; '.join(result.reasons)})" if result.reasons else ""))
+    out.print(Text.assemble("verdict: ", (result.verdict, "bold"),
+                            f" ({'; '.join(result.reasons)})" if result.reasons else ""))
 
 
 @command.command(name="inspect")
@@ -91,16 +90,16 @@ def inspect_command(path: str, index_dir: Path | None, references: bool, as_json
         click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
         return
     out = stdout(wide=False)
-    out.print(f"[bold]{escape(tok.source)}[/bold]: {fp.format}, {fp.model} ({fp.encoding} tokens)")
+    out.print(Text.assemble((tok.source, "bold"), f": {fp.format}, {fp.model} ({fp.encoding} tokens)"))
     out.print(f"regular tokens {fp.regular_tokens:,}, special tokens {len(fp.special_tokens):,}, ids {fp.vocab_size:,}, "
               f"merges {'-' if fp.merges is None else f'{fp.merges:,}'}, normalisation collisions {fp.collisions}")
     out.print(f"digest {fp.digest}\nvocabulary digest {fp.vocabulary_digest}")
     by_id = tok.by_id()
     out.print("first tokens: " + ", ".join(repr(display(by_id[i])) for i in sorted(by_id)[:10]), markup=False)
     if results:
-        table = Table(title="reference tokenizers", title_justify="left")
-        for col in ("reference", "verdict", "Jaccard", "suspect in ref", "ref in suspect", "same id", "merge ρ"):
-            table.add_column(col, justify="left" if col in ("reference", "verdict") else "right")
+        table = plain_table("reference", "verdict", "Jaccard", "subj. in ref.", "ref. in subj.", "same id", "merge ρ",
+                            title="reference tokenizers", keep=("verdict",),
+                            numbers=("Jaccard", "subj. in ref.", "ref. in subj.", "same id", "merge ρ"))
         for e, c in results:
             rho = c.merges.rank_correlation if c.merges else None
             table.add_row(e.reference.name, c.verdict, f"{c.jaccard:.3f}", f"{c.suspect_in_reference:.1%}",
@@ -117,9 +116,8 @@ def references_command(index_dir: Path | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([e.to_dict() for e in entries], indent=2, ensure_ascii=False))
         return
-    table = Table(title="reference tokenizers", title_justify="left")
-    for col in ("name", "org", "country", "license", "model", "tokens", "specials", "source"):
-        table.add_column(col)
+    table = plain_table("name", "org", "country", "license", "model", "tokens", "specials", "source",
+                        title="reference tokenizers", numbers=("tokens", "specials"), keep=("country",))
     for e in entries:
         fp, r = e.fingerprint, e.reference
         table.add_row(r.name, r.org or "", r.country or "", r.license or "", fp["model"], f"{fp['regular_tokens']:,}",

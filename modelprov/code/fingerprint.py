@@ -78,6 +78,21 @@ def kgram_hashes(ids: np.ndarray, k: int) -> np.ndarray:
         return _mix(h)
 
 
+def kgram_hashes_at(ids: np.ndarray, positions: np.ndarray, k: int, vocab: np.ndarray | None = None) -> np.ndarray:
+    """The hash of the k-gram starting at each of `positions` (equal to `kgram_hashes(ids, k)[positions]`).
+
+    A stored index keeps only where its fingerprints start; their hashes are recomputed from the tokens.
+    With `vocab`, `ids` are indices into it (an index's small token codes).
+    """
+    positions = np.asarray(positions, dtype=np.int64)
+    h = np.zeros(positions.shape[0], dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for offset in range(k):
+            step = ids[positions + offset]
+            h = h * _BASE + (vocab[step] if vocab is not None else step.astype(np.uint64, copy=False))
+        return _mix(h)
+
+
 def winnow(hashes: np.ndarray, window: int) -> np.ndarray:
     """Positions chosen by winnowing: the rightmost minimum of every window, each position once.
 
@@ -103,9 +118,11 @@ def unit_fingerprints(ids: np.ndarray, params: FingerprintParams = DEFAULT_PARAM
 def file_fingerprints(
     ids: np.ndarray, unit_of: np.ndarray, params: FingerprintParams = DEFAULT_PARAMS
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Winnowed fingerprints of every unit of a file at once: (hashes, unit index, token index in file).
+    """Winnowed fingerprints of every unit of a file at once: (hashes, unit index, start position).
 
-    k-grams never straddle two units; each unit also keeps its own minimum, so short functions count.
+    Positions index the file's tokens grouped by unit (`argsort(unit_of, kind="stable")`), the order an
+    index stores them in. k-grams never straddle two units; each unit also keeps its own minimum, so
+    short functions count.
     """
     k = params.k
     order = np.argsort(unit_of, kind="stable")
@@ -124,4 +141,4 @@ def file_fingerprints(
         firsts = by_unit[np.r_[True, gram_unit[by_unit][1:] != gram_unit[by_unit][:-1]]]
         chosen = np.union1d(chosen, firsts)
     chosen = chosen[valid[chosen]]
-    return grams[chosen], gram_unit[chosen].astype(np.int64), order[chosen]
+    return grams[chosen], gram_unit[chosen].astype(np.int64), chosen.astype(np.int64)

@@ -16,7 +16,7 @@ import jsonschema
 
 from modelprov import __version__
 
-from .scan import CodeScanResult
+from .scan import CodeScanResult, describe_tags
 
 SARIF_VERSION = "2.1.0"
 SARIF_SCHEMA_URI = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
@@ -69,10 +69,12 @@ def _result(match: dict[str, Any], rule_index: dict[str, int]) -> dict[str, Any]
         "level": _LEVEL[match["verdict"]],
         "kind": "fail",
         "message": {
-            "text": f"{match['subject_qualname']} is {match['verdict']} from {match['reference']} "
-            f"{match['reference_path']}::{match['reference_qualname']}: {match['similarity']:.0%} of the reference "
-            f"function, {match['matched_tokens']} tokens matched"
+            "text": f"{match['subject_qualname']} is {match['verdict']} from nearest source {match['reference']} "
+            f"{match['reference_path']}::{match['reference_qualname']}{describe_tags(match.get('reference_tags'))}: "
+            f"{match['similarity']:.0%} of the reference function, {match['matched_tokens']} tokens matched"
             + (f", {len(renamed)} identifiers renamed" if renamed else "")
+            + (f"; canonical origin {match['origin']}{describe_tags(match.get('origin_tags'))}"
+               if match.get("origin") and match["origin"] != match.get("nearest") else "")
             + (f". Unmet: {'; '.join(unmet)}" if unmet else "")
         },
         "locations": [
@@ -98,6 +100,10 @@ def _result(match: dict[str, Any], rule_index: dict[str, int]) -> dict[str, Any]
             "referenceRegions": [list(r["reference_lines"]) for r in match["regions"]],
             "licenseObligations": obligations,
             "copiesInIndex": len(match["also_matches"]),
+            "nearestSource": match.get("nearest", ""),
+            "nearestSourceTags": match.get("reference_tags") or {},
+            "canonicalOrigin": match.get("origin", ""),
+            "canonicalOriginTags": match.get("origin_tags") or {},
         },
     }
 
@@ -108,25 +114,15 @@ def to_sarif(result: CodeScanResult | dict[str, Any]) -> dict[str, Any]:
     Accepts the `CodeScanResult` or its `to_dict()` form (as stored in a JSON scan report).
     """
     data = result.to_dict() if isinstance(result, CodeScanResult) else result
-    rules = [
-        {"id": rule_id, "name": rule_id.title().replace("-", ""), "shortDescription": {"text": text}}
-        for rule_id, text in RULES.values()
-    ]
-    rule_index = {rule["id"]: i for i, rule in enumerate(rules)}
+    tool = _tool()
+    rule_index = {rule["id"]: i for i, rule in enumerate(tool["driver"]["rules"])}
     results = [_result(m, rule_index) for f in data["files"] for m in f["matches"]]
     return {
         "$schema": SARIF_SCHEMA_URI,
         "version": SARIF_VERSION,
         "runs": [
             {
-                "tool": {
-                    "driver": {
-                        "name": "modelprov-code",
-                        "version": __version__,
-                        "informationUri": "https://spdx.org/licenses/",
-                        "rules": rules,
-                    }
-                },
+                "tool": tool,
                 "originalUriBaseIds": {"SRCROOT": {"uri": _as_uri(data["root"])}},
                 "artifacts": [
                     {
@@ -140,6 +136,21 @@ def to_sarif(result: CodeScanResult | dict[str, Any]) -> dict[str, Any]:
             }
         ],
     }
+
+
+def empty_sarif(note: str) -> dict[str, Any]:
+    """A SARIF 2.1.0 log with one run and no results, for pipelines that expect the file whatever was found;
+    `note` says why there are no results (e.g. no code was scanned)."""
+    return {"$schema": SARIF_SCHEMA_URI, "version": SARIF_VERSION,
+            "runs": [{"tool": _tool(), "results": [], "properties": {"note": note}}]}
+
+
+def _tool() -> dict[str, Any]:
+    """The tool metadata of every run: the code scanner and its rules."""
+    rules = [{"id": rule_id, "name": rule_id.title().replace("-", ""), "shortDescription": {"text": text}}
+             for rule_id, text in RULES.values()]
+    return {"driver": {"name": "modelprov-code", "version": __version__, "informationUri": "https://spdx.org/licenses/",
+                       "rules": rules}}
 
 
 def _as_uri(path: str) -> str:

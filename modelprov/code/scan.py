@@ -1,13 +1,19 @@
-"""Scan source code against the code index: per-function matches, canonical origins, rename maps, licenses.
+"""Scan source code against the code index: nearest sources, canonical origins, rename maps, licenses.
 
-Pipeline: tokenise the subject → winnowed fingerprints per function → candidate reference functions that
+Pipeline: tokenise the subject → winnowed fingerprints per function → the reference files holding them,
+each fingerprint weighted by how rare it is across the index (1 / number of files holding it), ranked by
+greedy cover into the file's *nearest sources* (what was copied) → candidate reference functions that
 share non-boilerplate fingerprints → greedy string tiling on the abstracted streams confirms and measures
-each candidate → the best match is attributed to the root of its declared-parent chain → verbatim tokens
-of the tiles give the identifier rename map and the side-by-side regions → license obligations.
+each candidate → among near-equal copies, the one in the best-ranked source file is the function's
+nearest source, and the root of the declared-parent chain its *canonical origin* (earliest author) →
+verbatim tokens of the tiles give the identifier rename map and the side-by-side regions → license
+obligations of the nearest source.
 """
 
 from __future__ import annotations
 
+import copy
+import fnmatch
 import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
@@ -35,9 +41,14 @@ from .tokenize import ID, TokenizedFile, language_of, tokenize_file
 
 COPIED_SIMILARITY = 0.9  # share of the reference function found, and of the subject function explained
 DERIVED_SIMILARITY = 0.5
-MIN_EVIDENCE_TOKENS = 30  # matched tokens outside boilerplate needed before a match becomes a finding
+MIN_EVIDENCE_TOKENS = 40  # matched tokens outside boilerplate needed before a match becomes a finding (at 30,
+# two short coincidental matches of scikit-learn functions against the 1,541-file shipped index, 31 and 32 tokens)
 MAX_CANDIDATES = 6  # distinct reference token streams confirmed by tiling per subject function
 TIE_TOLERANCE = 0.98  # matches within 2% of the best are copies of one another: attribute to the origin
+HOLDS_COPY = 0.9  # for the source ranking, a file holds a copy of a function within 10% of the closest match
+PREFER_ORIGINAL = 0.9  # a declared original within 10% of its copy's evidence is the nearer source
+MAX_SOURCES = 5  # nearest source files listed per subject file
+MIN_SOURCE_GAIN = 0.1  # a further source must add this share of the first one's weighted evidence
 MAX_PARENT_DEPTH = 16
 
 
@@ -56,14 +67,29 @@ class MatchedRegion:
 
 
 @dataclass
+class SourceFile:
+    """A reference file the subject file was copied from, ranked by rarity-weighted shared evidence."""
+
+    reference: str  # name@version
+    path: str
+    evidence: float  # evidence tokens of the functions it holds, each shared among the files holding a copy
+    functions: int  # subject functions it newly explains (not explained by a file ranked before it)
+    share: float  # of the subject file's matched evidence tokens, the part it newly explains
+    tags: dict[str, str] = field(default_factory=dict)  # family, org, country, license
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
 class FunctionMatch:
-    """The best reference match of one subject function, attributed to its canonical origin."""
+    """One subject function's nearest source (the copy it was taken from) and canonical origin (earliest author)."""
 
     subject_path: str
     subject_qualname: str
     subject_lines: tuple[int, int]
     subject_tokens: int
-    reference: str  # name@version
+    reference: str  # name@version of the nearest source
     reference_path: str
     reference_qualname: str
     reference_lines: tuple[int, int]
@@ -72,13 +98,16 @@ class FunctionMatch:
     evidence_tokens: int  # matched tokens not explained by background/base code
     similarity: float  # share of the reference function found in the subject
     subject_coverage: float  # share of the subject function explained by the reference
-    lexical_identity: float  # share of matched tokens that are verbatim identical
+    lexical_identity: float | None  # share of matched tokens verbatim identical (None: reference text not at hand)
     verdict: str
+    reference_tags: dict[str, str] = field(default_factory=dict)  # family, org, country, license of the source file
+    origin: str = ""  # canonical origin `name@version:path::qualname` (the root of the declared chain)
+    origin_tags: dict[str, str] = field(default_factory=dict)
     rename_map: dict[str, str] = field(default_factory=dict)
-    rename_consistency: float = 1.0  # share of identifier pairs agreeing with a one-to-one map
+    rename_consistency: float | None = 1.0  # share of identifier pairs agreeing with a one-to-one map
     shared_fingerprints: int = 0
     also_matches: list[str] = field(default_factory=list)  # other copies of the same code in the index
-    declared_chain: list[str] = field(default_factory=list)  # best raw match ... canonical origin
+    declared_chain: list[str] = field(default_factory=list)  # nearest source ... canonical origin
     regions: list[MatchedRegion] = field(default_factory=list)
     license_obligations: list[LicenseObligation] = field(default_factory=list)
 
@@ -86,15 +115,21 @@ class FunctionMatch:
     def subject(self) -> str:
         return f"{self.subject_path}::{self.subject_qualname}"
 
+    @property
+    def nearest(self) -> str:
+        """`name@version:path::qualname` of the nearest source."""
+        return f"{self.reference}:{self.reference_path}::{self.reference_qualname}"
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["subject"] = self.subject
+        d["nearest"] = self.nearest
         return d
 
 
 @dataclass
 class FileResult:
-    """Per-file summary: tokens, how many are explained by reference code, license evidence."""
+    """Per-file summary: tokens, how many are explained by reference code, nearest sources, license evidence."""
 
     path: str
     language: str
@@ -103,6 +138,7 @@ class FileResult:
     matched_tokens: int
     license: dict[str, Any]
     matches: list[FunctionMatch] = field(default_factory=list)
+    sources: list[SourceFile] = field(default_factory=list)
 
     @property
     def coverage(self) -> float:
@@ -112,6 +148,7 @@ class FileResult:
         d = asdict(self)
         d["coverage"] = round(self.coverage, 4)
         d["matches"] = [m.to_dict() for m in self.matches]
+        d["sources"] = [src.to_dict() for src in self.sources]
         return d
 
 
@@ -154,17 +191,26 @@ class CodeScanResult:
                                      for r in m.get("regions", [])]
                 kwargs["license_obligations"] = [LicenseObligation.from_dict(o) for o in m.get("license_obligations", [])]
                 matches.append(FunctionMatch(**kwargs))
+            sources = [SourceFile(**{k: v for k, v in src.items() if k in _SOURCE_FIELDS}) for src in f.get("sources", [])]
             files.append(FileResult(f["path"], f["language"], f["tokens"], f["functions"], f["matched_tokens"],
-                                    f.get("license", {}), matches))
+                                    f.get("license", {}), matches, sources))
         return cls(root=code.get("root", "."), index=code.get("index", ""), references=code.get("references", []),
                    files=files, findings=[Finding.from_dict(d) for d in code.get("findings", [])],
                    parameters=code.get("parameters", {}), subject_licenses=code.get("subject_licenses", {}))
 
 
-class _Corpus:
-    """All loaded references with a fingerprint lookup and per-unit token caches."""
+_SOURCE_FIELDS = frozenset(SourceFile.__dataclass_fields__)
 
-    def __init__(self, entries: list[LoadedReference], background: np.ndarray) -> None:
+
+class CodeCorpus:
+    """All loaded references with one fingerprint lookup; reference files are numbered across entries.
+
+    Load it once with `load_corpus` to scan many files; `excluding(patterns)` gives a view without some
+    reference files (leave-one-out evaluation, or a bidder's own published code).
+    """
+
+    def __init__(self, index: CodeIndex, entries: list[LoadedReference], background: np.ndarray) -> None:
+        self.index = index
         self.entries = entries
         self.background = background
         hashes, owners, units = [], [], []
@@ -175,23 +221,68 @@ class _Corpus:
         fp_hash = np.concatenate(hashes) if hashes else np.empty(0, np.uint64)
         fp_owner = np.concatenate(owners) if owners else np.empty(0, np.int32)
         fp_unit = np.concatenate(units) if units else np.empty(0, np.int64)
-        # each entry is stored sorted by hash; only several entries need a merge. Background hashes are
-        # dropped on the subject side, which is far smaller.
-        order = np.argsort(fp_hash, kind="stable") if len(entries) > 1 else slice(None)
+        # one sort of all entries' fingerprints; background hashes are dropped on the subject side, which
+        # is far smaller
+        order = np.argsort(fp_hash, kind="stable")
         self.fp_hash = fp_hash[order]
         self.fp_owner = fp_owner[order]
         self.fp_unit = fp_unit[order]
+        self.file_base = np.cumsum([0] + [len(e.manifest["files"]) for e in entries]).astype(np.int64)
+        unit_gfile = [e.unit_file.astype(np.int64) + base for e, base in zip(entries, self.file_base)]
+        self.fp_gfile = np.empty(self.fp_hash.shape[0], dtype=np.int64)
+        for i in range(len(entries)):
+            mask = self.fp_owner == i
+            self.fp_gfile[mask] = unit_gfile[i][self.fp_unit[mask]]
+        self.gfile_owner = np.repeat(np.arange(len(entries)), np.diff(self.file_base))
+        self.excluded = np.zeros(int(self.file_base[-1]), dtype=bool)
+        self._parent_files: dict[int, set[int]] = {}
+        self._paths: dict[int, dict[str, int]] = {}
         self.rank = _reference_rank([e.reference for e in entries])
-        self.digests = [np.asarray(e.unit_digest) for e in entries]
         preferred = sorted(range(len(entries)), key=lambda i: self.rank[i])
         self.owner_order = np.array([preferred.index(i) for i in range(len(entries))], dtype=np.int64)
+
+    def excluding(self, patterns: Iterable[str]) -> "CodeCorpus":
+        """A view without the reference files whose `path` or `name@version:path` matches a glob pattern."""
+        view = copy.copy(self)
+        view.excluded = self.excluded.copy()
+        patterns = list(patterns)
+        if patterns:
+            for i, entry in enumerate(self.entries):
+                for f, record in enumerate(entry.manifest["files"]):
+                    labels = (record["path"], f"{entry.reference.key}:{record['path']}")
+                    if any(fnmatch.fnmatchcase(label, p) for label in labels for p in patterns):
+                        view.excluded[self.file_base[i] + f] = True
+        return view
+
+    def gfile(self, ref: tuple[int, int]) -> int:
+        """The corpus-wide number of a reference unit's file."""
+        return int(self.file_base[ref[0]] + self.entries[ref[0]].unit_file[ref[1]])
+
+    def file_label(self, gfile: int) -> tuple[str, str, dict[str, str]]:
+        """(name@version, path, tags) of a corpus-wide file number."""
+        owner = int(self.gfile_owner[gfile])
+        entry = self.entries[owner]
+        local = gfile - int(self.file_base[owner])
+        return entry.reference.key, entry.manifest["files"][local]["path"], entry.file_tags(local)
+
+    def parent_files(self, gfile: int) -> set[int]:
+        """Corpus-wide numbers of the files a file declares copies from (same entry)."""
+        if gfile not in self._parent_files:
+            owner = int(self.gfile_owner[gfile])
+            entry = self.entries[owner]
+            if owner not in self._paths:
+                self._paths[owner] = {f["path"]: i for i, f in enumerate(entry.manifest["files"])}
+            record = entry.manifest["files"][gfile - int(self.file_base[owner])]
+            found = (self._paths[owner].get(p) for p in record.get("parent_files", []))
+            self._parent_files[gfile] = {int(self.file_base[owner]) + i for i in found if i is not None}
+        return self._parent_files[gfile]
 
     def ids(self, ref: tuple[int, int]) -> np.ndarray:
         return self.entries[ref[0]].unit_ids(ref[1])
 
     def digest(self, ref: tuple[int, int]) -> int:
         """Equal for reference units whose abstracted streams are identical (copies tile alike)."""
-        return int(self.digests[ref[0]][ref[1]])
+        return int(self.entries[ref[0]].unit_digests([ref[1]])[0])
 
     def label(self, ref: tuple[int, int]) -> str:
         """`name@version:path::qualname` of a reference unit, for reports."""
@@ -200,7 +291,7 @@ class _Corpus:
         return f"{entry.reference.key}:{unit_key(file['path'], unit.qualname)}"
 
     def parent_of(self, ref: tuple[int, int]) -> tuple[int, int] | None:
-        """The declared parent unit of `ref` inside the same reference, if it is indexed.
+        """The declared parent unit of `ref` inside the same reference, if it is indexed (and not excluded).
 
         Without an explicit declaration, a unit of the same name in a file this file declares copies
         from counts as its parent (helpers pulled in along with declared copies).
@@ -210,7 +301,7 @@ class _Corpus:
         candidates = [unit.parent] if unit.parent else [unit_key(path, unit.qualname) for path in file.get("parent_files", [])]
         for key in candidates:
             found = entry.unit_index(key)
-            if found is not None and found != ref[1]:
+            if found is not None and found != ref[1] and not self.excluded[self.gfile((ref[0], found))]:
                 return (ref[0], found)
         return None
 
@@ -241,7 +332,9 @@ def _subject_files(path: Path) -> tuple[Path, list[str]]:
     return path, files
 
 
-def _load(index_dir: str | os.PathLike[str] | None, base_code: Iterable[str | os.PathLike[str]], params: FingerprintParams) -> tuple[CodeIndex, _Corpus]:
+def load_corpus(index_dir: str | os.PathLike[str] | None = None, base_code: Iterable[str | os.PathLike[str]] = (),
+                params: FingerprintParams = DEFAULT_PARAMS) -> CodeCorpus:
+    """Load every reference of the code index (default: the shipped one) plus background and base code."""
     index = CodeIndex(index_dir)
     loaded = [load_reference(index, entry) for entry in index.entry_dirs()]
     references = [e for e in loaded if e.reference.role == "reference"]
@@ -254,7 +347,7 @@ def _load(index_dir: str | os.PathLike[str] | None, base_code: Iterable[str | os
             tokens = tokenize_file(root / rel)
             background += [kgram_hashes(tokens.ids[idx], params.k) for idx in tokens.unit_tokens()]
     merged = np.unique(np.concatenate(background)) if background else np.empty(0, np.uint64)
-    return index, _Corpus(references, merged)
+    return CodeCorpus(index, references, merged)
 
 
 def _boilerplate_mask(ids: np.ndarray, background: np.ndarray, k: int) -> np.ndarray:
@@ -280,30 +373,40 @@ def _verdict(similarity: float, subject_coverage: float) -> str:
 
 @dataclass
 class _Stream:
-    """The verbatim side of one unit's tokens: text, line and abstracted id of token i."""
+    """One unit's tokens: line and abstracted id of token i, and its verbatim text when the source is at hand."""
 
-    source: bytes
-    starts: np.ndarray
-    ends: np.ndarray
     lines: np.ndarray
     ids: np.ndarray
+    source: bytes | None = None
+    starts: np.ndarray | None = None
+    ends: np.ndarray | None = None
 
     def text(self, i: int) -> str:
         return self.source[int(self.starts[i]) : int(self.ends[i])].decode("utf-8", "replace")
 
     @classmethod
     def of_subject(cls, tokens: TokenizedFile, index: np.ndarray) -> "_Stream":
-        return cls(tokens.source, tokens.starts[index], tokens.ends[index], tokens.lines[index], tokens.ids[index])
+        return cls(tokens.lines[index], tokens.ids[index], tokens.source, tokens.starts[index], tokens.ends[index])
 
     @classmethod
-    def of_reference(cls, entry: LoadedReference, unit: int, path: str) -> "_Stream":
+    def of_reference(cls, entry: LoadedReference, unit: int) -> "_Stream":
+        """Lines from the index; verbatim spans from the reference's regenerated source, if available."""
         span = entry.unit_span(unit)
-        starts = entry.token_starts[span].astype(np.int64)
-        return cls(entry.source(path), starts, starts + entry.token_lengths[span], entry.token_lines[span], entry.unit_ids(unit))
+        stream = cls(entry.token_lines[span], entry.unit_ids(unit))
+        file = int(entry.unit_file[unit])
+        verbatim = entry.verbatim(file)
+        if verbatim is not None:
+            index = verbatim.unit_tokens[unit - int(entry.file_units[file])]
+            tokens = verbatim.tokens
+            stream = cls(tokens.lines[index], tokens.ids[index], tokens.source, tokens.starts[index], tokens.ends[index])
+        return stream
 
 
-def _rename_map(subject: _Stream, ref: _Stream, tiles: list[Tile], id_hash: np.uint64) -> tuple[dict[str, str], float, float]:
-    """Identifier pairs along the tiles: the rename map, its one-to-one consistency and lexical identity."""
+def _rename_map(subject: _Stream, ref: _Stream, tiles: list[Tile], id_hash: np.uint64) -> tuple[dict[str, str], float | None, float | None]:
+    """Identifier pairs along the tiles: the rename map, its one-to-one consistency and lexical identity
+    (nothing when the reference's verbatim text is not at hand)."""
+    if ref.source is None:
+        return {}, None, None
     pairs: Counter[tuple[str, str]] = Counter()
     identical = total = 0
     for tile in tiles:
@@ -337,27 +440,79 @@ def _regions(subject: _Stream, ref: _Stream, tiles: list[Tile]) -> list[MatchedR
         else:
             spans.append([s0, s1, r0, r1, tile.length])
     s_lines = subject.source.decode("utf-8", "replace").splitlines()
-    r_lines = ref.source.decode("utf-8", "replace").splitlines()
+    r_lines = ref.source.decode("utf-8", "replace").splitlines() if ref.source is not None else []
     return [
         MatchedRegion((s0, s1), (r0, r1), n, "\n".join(s_lines[s0 - 1 : s1]), "\n".join(r_lines[r0 - 1 : r1]))
         for s0, s1, r0, r1, n in spans
     ]
 
 
-def _candidates(corpus: _Corpus, hashes: np.ndarray, units: np.ndarray) -> dict[int, list[tuple[int, tuple[int, int], int]]]:
+def _lookup(corpus: CodeCorpus, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(subject fingerprint row, corpus fingerprint index) of every shared fingerprint outside excluded files."""
+    lo = np.searchsorted(corpus.fp_hash, hashes, "left")
+    counts = np.searchsorted(corpus.fp_hash, hashes, "right") - lo
+    total = int(counts.sum())
+    rows = np.repeat(np.arange(hashes.shape[0]), counts)
+    within = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+    hits = np.repeat(lo, counts) + within
+    keep = ~corpus.excluded[corpus.fp_gfile[hits]]
+    return rows[keep], hits[keep]
+
+
+def _nearest_sources(corpus: CodeCorpus, units: list[tuple[list[tuple[int, int]], int]]
+                     ) -> tuple[list[tuple[int, float, int, float]], dict[int, float]]:
+    """The reference files that together explain most of a subject file, by greedy cover of its functions.
+
+    Each matched subject function brings its evidence tokens, shared equally among the reference files
+    holding a copy of it (within 10% of the closest match), so code found in hundreds of files (`rotate_half`) counts for
+    little in each and code found in one file counts fully: Dolos's and JPlag's treatment of common base
+    code. Between files within 10% of the best, one that another declares it copied (`# Copied from`,
+    modular) is preferred: the original over its declared copy. Returns [(file, evidence, functions, share of the evidence it newly covers)] best first, and
+    every file's weighted evidence.
+    """
+    holders: list[tuple[set[int], int]] = []
+    for tied, tokens in units:
+        holders.append(({corpus.gfile(ref) for ref in tied}, tokens))
+    evidence: dict[int, float] = {}
+    for files, tokens in holders:
+        for f in files:
+            evidence[f] = evidence.get(f, 0.0) + tokens / len(files)
+    total = float(sum(tokens for _, tokens in holders)) or 1.0
+    live = [True] * len(holders)
+    ranking: list[tuple[int, float, int, float]] = []
+    for _ in range(MAX_SOURCES):
+        score: dict[int, float] = {}
+        for (files, tokens), alive in zip(holders, live):
+            if alive:
+                for f in files:
+                    score[f] = score.get(f, 0.0) + tokens / len(files)
+        if not score:
+            break
+        gain = max(score.values())
+        if gain <= 0 or (ranking and gain < MIN_SOURCE_GAIN * ranking[0][1]):
+            break
+        near = {f for f, v in score.items() if v >= gain * PREFER_ORIGINAL}
+        best = min((f for f, v in score.items() if v >= gain * (1 - 1e-9)),
+                   key=lambda f: (-evidence[f], corpus.owner_order[corpus.gfile_owner[f]], f))
+        seen = {best}
+        while parents := (corpus.parent_files(best) & near) - seen:  # the original over its declared copy
+            best = min(parents, key=lambda f: (-score[f], f))
+            seen.add(best)
+        newly = [i for i, (files, _) in enumerate(holders) if live[i] and best in files]
+        ranking.append((best, gain, len(newly), sum(holders[i][1] for i in newly) / total))
+        for i in newly:
+            live[i] = False
+    return ranking, evidence
+
+
+def _candidates(corpus: CodeCorpus, units: np.ndarray, rows: np.ndarray, hits: np.ndarray, hashes: np.ndarray) -> dict[int, list[tuple[int, tuple[int, int], int]]]:
     """Per subject unit: (distinct shared fingerprints, reference unit, stream digest), most shared first.
 
     Only the MAX_CANDIDATES most-sharing distinct streams are kept, with every reference unit that has
     one of those streams (identical copies, needed for attribution).
     """
-    lo = np.searchsorted(corpus.fp_hash, hashes, "left")
-    counts = np.searchsorted(corpus.fp_hash, hashes, "right") - lo
-    total = int(counts.sum())
-    if total == 0:
+    if rows.shape[0] == 0:
         return {}
-    rows = np.repeat(np.arange(hashes.shape[0]), counts)
-    within = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-    hits = np.repeat(lo, counts) + within
     pair = (units[rows].astype(np.int64) << 44) | (corpus.fp_owner[hits].astype(np.int64) << 32) | corpus.fp_unit[hits]
     hashed = hashes[rows]
     order = np.lexsort((hashed, pair))
@@ -369,7 +524,7 @@ def _candidates(corpus: _Corpus, hashes: np.ndarray, units: np.ndarray) -> dict[
     digest = np.empty(keys.shape[0], dtype=np.uint64)
     for o in np.unique(owner).tolist():
         mask = owner == o
-        digest[mask] = corpus.digests[o][r_unit[mask]]
+        digest[mask] = corpus.entries[o].unit_digests(r_unit[mask])
     # most shared first, then preferred reference, then unit order
     order = np.lexsort((r_unit, corpus.owner_order[owner], -shared, s_unit))
     s_unit, owner, r_unit, shared, digest = s_unit[order], owner[order], r_unit[order], shared[order], digest[order]
@@ -395,43 +550,68 @@ def _candidates(corpus: _Corpus, hashes: np.ndarray, units: np.ndarray) -> dict[
     return out
 
 
-def _match_unit(corpus: _Corpus, a: np.ndarray, candidates: list[tuple[int, tuple[int, int], int]], params: FingerprintParams):
+def _tile(corpus: CodeCorpus, a: np.ndarray, ref: tuple[int, int], params: FingerprintParams) -> tuple[int, list[Tile], float]:
+    """(matched tokens, tiles, closeness) of a subject unit against one reference unit.
+
+    Closeness is the Dice share 2·matched / (subject + reference tokens): the nearest copy is the one most
+    alike on both sides, not a longer function that happens to contain more of the subject.
+    """
+    b = corpus.ids(ref)
+    tiles = greedy_string_tiling(a, b, params.min_match)
+    matched = sum(t.length for t in tiles)
+    return matched, tiles, 2 * matched / (a.shape[0] + b.shape[0])
+
+
+def _match_unit(corpus: CodeCorpus, a: np.ndarray, candidates: list[tuple[int, tuple[int, int], int]], params: FingerprintParams):
     """Tile the subject unit once per distinct candidate stream; identical copies share the result."""
-    results: dict[int, tuple[int, list[Tile]]] = {}
+    results: dict[int, tuple[int, list[Tile], float]] = {}
     members: dict[int, list[tuple[int, int]]] = {}
     shared_of: dict[tuple[int, int], int] = {}
     for shared, ref, digest in candidates:
         shared_of[ref] = shared
         if digest not in results:
-            tiles = greedy_string_tiling(a, corpus.ids(ref), params.min_match)
-            results[digest] = (sum(t.length for t in tiles), tiles)
+            results[digest] = _tile(corpus, a, ref, params)
         members.setdefault(digest, []).append(ref)
     return results, members, shared_of
 
 
-def _best_stream(corpus: _Corpus, a: np.ndarray, results, members) -> int | None:
-    """The candidate stream with most matched tokens (closest in length on ties), or None if nothing matched."""
-    scored = [
-        (results[d][0], -abs(corpus.ids(refs[0]).shape[0] - a.shape[0]), d) for d, refs in members.items() if refs
-    ]
+def _best_stream(results, members) -> int | None:
+    """The candidate stream closest to the subject unit (most matched tokens on ties), or None if nothing matched."""
+    scored = [(results[d][2], results[d][0], d) for d, refs in members.items() if refs]
     best = max(scored, default=None)
-    return best[2] if best is not None and best[0] > 0 else None
+    return best[2] if best is not None and best[1] > 0 else None
 
 
-def _canonical(corpus: _Corpus, a: np.ndarray, best_digest: int, results, members, params) -> tuple[tuple[int, int], list[str], list[str]]:
-    """Attribute the best match to the root of its declared-parent chain among near-equal matches."""
-    best_matched = results[best_digest][0]
-    tied = [ref for digest, refs in members.items() if results[digest][0] >= TIE_TOLERANCE * best_matched for ref in refs]
-    tied.sort(key=lambda ref: (corpus.rank[ref[0]], ref[1]))
+def _tied(results, members, best_digest: int, tolerance: float = TIE_TOLERANCE) -> list[tuple[int, int]]:
+    """Reference units within `tolerance` of the closest (2%: copies of one another as far as this subject
+    unit tells; 10%: the files that hold a copy of it, for the source ranking)."""
+    best = results[best_digest][2]
+    return [ref for digest, refs in members.items() if results[digest][2] >= tolerance * best for ref in refs]
+
+
+def _attribute(corpus: CodeCorpus, a: np.ndarray, best_digest: int, results, members, params,
+               file_rank: dict[int, int], evidence: dict[int, float]) -> tuple[tuple[int, int], tuple[int, int], list[str], list[str]]:
+    """(nearest source, canonical origin, declared chain, other copies) of a subject unit's best match.
+
+    Matches within 2% of the closest are copies of one another. The nearest source is the copy in the
+    best-ranked source file of the subject (then the file with most rarity-weighted evidence); the
+    canonical origin is the root of the declared-parent chains, the one most copies lead to.
+    """
+    best = results[best_digest][2]
+    tied = sorted(_tied(results, members, best_digest), key=lambda ref: (corpus.rank[ref[0]], ref[1]))
 
     def qualifies(ref: tuple[int, int]) -> bool:
         digest = corpus.digest(ref)
         if digest not in results:
-            tiles = greedy_string_tiling(a, corpus.ids(ref), params.min_match)
-            results[digest] = (sum(t.length for t in tiles), tiles)
+            results[digest] = _tile(corpus, a, ref, params)
             members.setdefault(digest, [])
-        return results[digest][0] >= TIE_TOLERANCE * best_matched
+        return results[digest][2] >= TIE_TOLERANCE * best
 
+    def closeness(ref: tuple[int, int]) -> tuple:
+        g = corpus.gfile(ref)
+        return (file_rank.get(g, len(file_rank)), -evidence.get(g, 0.0), -results[corpus.digest(ref)][2], corpus.rank[ref[0]], ref[1])
+
+    nearest = min(tied, key=closeness)
     roots: dict[tuple[int, int], list[tuple[int, int]]] = {}
     chains: dict[tuple[int, int], list[tuple[int, int]]] = {}
     for ref in tied:
@@ -442,10 +622,11 @@ def _canonical(corpus: _Corpus, a: np.ndarray, best_digest: int, results, member
                 break
             chain.append(parent)
         roots.setdefault(chain[-1], []).append(ref)
-        chains.setdefault(chain[-1], chain)
+        chains[ref] = chain
     origin = min(roots, key=lambda r: (-len(roots[r]), corpus.rank[r[0]], r[1]))
-    copies = sorted({corpus.label(r) for r in tied if r != origin})
-    return origin, [corpus.label(r) for r in chains[origin]], copies
+    chain = chains[nearest] if chains[nearest][-1] == origin else chains[roots[origin][0]]
+    copies = sorted({corpus.label(r) for r in tied if r not in (origin, nearest)})
+    return nearest, origin, [corpus.label(r) for r in chain], copies
 
 
 def scan_code(
@@ -454,11 +635,20 @@ def scan_code(
     *,
     base_code: Iterable[str | os.PathLike[str]] = (),
     params: FingerprintParams = DEFAULT_PARAMS,
+    exclude: Iterable[str] = (),
+    corpus: CodeCorpus | None = None,
 ) -> CodeScanResult:
-    """Scan a source file or folder against the code index; findings are per matched function."""
+    """Scan a source file or folder against the code index; findings are per matched function.
+
+    `exclude`: glob patterns of reference files (`path` or `name@version:path`) to leave out;
+    `corpus`: an already loaded `load_corpus(...)` (then `index_dir` and `base_code` are not read).
+    """
     id_hash = np.uint64(token_id(ID))
     root, rel_files = _subject_files(Path(path))
-    index, corpus = _load(index_dir, base_code, params)
+    corpus = corpus if corpus is not None else load_corpus(index_dir, base_code, params)
+    exclude = list(exclude)
+    if exclude:
+        corpus = corpus.excluding(exclude)
     scan_root = Path(path)
     files: list[FileResult] = []
     findings: list[Finding] = []
@@ -475,31 +665,53 @@ def scan_code(
         hashes, fp_units, _ = file_fingerprints(subject.ids, subject.unit_of, params)
         boiler = _boilerplate_mask(subject.ids, corpus.background, params.k) if corpus.background.shape[0] else None
         keep = ~np.isin(hashes, corpus.background) if corpus.background.shape[0] else np.ones(hashes.shape[0], bool)
-        candidates = _candidates(corpus, hashes[keep], fp_units[keep])
+        hashes, fp_units = hashes[keep], fp_units[keep]
+        rows, hits = _lookup(corpus, hashes)
+        candidates = _candidates(corpus, fp_units, rows, hits, hashes)
         covered = np.zeros(len(subject), dtype=bool)
         result = FileResult(rel, subject.language, len(subject), sum(u.kind == "function" for u in subject.units), 0, file_license.to_dict())
+
+        def evidence_of(s_index: np.ndarray, tiles: list[Tile]) -> tuple[np.ndarray, int]:
+            in_tiles = np.concatenate([s_index[t.a_start : t.a_start + t.length] for t in tiles])
+            return in_tiles, int((~boiler[in_tiles]).sum()) if boiler is not None else int(in_tiles.shape[0])
+
+        matched_units = []  # functions matched well enough to be findings, before attribution
         for s_unit, cands in sorted(candidates.items()):
             s_index = unit_index[s_unit]
             a = subject.ids[s_index]
             results, members, shared_of = _match_unit(corpus, a, cands, params)
-            best_digest = _best_stream(corpus, a, results, members)
+            best_digest = _best_stream(results, members)
             if best_digest is None:
                 continue
-            origin, chain, copies = _canonical(corpus, a, best_digest, results, members, params)
-            matched, tiles = results[corpus.digest(origin)]
-            ref_ids = corpus.ids(origin)
-            in_tiles = np.concatenate([s_index[t.a_start : t.a_start + t.length] for t in tiles])
-            evidence = int((~boiler[in_tiles]).sum()) if boiler is not None else int(in_tiles.shape[0])
+            matched, tiles, _ = results[best_digest]
+            best_len = corpus.ids(members[best_digest][0]).shape[0]
+            _, best_evidence = evidence_of(s_index, tiles)
+            if _verdict(matched / best_len, matched / a.shape[0]) == "independent" or best_evidence < MIN_EVIDENCE_TOKENS:
+                continue
+            matched_units.append((s_unit, s_index, a, results, members, shared_of, best_digest, best_evidence))
+        holders = [(_tied(m[3], m[4], m[6], HOLDS_COPY), m[7]) for m in matched_units]
+        ranking, evidence = _nearest_sources(corpus, holders)
+        file_rank = {g: i for i, (g, *_rest) in enumerate(ranking)}
+        for g, gain, functions, share in ranking:
+            key, ref_path, tags = corpus.file_label(g)
+            result.sources.append(SourceFile(key, ref_path, round(gain, 3), functions, round(share, 4), tags))
+        for s_unit, s_index, a, results, members, shared_of, best_digest, _ in matched_units:
+            nearest, origin, chain, copies = _attribute(corpus, a, best_digest, results, members, params, file_rank, evidence)
+            matched, tiles, _ = results[corpus.digest(nearest)]
+            ref_ids = corpus.ids(nearest)
+            in_tiles, evidence_tokens = evidence_of(s_index, tiles)
             similarity = matched / ref_ids.shape[0]
             coverage = matched / a.shape[0]
             verdict = _verdict(similarity, coverage)
-            if verdict == "independent" or evidence < MIN_EVIDENCE_TOKENS:
+            if verdict == "independent" or evidence_tokens < MIN_EVIDENCE_TOKENS:
                 continue
             covered[in_tiles] = True
-            entry = corpus.entries[origin[0]]
-            ref_file, ref_unit = entry.unit_record(origin[1])
+            entry = corpus.entries[nearest[0]]
+            ref_file, ref_unit = entry.unit_record(nearest[1])
+            file_tags = entry.file_tags(int(entry.unit_file[nearest[1]]))
+            origin_entry = corpus.entries[origin[0]]
             s_stream = _Stream.of_subject(subject, s_index)
-            r_stream = _Stream.of_reference(entry, origin[1], ref_file["path"])
+            r_stream = _Stream.of_reference(entry, nearest[1])
             renamed, consistency, identity = _rename_map(s_stream, r_stream, tiles, id_hash)
             unit = subject.units[s_unit]
             match = FunctionMatch(
@@ -513,21 +725,24 @@ def scan_code(
                 reference_lines=(ref_unit.start_line, ref_unit.end_line),
                 reference_tokens=int(ref_ids.shape[0]),
                 matched_tokens=int(matched),
-                evidence_tokens=evidence,
+                evidence_tokens=evidence_tokens,
                 similarity=round(similarity, 4),
                 subject_coverage=round(coverage, 4),
-                lexical_identity=round(identity, 4),
+                lexical_identity=None if identity is None else round(identity, 4),
                 verdict=verdict,
+                reference_tags=file_tags,
+                origin=corpus.label(origin),
+                origin_tags=origin_entry.file_tags(int(origin_entry.unit_file[origin[1]])),
                 rename_map=renamed,
-                rename_consistency=round(consistency, 4),
-                shared_fingerprints=max(shared_of.get(r, 0) for r in [origin] + members[best_digest]),
+                rename_consistency=None if consistency is None else round(consistency, 4),
+                shared_fingerprints=max(shared_of.get(r, 0) for r in [nearest] + members[best_digest]),
                 also_matches=copies or [],
                 declared_chain=chain,
                 regions=_regions(s_stream, r_stream, tiles),
             )
-            modified = identity < 1.0 or similarity < 1.0 or coverage < 1.0
+            modified = True if similarity < 1.0 or coverage < 1.0 else None if identity is None else identity < 1.0
             match.license_obligations = license_obligations(
-                entry.reference.license,
+                file_tags.get("license"),
                 LicenseInfo.from_dict(ref_file["license"]),
                 TreeLicenses.from_dict(entry.manifest.get("licenses", {})),
                 file_license,
@@ -540,7 +755,7 @@ def scan_code(
         files.append(result)
     return CodeScanResult(
         root=str(scan_root),
-        index=str(index.directory),
+        index=str(corpus.index.directory),
         references=[e.reference.to_dict() for e in corpus.entries],
         files=files,
         findings=findings,
@@ -550,13 +765,24 @@ def scan_code(
             "derived_similarity": DERIVED_SIMILARITY,
             "min_evidence_tokens": MIN_EVIDENCE_TOKENS,
             "background_kgrams": int(corpus.background.shape[0]),
+            "source_weighting": "evidence tokens / reference files holding a near-equal copy",
+            "max_sources": MAX_SOURCES,
+            "min_source_gain": MIN_SOURCE_GAIN,
+            "excluded_reference_files": int(corpus.excluded.sum()),
         },
         subject_licenses={str(k): v.to_dict() for k, v in sorted(tree_cache.items())},
     )
 
 
+def describe_tags(tags: dict[str, str] | None) -> str:
+    """` (GLM-4.5, Zhipu AI (Z.ai), CN, Apache-2.0)` from a file's tags; empty when it has none."""
+    parts = [tags[k] for k in ("family", "org", "country", "license") if tags and tags.get(k)]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def _finding(match: FunctionMatch, entry: LoadedReference) -> Finding:
     ref = entry.reference
+    tags = match.reference_tags
     transformations = []
     if match.rename_map:
         transformations.append(f"{len(match.rename_map)} identifiers renamed consistently ({match.rename_consistency:.0%})")
@@ -565,10 +791,13 @@ def _finding(match: FunctionMatch, entry: LoadedReference) -> Finding:
     if match.similarity < 1.0:
         transformations.append(f"{match.reference_tokens - match.matched_tokens} reference tokens left out")
     unmet = [o.obligation.split(":")[0] for o in match.license_obligations if o.met is False]
+    origin_name, _, origin_unit = match.origin.partition(":")
+    origin = ("" if match.origin == match.nearest else
+              f"; canonical origin {origin_name.split('@')[0]} {origin_unit}{describe_tags(match.origin_tags)}")
     summary = (
-        f"{match.subject} is {match.verdict} from {ref.name} {match.reference_path}::{match.reference_qualname} "
-        f"({match.similarity:.0%} of the reference function, {match.matched_tokens} tokens"
-        f"{', identifiers renamed' if match.rename_map else ''})"
+        f"{match.subject} is {match.verdict} from nearest source {ref.name} {match.reference_path}::"
+        f"{match.reference_qualname}{describe_tags(tags)} ({match.similarity:.0%} of the reference function, "
+        f"{match.matched_tokens} tokens{', identifiers renamed' if match.rename_map else ''}){origin}"
         + (f"; unmet: {', '.join(unmet)}" if unmet else "")
     )
     return Finding(
@@ -576,10 +805,10 @@ def _finding(match: FunctionMatch, entry: LoadedReference) -> Finding:
         verdict=match.verdict,
         reference=Reference(
             name=ref.name,
-            family=ref.family,
-            org=ref.org,
-            country=ref.country,
-            license=ref.license,
+            family=tags.get("family"),
+            org=tags.get("org"),
+            country=tags.get("country"),
+            license=tags.get("license"),
             repo_id=ref.repo_id or ref.source,
             revision=ref.version,
         ),
@@ -596,7 +825,12 @@ def _finding(match: FunctionMatch, entry: LoadedReference) -> Finding:
             "renamed_identifiers": len(match.rename_map),
             "rename_consistency": match.rename_consistency,
             "shared_fingerprints": match.shared_fingerprints,
-            "reference_unit": f"{match.reference}:{match.reference_path}::{match.reference_qualname}",
+            "reference_unit": match.nearest,
+            "nearest_source": match.nearest,
+            "canonical_origin": match.origin,
+            "origin_family": match.origin_tags.get("family"),
+            "origin_org": match.origin_tags.get("org"),
+            "origin_license": match.origin_tags.get("license"),
             "reference_lines": list(match.reference_lines),
             "subject_lines": list(match.subject_lines),
             "copies_in_index": len(match.also_matches),

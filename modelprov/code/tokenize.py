@@ -36,6 +36,8 @@ LANGUAGE_BY_SUFFIX = {
     ".cuh": "cuda",
 }
 
+GRAMMAR_PACKAGES = {"python": "tree-sitter-python", "cpp": "tree-sitter-cpp", "cuda": "tree-sitter-cuda"}
+
 ID, NUM, STR = "ID", "NUM", "STR"
 _SKIP, _ATOM, _SCOPE, _MAYBE_DOCSTRING, _DECORATED = range(5)  # how the tokeniser treats a node type
 MODULE_UNIT = "<module>"

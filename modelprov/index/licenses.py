@@ -226,9 +226,12 @@ def license_obligations(
     subject_file: LicenseInfo,
     subject_tree: TreeLicenses,
     *,
-    modified: bool,
+    modified: bool | None,
 ) -> list[LicenseObligation]:
-    """What the reference license demands of code copied from it, and whether the subject meets each duty."""
+    """What the reference license demands of code copied from it, and whether the subject meets each duty.
+
+    `modified` None: the copy's verbatim text could not be compared (the reference text is not shipped).
+    """
     ids = license_keys(reference_license) if reference_license else []
     ids += [i for i in reference_file.ids if i not in ids]
     subject_ids = set(subject_file.ids) | set(subject_tree.ids)
@@ -252,10 +255,11 @@ def license_obligations(
                 LicenseObligation(
                     spdx,
                     "Apache-2.0 §4(b): modified files carry prominent notices stating that they were changed",
-                    True if not modified else subject_file.change_notice,
-                    "unmodified copy"
-                    if not modified
-                    else ("the file states its changes" if subject_file.change_notice else "modified, no change notice"),
+                    True if subject_file.change_notice or modified is False else (None if modified is None else False),
+                    "the file states its changes" if subject_file.change_notice
+                    else "unmodified copy" if modified is False
+                    else "no change notice; whether the copy was modified cannot be told without the reference text"
+                    if modified is None else "modified, no change notice",
                 )
             )
             kept = _notices_kept(required, kept_copyrights) if required else "Apache-2.0" in subject_file.ids

@@ -6,11 +6,12 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from modelprov._hub import HubClient, HubRef, parse_hub_ref
 from modelprov.errors import CheckpointError
 from modelprov.findings import Reference
+from modelprov.progress import ProgressFn
 from modelprov.reader import open_hub_checkpoint
 from modelprov.weights.fingerprint import SketchSpec, fingerprint_checkpoint, sampled_fingerprint
 
@@ -46,7 +47,7 @@ class PullResult:
 
 def pull_reference(index: ReferenceIndex, source: str, *, name: str | None = None, reference: Reference | None = None,
                    full: bool = False, spec: SketchSpec | None = None, client: HubClient | None = None,
-                   progress: Callable[[int, int, str], None] | None = None, keep_work: bool = False) -> PullResult:
+                   progress: ProgressFn | None = None, keep_work: bool = False) -> PullResult:
     """Fingerprint the Hub model `source` (`REPO_ID[@REV][/subfolder]`) into `index` without downloading it.
 
     `name` defaults to the catalogue's name for the repo, else the repo's name; family, org, country and

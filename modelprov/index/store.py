@@ -35,9 +35,10 @@ from modelprov._atomic import atomic_write
 from modelprov._hashing import sha256_file
 from modelprov.errors import NothingToScanError, ReferenceIndexError
 from modelprov.findings import Reference
+from modelprov.progress import ProgressFn
 from modelprov.reader import Checkpoint, CheckpointTokenizer, open_checkpoint
 from modelprov.weights.fingerprint import (
-    EmbeddingAnchors, ModelFingerprint, ProgressFn, SketchSpec, TensorFingerprint, fingerprint_checkpoint,
+    EmbeddingAnchors, ModelFingerprint, SketchSpec, TensorFingerprint, fingerprint_checkpoint,
 )
 
 INDEX_FILE = "index.json"
@@ -317,18 +318,23 @@ class ReferenceIndex:
 
 def _gitignore_patterns(path: Path) -> list[str]:
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    return [ln.strip() for ln in lines if ln.strip() and not ln.startswith(("#", "!"))]
+    return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
 
 
 def _ignored(parts: tuple[str, ...], patterns: list[str]) -> bool:
-    """Whether a path (parts below the .gitignore's folder) matches a simple gitignore pattern."""
-    for pat in patterns:
+    """Whether a path (parts below the .gitignore's folder) matches a simple gitignore pattern; as in git,
+    the last matching pattern decides and `!pattern` re-includes (the shipped code-index entries)."""
+    ignored = False
+    for line in patterns:
+        negated = line.startswith("!")
+        pat = line[1:] if negated else line
         if pat.endswith("/"):  # a directory pattern: any parent folder
-            if any(fnmatch(d, pat.rstrip("/").lstrip("/")) for d in parts[:-1]):
-                return True
-        elif any(fnmatch(x, pat.lstrip("/")) for x in parts):
-            return True
-    return False
+            hit = any(fnmatch(d, pat.rstrip("/").lstrip("/")) for d in parts[:-1])
+        else:
+            hit = any(fnmatch(x, pat.lstrip("/")) for x in parts)
+        if hit:
+            ignored = not negated
+    return ignored
 
 
 def load_toml(path: Path) -> dict[str, Any]:

@@ -6,7 +6,8 @@ from functools import lru_cache
 
 import jinja2
 
-from .view import TOKENIZER_COLUMNS, flat_statistics, fmt, fmt_bytes, fmt_lines, fmt_share
+from .view import TOKENIZER_COLUMNS, flat_statistics
+from .wording import fmt, fmt_bytes, fmt_lines, fmt_share, fmt_similarity, statistic_label
 
 
 @lru_cache(maxsize=2)
@@ -21,5 +22,5 @@ def template_environment(autoescape: bool) -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.globals.update(fmt=fmt, share=fmt_share, size=fmt_bytes, lines=fmt_lines, flat=flat_statistics,
-                       tokenizer_columns=TOKENIZER_COLUMNS)
+                       label=statistic_label, fmt_sim=fmt_similarity, tokenizer_columns=TOKENIZER_COLUMNS)
     return env

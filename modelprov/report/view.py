@@ -7,14 +7,21 @@ does not recognise are kept as generic key/value rows, so nothing a scanner reco
 
 from __future__ import annotations
 
+import math
 import shlex
 import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
 from modelprov import DISTRIBUTION
+from modelprov.code import describe_tags
+from modelprov.weights.matchers import NEURON_PLACEMENT
 
-from .plots import heatmap_svg, layer_curve_svg
+from .plots import heatmap_svg, layer_evidence_svg
+from .wording import (
+    finding_statements, fmt, fmt_lines, fmt_p, fmt_share, fmt_similarity, key_statistics, statistic_label,
+    statistic_value, verdict_phrase,
+)
 
 PROGRAM = "modelprov"  # the console script
 
@@ -22,14 +29,13 @@ OUTCOMES = ("PASS", "WARN", "REVIEW", "FAIL")
 # How much a verdict says about reuse, for ordering findings worst-first.
 VERDICT_WEIGHT = {"copied": 5, "identical": 5, "derived": 4, "extended": 3, "pruned": 3, "modified": 2,
                   "unrelated": 0, "independent": 0}
-# Statistics shown in the findings table, in this order, when present.
-KEY_STATISTICS = ("centred_similarity", "raw_cosine", "n", "z", "log10_p", "p_value", "layers_matched", "layers_total",
-                  "exact_parameter_share", "jaccard", "shared_tokens", "suspect_tokens", "reference_tokens",
-                  "id_agreement", "similarity", "subject_coverage", "matched_tokens", "lexical_identity")
 # Columns of the tokenizer comparison table (dotted keys reach into nested dicts).
 TOKENIZER_COLUMNS = ("reference", "verdict", "jaccard", "shared_tokens", "suspect_tokens", "reference_tokens",
                      "suspect_in_reference", "reference_in_suspect", "id_agreement", "merges.rank_correlation",
-                     "merges.common_prefix", "special_tokens.shared")
+                     "special_tokens.shared")
+# Columns of a finding's per-layer table, in this order when present.
+LAYER_COLUMNS = ("suspect_stack", "suspect_layer", "reference_stack", "reference_layer", "centred_similarity",
+                 "raw_cosine", "n", "tensors", "z", "log10_p")
 MAX_HEATMAPS = 24
 
 
@@ -58,11 +64,14 @@ class CodeRegion:
 class CodeMatch:
     subject: str  # path::qualname
     reference: str  # name@version
-    reference_unit: str  # path::qualname
+    reference_unit: str  # path::qualname of the nearest source
     verdict: str
-    statistics: list[tuple[str, Any]]
+    statistics: list[tuple[str, str]]  # (label, value in its unit)
     rename_map: dict[str, str]
     regions: list[CodeRegion]
+    reference_facts: str = ""  # family, organisation, country, licence of the nearest source
+    origin: str = ""  # canonical origin (earliest author), when it differs from the nearest source
+    anchor: str | None = None  # the id the page gives this match when a finding points at it
 
 
 @dataclass
@@ -72,6 +81,9 @@ class Heatmap:
     suspect_stack: str
     reference_stack: str
     max_value: float
+    statistic: str = "centred similarity"  # or the share of neurons matched, for stacks neuron matching aligned
+    matrix: list[list[float | None]] = field(repr=False, default_factory=list)
+    path: list[tuple[int, int]] = field(default_factory=list)  # (row, column) cells the alignment chose
     svg: str = ""
 
 
@@ -87,10 +99,26 @@ class WeakMatches:
 
 @dataclass
 class WeightFinding:
+    """One (component, reference) weights finding as the page shows its evidence: plain statements, the
+    per-layer chart over the null band, the alignment heatmaps of its stacks and the per-layer table."""
+
     finding: dict[str, Any]
+    anchor: str
+    statements: list[str]
     layers: list[dict[str, Any]]
-    columns: list[str]
+    columns: list[tuple[str, str]]  # (key, label)
+    heatmaps: list[Heatmap] = field(default_factory=list)
     curve_svg: str = ""
+    neuron_layers: int = 0  # layers matched neuron by neuron: drawn without the analytic null band
+
+
+@dataclass
+class RuleLink:
+    """A policy rule that judged a finding, and where its row is."""
+
+    rule: str
+    outcome: str
+    anchor: str
 
 
 @dataclass
@@ -99,10 +127,14 @@ class ReportView:
     summary: Summary
     report: dict[str, Any]
     findings: list[dict[str, Any]]
-    key_statistics: dict[str, list[tuple[str, Any]]]
+    key_statistics: dict[str, list[tuple[str, str]]]
+    evidence_anchor: dict[str, str]  # finding id -> id of the block that shows its evidence
+    finding_rules: dict[str, list[RuleLink]]  # finding id -> the rules that did not pass because of it
+    statements: dict[str, list[str]]  # finding id -> plain statements
     components: list[dict[str, Any]]
+    independent: list[str]  # statements on the components that match no reference
     weight_findings: list[WeightFinding]
-    heatmaps: list[Heatmap]
+    heatmaps: list[Heatmap]  # aligned stacks that belong to no finding
     heatmaps_omitted: int
     weak_matches: list[WeakMatches]
     weights_other: list[tuple[str, Any]]
@@ -115,46 +147,6 @@ class ReportView:
     policy_rules: list[dict[str, Any]]
     reproduce: list[str]
     extra_details: dict[str, list[tuple[str, Any]]] = field(default_factory=dict)
-
-
-def fmt(value: Any) -> str:
-    """A number or value as a reviewer reads it: 4 significant digits, p-values in scientific notation."""
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        if value == 0:
-            return "0"
-        if abs(value) < 1e-3 or abs(value) >= 1e6:
-            return f"{value:.3g}"
-        return f"{value:.4g}"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(fmt(v) for v in value)
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={fmt(v)}" for k, v in sorted(value.items()))
-    return str(value)
-
-
-def fmt_lines(value: Any) -> str:
-    """A line range `[first, last]` as `first–last` (a single line as itself)."""
-    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value):
-        return str(value[0]) if value[0] == value[1] else f"{value[0]}–{value[1]}"
-    return fmt(value)
-
-
-def fmt_share(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:.1f}%"
-
-
-def fmt_bytes(size: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return str(size)
 
 
 def rule_outcome(rule: dict[str, Any]) -> str:
@@ -175,7 +167,7 @@ def _summary(report: dict[str, Any], findings: list[dict[str, Any]]) -> Summary:
     lines = []
     for f in reused:
         share = f" ({fmt_share(f['parameter_share'])} of parameters)" if f.get("parameter_share") else ""
-        lines.append(f"{f['kind']}: {f['subject']} is {f['verdict']} from {f['reference']['name']}{share}")
+        lines.append(f"{f['kind']}: {f['subject']} is {verdict_phrase(f['verdict'])} {f['reference']['name']}{share}")
     if not findings:
         lines.append("No findings: nothing in the subject matched the reference index.")
     elif not reused:
@@ -192,13 +184,6 @@ def _summary(report: dict[str, Any], findings: list[dict[str, Any]]) -> Summary:
         return Summary(outcome, headline, lines)
     headline = f"{len(reused)} of {len(findings)} findings show reuse; no policy was applied"
     return Summary(None, headline, lines)
-
-
-def _key_statistics(finding: dict[str, Any]) -> list[tuple[str, Any]]:
-    stats = finding.get("statistics") or {}
-    keys = [k for k in KEY_STATISTICS if not (k == "p_value" and "log10_p" in stats)]
-    shown = [(k, stats[k]) for k in keys if k in stats and not isinstance(stats[k], (list, dict))]
-    return shown or [(k, v) for k, v in sorted(stats.items()) if not isinstance(v, (list, dict))][:6]
 
 
 def _without(data: dict[str, Any], *keys: str) -> dict[str, Any]:
@@ -219,8 +204,18 @@ def dotted(data: dict[str, Any], key: str) -> Any:
     return data
 
 
-def _components(weights: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per-component rows: parameters, share, verdicts, closest reference and its best centred similarity."""
+def _finding_of(findings: list[dict[str, Any]], component: str, reference: str) -> dict[str, Any] | None:
+    """The weights finding against `reference` that covers `component` (merged findings list theirs)."""
+    for f in findings:
+        if f["kind"] == "weights" and f["reference"]["name"] == reference and (
+                component == f["subject"] or component in ((f.get("statistics") or {}).get("components") or [])):
+            return f
+    return None
+
+
+def _components(weights: dict[str, Any], findings: list[dict[str, Any]], anchors: dict[str, str]) -> list[dict[str, Any]]:
+    """Per-component rows: parameters, share, verdicts (each linked to its finding's evidence), closest reference
+    and its best centred similarity; a component of norm weights or biases only says why it has no closest."""
     comps = weights.get("components")
     if not isinstance(comps, dict):
         return []
@@ -229,27 +224,83 @@ def _components(weights: dict[str, Any]) -> list[dict[str, Any]]:
         if not isinstance(c, dict):
             continue
         closest = c.get("closest") if isinstance(c.get("closest"), dict) else {}
+        verdicts = []
+        for ref, verdict in sorted((c.get("verdicts") or {}).items()):
+            finding = _finding_of(findings, name, ref)
+            verdicts.append({"reference": ref, "verdict": verdict,
+                             "anchor": anchors.get(finding["id"]) if finding else None,
+                             "within": finding["subject"] if finding and finding["subject"] != name else None})
+        note = ("norm weights or biases only: no evidence on their own (they start near a constant), "
+                "so no closest reference; a verdict here is that of the finding they belong to"
+                if c.get("weak_only") else None)
         rows.append({"component": name, "parameters": c.get("parameters"), "share": c.get("share"),
-                     "verdicts": c.get("verdicts") or {}, "closest": closest.get("reference"),
-                     "max_centred_similarity": closest.get("max_centred_similarity")})
+                     "verdicts": verdicts, "closest": closest.get("reference"), "note": note,
+                     "max_centred_similarity": closest.get("max_centred_similarity"), "n": closest.get("n")})
     return sorted(rows, key=lambda r: (-(r["parameters"] or 0), r["component"]))
 
 
+def _independent(weights: dict[str, Any], findings: list[dict[str, Any]]) -> list[str]:
+    """Plain statements on the components no reference explains: how close the closest reference tensor came,
+    in null sd, and, for each reference without a finding, its strongest match corrected for every comparison."""
+    comps = weights.get("components") if isinstance(weights.get("components"), dict) else {}
+    out = []
+    for name, c in sorted(comps.items()):
+        if not isinstance(c, dict) or c.get("verdicts") or c.get("weak_only"):
+            continue
+        closest = c.get("closest") if isinstance(c.get("closest"), dict) else None
+        if closest is None or not isinstance(closest.get("max_centred_similarity"), (int, float)):
+            out.append(f"{name}: no finding; no reference tensor of its roles and shapes to compare with")
+            continue
+        value, n = closest["max_centred_similarity"], closest.get("n")
+        in_sd = f", {value * n ** 0.5:.1f} null sd for n = {n:,}" if isinstance(n, int) and n > 0 else ""
+        out.append(f"{name}: no finding; its closest reference tensor ({closest.get('reference_tensor', '?')} of "
+                   f"{closest.get('reference', '?')}) has centred similarity {fmt_similarity(value)}{in_sd}, the "
+                   "largest over every pair compared (the largest of many independent pairs lies a few sd out)")
+    if not out:
+        return out
+    with_finding = {f["reference"]["name"] for f in findings if f["kind"] == "weights"}
+    for entry in weights.get("references", []) if isinstance(weights.get("references"), list) else []:
+        score = entry.get("score") if isinstance(entry, dict) else None
+        if entry.get("reference") in with_finding or not isinstance(score, dict) or \
+                not isinstance(score.get("log10_p"), (int, float)):
+            continue
+        if score["log10_p"] == 0 and score.get("comparisons") == 1:  # no pair was compared at all
+            out.append(f"{entry.get('reference')}: no tensor of a compatible role and shape to compare")
+        else:
+            out.append(f"{entry.get('reference')}: strongest single tensor match p = {fmt_p(score['log10_p'])} "
+                       f"after correcting for {fmt(score.get('comparisons'))} comparisons")
+    return out
+
+
 def _heatmaps(weights: dict[str, Any]) -> list[Heatmap]:
-    """One layer x layer matrix per (reference, suspect stack, reference stack), strongest first."""
+    """One layer x layer matrix per (reference, suspect stack, reference stack), with the cells the alignment
+    chose, strongest first."""
     out = []
     for entry in weights.get("references", []) if isinstance(weights.get("references"), list) else []:
         if not isinstance(entry, dict):
             continue
+        robust = (entry.get("robust") or {}).get("stacks") if isinstance(entry.get("robust"), dict) else None
+        by_neurons = {(r["stack"].get("suspect_stack"), r["stack"].get("reference_stack")) for r in robust or []
+                      if isinstance(r, dict) and isinstance(r.get("stack"), dict)}
         for st in entry.get("stacks", []):
             matrix = st.get("block_similarity") if isinstance(st, dict) else None
             if not _is_matrix(matrix):
                 continue
             peak = max((x for row in matrix for x in row if x is not None), default=0.0)
             suspect, reference = str(st.get("suspect_stack", "?")), str(st.get("reference_stack", "?"))
+            statistic = "share of neurons matched" if (st.get("suspect_stack"), st.get("reference_stack")) in by_neurons \
+                else "centred similarity"
             out.append(Heatmap(f"{suspect} vs {entry.get('reference', '?')} {reference}", str(entry.get("reference", "?")),
-                               suspect, reference, float(peak)))
+                               suspect, reference, float(peak), statistic, matrix, _alignment_path(st)))
     return sorted(out, key=lambda h: (-h.max_value, h.title))
+
+
+def _alignment_path(stack: dict[str, Any]) -> list[tuple[int, int]]:
+    """The (row, column) matrix cells of the stack's layer map (suspect layer -> reference layer)."""
+    rows = {str(layer): i for i, layer in enumerate(stack.get("suspect_layers") or [])}
+    cols = {layer: j for j, layer in enumerate(stack.get("reference_layers") or [])}
+    layer_map = stack.get("layer_map") if isinstance(stack.get("layer_map"), dict) else {}
+    return [(rows[s], cols[r]) for s, r in layer_map.items() if s in rows and r in cols]
 
 
 def _weak_matches(weights: dict[str, Any]) -> list[WeakMatches]:
@@ -265,19 +316,82 @@ def _weak_matches(weights: dict[str, Any]) -> list[WeakMatches]:
     return out
 
 
-def _layer_rows(finding: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
+def _weight_finding(finding: dict[str, Any], anchor: str) -> WeightFinding:
+    """A weights finding's evidence block (plots are drawn later, only for HTML)."""
     layers = [row for row in (finding.get("statistics") or {}).get("per_layer", []) if isinstance(row, dict)]
-    columns: list[str] = []
-    for row in layers:
-        columns += [k for k, v in row.items() if k not in columns and not isinstance(v, (list, dict))]
-    return layers, columns
+    present = {k for row in layers for k, v in row.items() if not isinstance(v, (list, dict))}
+    keys = [k for k in LAYER_COLUMNS if k in present] + sorted(present - set(LAYER_COLUMNS))
+    columns = [(k, statistic_label(k, "weights")) for k in keys]
+    rows = [{k: statistic_value(k, row.get(k), "weights") for k in keys} for row in layers]
+    neuron = _neuron_layers(finding)
+    return WeightFinding(finding, anchor, finding_statements(finding), rows, columns,
+                         neuron_layers=sum((r.get("suspect_stack"), r.get("suspect_layer")) in neuron for r in layers))
+
+
+def _neuron_layers(finding: dict[str, Any]) -> set[tuple[str, int]]:
+    """(suspect stack, layer) of the layers whose evidence is neuron matching: their statistic is the median
+    correlation of the neurons paired, whose null is measured (docs/weights.md), not N(0, 1/sqrt(n))."""
+    stats = finding.get("statistics") or {}
+    stacks = {r.get("suspect_stack") for r in stats.get("per_layer", []) if isinstance(r, dict)}
+    out = set()
+    for m in stats.get("matched_tensors", []):
+        if isinstance(m, dict) and str(m.get("placement", "")).startswith(NEURON_PLACEMENT):
+            out.update((s, m.get("suspect_layer")) for s in stacks if str(m.get("suspect", "")).startswith(f"{s}."))
+    return out
+
+
+def _layer_curve(finding: dict[str, Any]) -> str:
+    """The per-layer chart of a weights finding: centred similarity over the null band, raw cosine lighter."""
+    layers = [row for row in (finding.get("statistics") or {}).get("per_layer", []) if isinstance(row, dict)]
+    if len(layers) < 2 or not all(isinstance(r.get("centred_similarity"), (int, float)) for r in layers):
+        return ""
+    # null sd of one tensor's centred similarity: 1/sqrt(entries per tensor) (a layer's n sums its tensors);
+    # none for neuron-matched layers, whose statistic has another (measured) null
+    neuron = _neuron_layers(finding)
+    sd = [math.nan if (r.get("suspect_stack"), r.get("suspect_layer")) in neuron else
+          (max(r.get("tensors") or 1, 1) / r["n"]) ** 0.5 if isinstance(r.get("n"), int) and r["n"] > 0 else 0.0
+          for r in layers]
+    raw = [r.get("raw_cosine") for r in layers] if any("raw_cosine" in r for r in layers) else None
+    stacks = {r.get("suspect_stack") for r in layers}
+    labels = [str(r.get("suspect_layer", "?")) if len(stacks) == 1 else f"{r.get('suspect_stack')}.{r.get('suspect_layer')}"
+              for r in layers]
+    return layer_evidence_svg([r["centred_similarity"] for r in layers], raw, sd, labels=labels,
+                              title=f"{finding['subject']} vs {finding['reference']['name']}: per layer",
+                              xlabel=f"subject layer ({', '.join(sorted(map(str, stacks)))})" if len(stacks) == 1
+                              else "subject layer")
+
+
+def _finding_heatmaps(finding: dict[str, Any], heatmaps: list[Heatmap]) -> list[Heatmap]:
+    """The aligned stacks a weights finding rests on: same reference, stacks named in its per-layer rows."""
+    stacks = {(r.get("suspect_stack"), r.get("reference_stack"))
+              for r in (finding.get("statistics") or {}).get("per_layer", []) if isinstance(r, dict)}
+    return [h for h in heatmaps if h.reference == finding["reference"]["name"]
+            and (h.suspect_stack, h.reference_stack) in stacks]
+
+
+def _rule_links(rules: list[dict[str, Any]], anchors: dict[str, str]) -> dict[str, list[RuleLink]]:
+    """For each finding, the rules that did not pass because of it (from the rule's issues, else its list)."""
+    out: dict[str, list[RuleLink]] = {}
+    for rule in rules:
+        rid = str(rule.get("id") or rule.get("rule") or rule.get("name") or "")
+        issues = [i for i in rule.get("issues", []) if isinstance(i, dict)]
+        pairs = [(i.get("finding"), str(i.get("status") or rule["outcome"]).upper()) for i in issues] if issues else \
+            [(fid, rule["outcome"]) for fid in rule.get("findings") or []]
+        for fid, outcome in pairs:
+            links = out.setdefault(str(fid), []) if fid is not None and outcome != "PASS" else None
+            if links is not None and all(link.rule != rid for link in links):
+                links.append(RuleLink(rid, outcome, anchors[rid]))
+    return out
 
 
 def _tokenizer_comparisons(tokenizer: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per reference tokenizer compared, values in their units (shares as percentages)."""
     rows = tokenizer.get("comparisons")
     if not isinstance(rows, list):
         return []
-    return [{key: dotted(row, key) for key in TOKENIZER_COLUMNS} for row in rows if isinstance(row, dict)]
+    return [{key: (str(dotted(row, key)) if key in ("reference", "verdict")
+                   else statistic_value(key, dotted(row, key), "tokenizer")) for key in TOKENIZER_COLUMNS}
+            for row in rows if isinstance(row, dict)]
 
 
 def flat_statistics(stats: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -311,13 +425,17 @@ def _code_matches(code: dict[str, Any]) -> list[CodeMatch]:
                 regions.append(CodeRegion(i, g.get("tokens"), _code_lines(g.get("subject_text"), s_lines[0]),
                                           _code_lines(g.get("reference_text"), r_lines[0])))
             subject = m.get("subject") or f"{m.get('subject_path', f.get('path', '?'))}::{m.get('subject_qualname', '?')}"
-            stats = [(k, m[k]) for k in ("similarity", "subject_coverage", "matched_tokens", "evidence_tokens",
-                                         "lexical_identity", "subject_lines", "reference_lines") if k in m]
+            stats = [(statistic_label(k, "code"), fmt_lines(m[k]) if k.endswith("_lines") else statistic_value(k, m[k], "code"))
+                     for k in ("similarity", "subject_coverage", "matched_tokens", "evidence_tokens",
+                               "lexical_identity", "subject_lines", "reference_lines") if k in m]
             out.append(CodeMatch(
                 subject=str(subject), reference=str(m.get("reference", "?")),
                 reference_unit=f"{m.get('reference_path', '?')}::{m.get('reference_qualname', '?')}",
                 verdict=str(m.get("verdict", "")), statistics=stats,
                 rename_map=m.get("rename_map") if isinstance(m.get("rename_map"), dict) else {}, regions=regions,
+                reference_facts=describe_tags(m.get("reference_tags") if isinstance(m.get("reference_tags"), dict) else {}),
+                origin=str(m["origin"]) + describe_tags(m.get("origin_tags") if isinstance(m.get("origin_tags"), dict) else {})
+                if m.get("origin") and m.get("origin") != m.get("nearest") else "",
             ))
     return sorted(out, key=lambda c: (-VERDICT_WEIGHT.get(c.verdict, 1), c.subject))
 
@@ -364,44 +482,56 @@ def _shell_quote(text: str) -> str:
 def build_view(report: dict[str, Any], *, with_plots: bool = True) -> ReportView:
     """Everything the HTML and Markdown templates show, in reading order."""
     findings = sorted(report.get("findings", []), key=_severity)
+    anchors = {f["id"]: f"evidence-{i}" for i, f in enumerate(findings, 1)}
     details = report.get("details") or {}
     weights_details = details.get("weights") or {}
     tokenizer_details = details.get("tokenizer") or {}
     code_details = details.get("code") or {}
-    weight_findings = [WeightFinding(f, *_layer_rows(f)) for f in findings if f["kind"] == "weights"]
-    heatmaps = _heatmaps(weights_details)
-    omitted = max(0, len(heatmaps) - MAX_HEATMAPS)
-    heatmaps = heatmaps[:MAX_HEATMAPS]
+    weight_findings = [_weight_finding(f, anchors[f["id"]]) for f in findings if f["kind"] == "weights"]
+    heatmaps = _heatmaps(weights_details)  # strongest first: at most MAX_HEATMAPS are drawn
+    omitted, heatmaps = max(0, len(heatmaps) - MAX_HEATMAPS), heatmaps[:MAX_HEATMAPS]
+    for w in weight_findings:
+        w.heatmaps = _finding_heatmaps(w.finding, heatmaps)
+    claimed = {id(h) for w in weight_findings for h in w.heatmaps}
+    others = [h for h in heatmaps if id(h) not in claimed]
     if with_plots:
-        matrices = {(e.get("reference"), st.get("suspect_stack"), st.get("reference_stack")): st["block_similarity"]
-                    for e in weights_details.get("references", []) for st in e.get("stacks", [])
-                    if isinstance(st, dict) and _is_matrix(st.get("block_similarity"))}
         for h in heatmaps:
-            h.svg = heatmap_svg(matrices[(h.reference, h.suspect_stack, h.reference_stack)],
-                                title=f"{h.title}: centred similarity", xlabel=f"{h.reference} {h.reference_stack} layer",
-                                ylabel=f"{h.suspect_stack} layer")
+            h.svg = _heatmap(h)
         for w in weight_findings:
-            curves = {k: [row.get(k) for row in w.layers] for k in ("centred_similarity", "raw_cosine") if k in w.columns}
-            if curves and len(w.layers) >= 2:
-                w.curve_svg = layer_curve_svg(curves, title=f"{w.finding['subject']} vs {w.finding['reference']['name']}",
-                                              xlabel="matched layer (in order)")
+            w.curve_svg = _layer_curve(w.finding)
+    code_matches = _code_matches(code_details)
+    for f in findings:
+        match = next((m for m in code_matches if f["kind"] == "code" and m.anchor is None and m.subject == f["subject"]
+                      and m.reference == f["reference"]["name"]), None)
+        if match is not None:
+            match.anchor = anchors[f["id"]]
     policy = report.get("policy") or {}
     rules = [dict(r, outcome=rule_outcome(r)) for r in policy.get("rules", []) if isinstance(r, dict)]
     rules.sort(key=lambda r: -OUTCOMES.index(r["outcome"]) if r["outcome"] in OUTCOMES else 0)  # worst first, stable
+    for i, rule in enumerate(rules, 1):
+        rule["anchor"] = f"rule-{i}"
+    rule_anchors = {str(r.get("id") or r.get("rule") or r.get("name") or ""): r["anchor"] for r in rules}
     extra = {name: flat_statistics(value) for name, value in sorted(details.items())
              if name not in ("weights", "tokenizer", "code") and isinstance(value, dict)}
     return ReportView(
         title=f"Provenance report: {report['subject']['path']}",
         summary=_summary(report, findings), report=report, findings=findings,
-        key_statistics={f["id"]: _key_statistics(f) for f in findings},
-        components=_components(weights_details), weight_findings=weight_findings, heatmaps=heatmaps,
-        heatmaps_omitted=omitted, weak_matches=_weak_matches(weights_details),
+        key_statistics={f["id"]: key_statistics(f) for f in findings}, evidence_anchor=anchors,
+        finding_rules=_rule_links(rules, rule_anchors), statements={f["id"]: finding_statements(f) for f in findings},
+        components=_components(weights_details, findings, anchors), independent=_independent(weights_details, findings),
+        weight_findings=weight_findings, heatmaps=others, heatmaps_omitted=omitted,
+        weak_matches=_weak_matches(weights_details),
         weights_other=flat_statistics(_without(weights_details, "components", "references")),
         tokenizer_findings=[f for f in findings if f["kind"] == "tokenizer"],
         tokenizer_comparisons=_tokenizer_comparisons(tokenizer_details),
         tokenizer_details=flat_statistics(_without(tokenizer_details, "comparisons")),
-        code_matches=_code_matches(code_details),
+        code_matches=code_matches,
         code_other=flat_statistics(_without(code_details, "files", "findings", "references", "subject_licenses")),
         obligations=_obligations(findings), policy_rules=rules, reproduce=reproduce_commands(report),
         extra_details=extra,
     )
+
+
+def _heatmap(h: Heatmap) -> str:
+    return heatmap_svg(h.matrix, title=f"{h.statistic}: {h.title}", xlabel=f"{h.reference} {h.reference_stack} layer",
+                       ylabel=f"{h.suspect_stack} layer", path=h.path)

@@ -15,7 +15,7 @@ from .cyclonedx import cyclonedx_json
 from .html import render_html
 from .jsonreport import report_dict, to_json, validate_report
 from .markdown import render_markdown
-from .sarif import has_code_results, sarif_json
+from .sarif import sarif_json
 from .spdx import spdx_json
 
 # format -> file name written by `write_reports`
@@ -52,16 +52,14 @@ def render(report: Any, fmt: str) -> str:
 def write_reports(report: Any, out_dir: str | os.PathLike[str], formats: Iterable[str] = DEFAULT_FORMATS) -> dict[str, Path]:
     """Validate, render every format in memory, then write them together; on any failure none is written.
 
-    SARIF is skipped when the report holds no code scan (it describes code findings only), and SPDX from
-    the default set when `spdx-python-model` is not installed. Returns the written paths by format.
+    SARIF is always written (a run without results when the report holds no code scan); SPDX is skipped
+    from the default set when `spdx-python-model` is not installed. Returns the written paths by format.
     """
     data = validate_report(report_dict(report), Path(out_dir) / FILE_NAMES["json"])
     wanted = list(dict.fromkeys(formats))
     unknown = [f for f in wanted if f not in FORMATS]
     if unknown:
         raise ProvenanceError(None, f"unknown report format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
-    if "sarif" in wanted and not has_code_results(data):
-        wanted.remove("sarif")
     if "spdx" in wanted and formats is DEFAULT_FORMATS and not spdx_available():
         wanted.remove("spdx")
     texts = {fmt: render(data, fmt) for fmt in wanted}

@@ -12,7 +12,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import spearmanr
 
 from modelprov.reader.tokenizer import Tokenizer, estimate_jaccard
 
@@ -135,6 +134,8 @@ def _merge_agreement(suspect: list[bytes], reference: list[bytes]) -> MergeAgree
     rho = None
     if len(pairs) >= 3:
         a, b = np.asarray(pairs, dtype=np.int64).T
+        from scipy.stats import spearmanr  # deferred: scipy.stats takes 1-3 s to import, which `--help` must not pay
+
         rho = float(spearmanr(a, b).statistic)
     k = min(TOP_MERGES, len(reference))
     top = len(set(suspect[:TOP_MERGES]) & set(reference[:TOP_MERGES])) / k if k else 0.0

@@ -5,12 +5,12 @@ similarity of every compatible (suspect tensor, placement, reference tensor) pai
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from modelprov.findings import Reference
+from modelprov.progress import SKETCHES, ProgressFn, report
 from modelprov.reader import SuspectReader
 
 from .fingerprint import WEAK_ROLES, ModelFingerprint, SketchSpec, TensorFingerprint
@@ -67,7 +67,7 @@ class Pair:
 
 def sketch_pairs(
     suspects: list[TensorFingerprint], reader: SuspectReader, bank: ReferenceBank,
-    *, progress: Callable[[int, int, str], None] | None = None,
+    *, progress: ProgressFn | None = None,
 ) -> list[Pair]:
     """Every compatible (suspect tensor, placement, reference tensor) pair and its sketch similarity.
 
@@ -79,7 +79,7 @@ def sketch_pairs(
 
 
 def _sketch_pairs(suspects: list[TensorFingerprint], reader: SuspectReader, bank: ReferenceBank,
-                  progress: Callable[[int, int, str], None] | None) -> list[Pair]:
+                  progress: ProgressFn | None) -> list[Pair]:
     pairs: list[Pair] = []
     total = sum(s.numel for s in suspects)
     done = 0
@@ -111,8 +111,7 @@ def _sketch_pairs(suspects: list[TensorFingerprint], reader: SuspectReader, bank
                 for row, r, c in zip(sel, rs, cs):
                     pairs.append(Pair(si, int(idx[row]), p, float(r), float(c), int(x.size)))
         done += s.numel
-        if progress:
-            progress(done, total, s.name)
+        report(progress, SKETCHES, done, total, s.name)
     return pairs
 
 

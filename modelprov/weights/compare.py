@@ -20,12 +20,13 @@ import numpy as np
 
 from modelprov._atomic import atomic_write
 from modelprov.findings import Reference
+from modelprov.progress import ProgressFn
 from modelprov.reader import SuspectReader, open_checkpoint
 
 from ._bank import ReferenceBank, sketch_pairs
 from .alignment import AlignmentCosts, describe_alignment
 from .fingerprint import (
-    WEAK_ROLES, ProgressFn, SketchSpec, fingerprint_checkpoint, gguf_qk_permutation, suspect_fingerprints,
+    WEAK_ROLES, SketchSpec, fingerprint_checkpoint, gguf_qk_permutation, suspect_fingerprints,
 )
 from .matchers.sketch import stack_matches
 from .placement import region_at, rounded_region_at

@@ -13,10 +13,11 @@ import hashlib
 import math
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import numpy as np
 
+from modelprov.progress import FINGERPRINTING, ProgressFn, report
 from modelprov.reader import Checkpoint, TensorInfo, view_shape
 
 from .naming import expert_index, infer_role, layer_index, layer_stack, top_level_component
@@ -28,8 +29,6 @@ _INTEGER_DTYPES = frozenset({"I64", "I32", "I16", "I8", "U64", "U32", "U16", "U8
 # Roles whose entries start near a constant: centred before comparison and never evidence on their own.
 WEAK_ROLES = frozenset({"norm_weight", "norm_bias", "bias", "type_embedding"})
 _CHUNK_ENTRIES = 1 << 24  # rows are read in blocks of about this many entries (64 MB as float32)
-
-ProgressFn = Callable[[int, int, str], None]
 
 
 @dataclass(frozen=True)
@@ -351,8 +350,7 @@ def fingerprint_checkpoint(
         tensors.append(fp)
         sketches[info.name] = sketch
         done += info.numel
-        if progress:
-            progress(done, total, info.name)
+        report(progress, FINGERPRINTING, done, total, info.name)
     source = {
         "format": ckpt.format,
         "quantisation": ckpt.quantisation,
@@ -402,8 +400,7 @@ def sampled_fingerprint(ckpt: Checkpoint, spec: SketchSpec | None = None, progre
         fp.sketch_shape = (len(rows), len(cols))
         tensors.append(fp)
         done += info.numel
-        if progress:
-            progress(done, total, info.name)
+        report(progress, FINGERPRINTING, done, total, info.name)
     source = {"format": ckpt.format, "quantisation": ckpt.quantisation, "gguf_qk_permutation_undone": False,
               "attention_heads": n_heads, "kv_heads": n_kv, "read": "sampled-rows",
               "statistics_estimated_tensors": estimated}

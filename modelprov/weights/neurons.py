@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import stats
-from scipy.optimize import linear_sum_assignment
 
 from .similarity import LOG10_P_FLOOR
 
@@ -36,6 +34,8 @@ NULL_HIT_RATE = 2e-3
 
 def rank_rows(vectors: np.ndarray) -> np.ndarray:
     """Rows replaced by their centred, unit-norm ranks: row dot products are then Spearman correlations."""
+    from scipy import stats  # deferred: scipy.stats takes 1-3 s to import, which `--help` must not pay
+
     ranks = stats.rankdata(np.asarray(vectors, dtype=np.float64), axis=1)
     ranks -= ranks.mean(axis=1, keepdims=True)
     norms = np.linalg.norm(ranks, axis=1, keepdims=True)
@@ -48,6 +48,8 @@ def hit_threshold(coordinates: int, candidates: int, alpha: float = ALPHA) -> fl
     if coordinates <= 3:
         return 1.0
     per_candidate = -math.expm1(math.log1p(-alpha) / max(candidates, 1))  # 1 − (1 − α)^(1/N)
+    from scipy import stats  # deferred: see rank_rows
+
     z = float(stats.norm.isf(per_candidate))
     return float(math.tanh(z / math.sqrt(coordinates - 3)))
 
@@ -56,6 +58,8 @@ def binomial_log10_p(hits: int, trials: int, alpha: float = ALPHA) -> float:
     """log10 P(at least `hits` of `trials` hit by chance), floored like every reported p-value."""
     if hits <= 0:
         return 0.0
+    from scipy import stats  # deferred: see rank_rows
+
     return max(LOG10_P_FLOOR, float(stats.binom.logsf(hits - 1, trials, alpha) / math.log(10)))
 
 
@@ -137,6 +141,8 @@ def match_neurons(reference: np.ndarray, reference_ids: np.ndarray, reference_co
     k, c = reference.shape
     n = suspect.shape[0]
     corr = reference @ suspect.T
+    from scipy.optimize import linear_sum_assignment  # deferred: scipy.optimize takes ~0.4 s to import
+
     rows, cols = linear_sum_assignment(corr, maximize=True)
     matched = np.full(k, -1, dtype=np.int64)
     r = np.zeros(k, dtype=np.float64)

@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import stats
-from scipy.optimize import linear_sum_assignment
 
 from modelprov.reader import SuspectReader
 
@@ -106,6 +104,8 @@ def fit_residual_map(suspect: np.ndarray, reference: np.ndarray, *, pairing: str
 def _signed_permutation(fit_s: np.ndarray, fit_r: np.ndarray) -> np.ndarray:
     """Hungarian matching of suspect to reference columns on |Pearson r|, keeping each match's sign."""
     c = _column_correlations(fit_s, fit_r)
+    from scipy.optimize import linear_sum_assignment  # deferred: scipy.optimize takes ~0.4 s to import
+
     rows, cols = linear_sum_assignment(-np.abs(c))
     q = np.zeros((fit_s.shape[1], fit_r.shape[1]))
     q[rows, cols] = np.sign(c[rows, cols]) + (c[rows, cols] == 0)
@@ -141,6 +141,8 @@ def _mean_test_log10_p(r: np.ndarray, tries: int) -> float:
     if sd == 0.0:
         return LOG10_P_FLOOR if mean > 0 else 0.0
     t = mean / (sd / math.sqrt(n))
+    from scipy import stats  # deferred: scipy.stats takes 1-3 s to import, which `--help` must not pay
+
     log_p = float(stats.t.logsf(t, df=n - 1) / math.log(10)) + math.log10(tries)
     return max(LOG10_P_FLOOR, min(0.0, log_p))
 

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 from modelprov.errors import NothingToScanError
 from modelprov.findings import Finding, Reference
+from modelprov.progress import ProgressFn
 from modelprov.reader import Checkpoint, SuspectReader
 
 from ._bank import ReferenceBank
@@ -20,7 +21,7 @@ from ._findings import (
 )
 from .alignment import AlignmentCosts
 from .evidence import Evidence, TensorMatch, WeightThresholds, merge_evidence
-from .fingerprint import WEAK_ROLES, ModelFingerprint, ProgressFn, suspect_fingerprints
+from .fingerprint import WEAK_ROLES, ModelFingerprint, suspect_fingerprints
 from .matchers import DEFAULT_MATCHERS, Matcher, MatchContext, ScanSession, SuspectModel
 from .matchers.base import TokensFn
 from .naming import VOCAB_ROLES

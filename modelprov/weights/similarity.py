@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
-from scipy import stats
 
 _R_CLIP = 1.0 - 1e-12
 # p-values are floored at 1e-300: the analytic null treats sampled entries as independent, which trained
@@ -68,6 +67,8 @@ def fisher_z(r: float, n: int) -> float:
 
 def log10_sf(z: float) -> float:
     """log10 of the one-sided normal tail P(Z ≥ z), accurate far into the tail, floored at `LOG10_P_FLOOR`."""
+    from scipy import stats  # deferred: scipy.stats takes 1-3 s to import, which `--help` must not pay
+
     return max(LOG10_P_FLOOR, float(stats.norm.logsf(z) / math.log(10)))
 
 
@@ -106,6 +107,8 @@ def fisher_combined_log10_p(log10_ps: Sequence[float]) -> float:
     if not log10_ps:
         return 0.0
     statistic = -2.0 * math.log(10) * float(np.sum(log10_ps))
+    from scipy import stats  # deferred: see log10_sf
+
     return max(LOG10_P_FLOOR, float(stats.chi2.logsf(statistic, 2 * len(log10_ps)) / math.log(10)))
 
 
@@ -116,4 +119,6 @@ def null_sd(n: int) -> float:
 
 def z_from_log10_p(log10_p: float) -> float:
     """The one-sided normal z whose tail probability is 10**log10_p (inverse of `log10_sf`)."""
+    from scipy import stats  # deferred: see log10_sf
+
     return float(stats.norm.isf(10.0 ** max(log10_p, LOG10_P_FLOOR)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import pytest
@@ -87,9 +88,15 @@ def test_malformed_index(cli, tmp_path, small_reference):
 def test_truncated_index_data(cli, tmp_path, small_reference):
     index = tmp_path / "index"
     assert cli.invoke(app, ["code", "index", "add", str(small_reference), "--name", "l", "--index", str(index)]).exit_code == 0
-    data = next(index.glob("l@*/tokens.npy"))
-    data.write_bytes(data.read_bytes()[:100])
+    data = next(index.glob("l@*/arrays.npz"))
+    whole = data.read_bytes()
+    data.write_bytes(whole[:100])
     assert "malformed code index data" in _one_line_error(
+        cli.invoke(app, ["code", "scan", str(small_reference), "--index", str(index)])
+    )
+    data.unlink()
+    os.mkfifo(data)  # a FIFO would block a reader forever: refused without being opened
+    assert "not a regular file" in _one_line_error(
         cli.invoke(app, ["code", "scan", str(small_reference), "--index", str(index)])
     )
 

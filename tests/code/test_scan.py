@@ -30,10 +30,13 @@ def test_original_functions_match_their_declared_origin(original):
     assert len(matches) >= 15
     rotate = matches["rotate_half"]
     assert rotate.verdict == "copied" and rotate.similarity == 1.0
-    # qwen2 is generated from llama via its modular file: the origin is llama's, the qwen2 copy is listed
-    assert (rotate.reference_path, rotate.reference_qualname) == ("models/llama/modeling_llama.py", "rotate_half")
-    assert f"{rotate.reference}:models/qwen2/modeling_qwen2.py::rotate_half" in rotate.also_matches
-    assert rotate.declared_chain[-1].endswith(":models/llama/modeling_llama.py::rotate_half")
+    # the nearest source is the file copied (qwen2's own, which is indexed); qwen2 is generated from llama
+    # via its modular file, so the canonical origin is llama's; the other copies are listed
+    assert (rotate.reference_path, rotate.reference_qualname) == ("models/qwen2/modeling_qwen2.py", "rotate_half")
+    assert rotate.origin == f"{rotate.reference}:models/llama/modeling_llama.py::rotate_half"
+    assert f"{rotate.reference}:models/mistral/modeling_mistral.py::rotate_half" in rotate.also_matches
+    assert rotate.declared_chain[0] == rotate.nearest and rotate.declared_chain[-1] == rotate.origin
+    assert original.files[0].sources[0].path == "models/qwen2/modeling_qwen2.py"
     attention = matches["Qwen2Attention.forward"]
     assert attention.verdict == "copied" and attention.regions
     region = attention.regions[0]

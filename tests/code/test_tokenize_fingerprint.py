@@ -11,7 +11,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelprov.code.fingerprint import DEFAULT_PARAMS, file_fingerprints, kgram_hashes, token_id, winnow
+from modelprov.code.fingerprint import DEFAULT_PARAMS, file_fingerprints, kgram_hashes, kgram_hashes_at, token_id, winnow
 from modelprov.code.tokenize import tokenize_file, tokenize_source
 
 PY = b'''
@@ -93,10 +93,12 @@ def test_file_fingerprints_stay_inside_units():
     assert hashes.shape == units.shape == positions.shape
     assert set(units.tolist()) <= set(range(len(tokens.units)))
     k = DEFAULT_PARAMS.k
+    grouped = np.argsort(tokens.unit_of, kind="stable")  # positions index the tokens grouped by unit
+    unit_of = tokens.unit_of[grouped]
     for unit, start in zip(units.tolist(), positions.tolist()):
-        members = np.flatnonzero(tokens.unit_of == unit)
-        assert start in members  # the k-gram starts in, and stays in, its unit
-        assert np.searchsorted(members, start) + k <= members.shape[0]
+        assert (unit_of[start : start + k] == unit).all()  # the k-gram starts in, and stays in, its unit
+    # an index stores only the positions: the hashes are recomputed from the tokens alone
+    assert np.array_equal(kgram_hashes_at(tokens.ids[grouped], positions, k), hashes)
 
 
 def test_cuda_and_cpp_units():

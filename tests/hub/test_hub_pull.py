@@ -73,7 +73,7 @@ def test_interrupted_pull_resumes_without_refetching(hub, tmp_path):
     client = HubClient(retry=RetryPolicy(max_retries=0, base_wait=0.01))
     calls = {"n": 0}
 
-    def stop_halfway(done: int, total: int, item: str) -> None:
+    def stop_halfway(stage: str, done: int, total: int, item: str) -> None:
         calls["n"] += 1
         if calls["n"] == 12:
             hub.state.fail_next = 10**6  # the Hub goes away

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from modelprov.cli.main import app
@@ -16,7 +17,18 @@ def test_scan_judges_and_writes_every_report(cli, minilm_dir: Path, tmp_path: Pa
     # all-MiniLM-L6-v2 is a US model in the shipped index: copied whole, so the sovereign policy fails
     assert result.exit_code == 1, result.stderr
     assert "overall: FAIL" in result.stdout
-    assert {p.name for p in out.iterdir()} >= {"report.json", "report.html", "report.md", "report.cdx.json"}
+    # one table per kind of evidence, each with its verdicts, then the bytes read
+    assert re.search(r"^weights$.*\(whole model\)\s+copied\s+all-MiniLM-L6-v2", result.stdout, re.S | re.M)
+    assert re.search(r"^tokenizer tokenizer\.json$.*bert-base-uncased\s+identical", result.stdout, re.S | re.M)
+    assert "code: not scanned" in result.stdout and "checkpoint bytes (" in result.stdout
+    # stderr is no terminal here: progress comes as plain lines, each stage from its start to 100%
+    lines = [re.match(r"modelprov: ([a-z ]+?) +(\d+)% after \d+\.\d s", line) for line in result.stderr.splitlines()]
+    assert all(lines), result.stderr
+    stages = list(dict.fromkeys(m[1] for m in lines))
+    assert stages == ["weights sketches", "confirming copies", "tokenizer"]  # --no-hash: no hashing stage
+    assert {m[1] for m in lines if m[2] == "100"} == set(stages)
+    assert {p.name for p in out.iterdir()} >= {"report.json", "report.html", "report.md", "report.cdx.json",
+                                               "report.sarif"}
     report = json.loads((out / "report.json").read_text())
     validate_report(report)
     kinds = {(f["kind"], f["verdict"], f["reference"]["name"]) for f in report["findings"]}

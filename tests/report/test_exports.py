@@ -8,7 +8,6 @@ import re
 
 import pytest
 
-from modelprov.errors import ProvenanceError
 from modelprov.report import (
     cyclonedx_json, render_markdown, sarif_json, spdx_json, to_cyclonedx, to_json, validate_cyclonedx,
 )
@@ -103,9 +102,16 @@ def test_sarif_from_a_saved_report_equals_the_code_scanners_own(report):
     assert run["results"][0]["locations"][0]["physicalLocation"]["region"] == {"startLine": 40, "endLine": 51}
 
 
-def test_sarif_needs_a_code_scan():
-    with pytest.raises(ProvenanceError, match="no code scan"):
-        sarif_json(build_report(code=False))
+def test_sarif_without_a_code_scan_is_a_valid_run_with_no_results():
+    from modelprov.code import validate_sarif
+
+    log = json.loads(sarif_json(build_report(code=False)))
+    validate_sarif(log)
+    (run,) = log["runs"]
+    assert run["results"] == [] and "no code was scanned" in run["properties"]["note"]
+    driver = run["tool"]["driver"]
+    assert driver["name"] == "modelprov-code" and driver["version"] and {r["id"] for r in driver["rules"]} == {
+        "PROV-CODE-COPIED", "PROV-CODE-DERIVED", "PROV-CODE-LICENSE"}
 
 
 # --- SPDX 3 ----------------------------------------------------------------------------------------------

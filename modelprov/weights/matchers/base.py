@@ -16,12 +16,13 @@ from functools import cached_property
 from typing import Any, Callable, Protocol, runtime_checkable
 
 from modelprov.findings import Reference
+from modelprov.progress import ProgressFn
 from modelprov.reader import Checkpoint, SuspectReader
 
 from .._bank import Pair, ReferenceBank, sketch_pairs
 from ..alignment import AlignmentCosts
 from ..evidence import Evidence, WeightThresholds
-from ..fingerprint import ModelFingerprint, ProgressFn, TensorFingerprint
+from ..fingerprint import ModelFingerprint, TensorFingerprint
 from ..residual import ResidualMap, residual_maps
 
 TokensFn = Callable[[], "dict[bytes, int] | None"]

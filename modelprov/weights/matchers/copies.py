@@ -8,6 +8,8 @@ within the rounding of its stored value (half a quantisation step, half an fp8 U
 
 from __future__ import annotations
 
+from modelprov.progress import CONFIRMING, report
+
 from ..evidence import Evidence, TensorMatch
 from ..fingerprint import TensorFingerprint, ValueDigests, digests_match
 from ..placement import prefix_sketch_rows, region_at, rounded_sketch_at
@@ -27,9 +29,9 @@ class CopyMatcher:
         by_name = {t.name: t for t in reference.fingerprint.tensors}
         dtype = {s.name: s.dtype for s in suspect.tensors}
         confirmed = []
-        for m in context.found.matches:
-            if m.located is None:  # neuron and anchor matches confirm their copies themselves
-                continue
+        located = [m for m in context.found.matches if m.located is not None]  # neuron/anchor matches check themselves
+        for done, m in enumerate(located, 1):
+            report(context.session.progress, CONFIRMING, done, len(located), f"{reference.reference.name}: {m.suspect}")
             rt = by_name[m.reference_tensor]
             exact = None
             near = m.similarity.centred >= th.exact_candidate or (m.weak and m.similarity.raw_cosine >= th.exact_candidate)

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from modelprov.progress import NEURONS, ProgressFn, report
 from modelprov.reader import SuspectReader
 
 from ..alignment import AlignmentCosts, StackMatch, align_layers
@@ -248,7 +249,7 @@ def _layer_scores(views: SuspectViews, facts: dict[str, TensorFingerprint], fami
 def robust_stack(
     reader: SuspectReader, suspects: list[TensorFingerprint], stack: str, fp: ModelFingerprint,
     refs: list[RefNeurons], maps: list[ResidualMap], costs: AlignmentCosts = AlignmentCosts(),
-    progress: Callable[[str], None] | None = None, probe_cache: dict[tuple, SuspectViews] | None = None,
+    progress: ProgressFn | None = None, probe_cache: dict[tuple, SuspectViews] | None = None,
 ) -> StackEvidence | None:
     """Neuron-match suspect stack `stack` against the reference's stacks (`refs`: its `reference_neurons`,
     ranked once per reference) under the best residual map.
@@ -306,8 +307,7 @@ def robust_stack(
         for j, lj in enumerate(ref_ids):
             if mat[i, j] >= _PROBE_MIN_SHARE:
                 candidates[(li, lj)] = _layer_evidence(rlayers[lj], views, facts, li)
-        if progress:
-            progress(f"{stack}.{li}")
+        report(progress, NEURONS, i + 1, len(layers), f"{stack}.{li}")
     mapping = align_layers(mat, costs)
     result.stack = StackMatch(stack, rname, layers, ref_ids, mat, mapping)
     for i, j in enumerate(mapping):
@@ -424,7 +424,7 @@ class NeuronMatcher:
             if any(width in s.shape for s in suspect.tensors if s.stack == stack):
                 maps.append(identity_map(width))
             ev = robust_stack(suspect.reader, suspect.tensors, stack, fp, refs, maps, context.costs,
-                              probe_cache=context.session.probe_cache)
+                              progress=context.session.progress, probe_cache=context.session.probe_cache)
             if ev is not None:
                 found.append(ev)
         context.neuron_hits = any(e.match.hits for st in found for e in st.evidence)
