@@ -169,10 +169,10 @@ def _storages(labels: Iterable[str | None]) -> list[str]:
 
 
 def _verdict_words(verdict: str, storage: list[str]) -> str:
-    """ "copied (stored as bf16) from" names the commonest rounding a copy was allowed; "output-aligned with"."""
+    """ "copied (stored as fp16) from" names the commonest rounding a copy was allowed; "output-aligned with"."""
     if verdict == "output-aligned":
         return "output-aligned with"
-    return f"{verdict} (stored as {storage[0]}) from" if verdict == "copied" and storage else f"{verdict} from"
+    return f"{verdict} ({storage[0]}) from" if verdict == "copied" and storage else f"{verdict} from"
 
 
 def dict_is_copy(m: dict) -> bool:
@@ -198,7 +198,7 @@ def _transformations(evidence: list[TensorMatch], stacks: list[StackMatch]) -> l
     rounded = [m for m in evidence if m.exact is None and m.is_copy]
     for label in _storages(m.storage for m in rounded):
         same = [m for m in rounded if m.storage == label]
-        out.append(f"stored as {label}: every sampled entry within its rounding of the reference ({len(same)} tensors)")
+        out.append(f"{label}: every sampled entry within its rounding of the reference ({len(same)} tensors)")
     for st in stacks:
         out.extend(describe_alignment(st.mapping))
     return list(dict.fromkeys(out))

@@ -44,13 +44,13 @@ class CopyCheck:
 
 
 def storage_label(dtype: str) -> str:
-    """How the suspect stores a tensor, in words a report can show."""
+    """How the suspect stores a tensor, in words a report can show ("stored as fp16", "quantised as Q4_1")."""
     if dtype in ("F32", "F64"):
-        return dtype.lower().replace("f", "float")
+        return f"stored as float{dtype[1:]}"
     if dtype in ("F16", "BF16"):
-        return {"F16": "fp16", "BF16": "bf16"}[dtype]
+        return f"stored as {({'F16': 'fp16', 'BF16': 'bf16'})[dtype]}"
     if dtype.startswith("F8_"):
-        return f"fp8 ({dtype[3:].lower()})"
+        return f"stored as fp8 ({dtype[3:].lower()})"
     return f"quantised as {dtype}"
 
 
@@ -74,7 +74,8 @@ def copy_check(suspect: Rounded, dtype: str, reference: np.ndarray, *,
     for via in _VIA.get(dtype, ()):
         rounded = float_rounding(suspect.values, via)
         widened = Rounded(suspect.values, suspect.below + rounded.below, suspect.above + rounded.above)
-        check = _compare(widened, reference, f"{label}, rounded through {storage_label(via)}", reference_storage)
+        check = _compare(widened, reference, f"{label}, rounded through {storage_label(via).removeprefix('stored as ')}",
+                         reference_storage)
         if check.copy:
             return check
     grid = grid_rounding(suspect.values)
