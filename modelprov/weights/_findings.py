@@ -175,6 +175,14 @@ def _verdict_words(verdict: str, storage: list[str]) -> str:
     return f"{verdict} ({storage[0]}) from" if verdict == "copied" and storage else f"{verdict} from"
 
 
+def dict_storage(m: dict) -> str | None:
+    """`TensorMatch.storage` of a match already written out with `to_dict`."""
+    if m.get("exact"):
+        return None if m["exact"] == "f32" else m["exact"]
+    copy = m.get("copy") or {}
+    return copy.get("storage") if dict_is_copy(m) else None
+
+
 def dict_is_copy(m: dict) -> bool:
     """`TensorMatch.is_copy` of a match already written out with `to_dict`."""
     copy = m.get("copy") or {}
@@ -243,8 +251,8 @@ def merge_whole_model(findings: list[Finding], strong_comps: dict[str, int], tot
         comps = sorted(f.subject for f in fs)
         verdicts = {f.verdict for f in fs}
         verdict = verdicts.pop() if len(verdicts) == 1 else "derived"  # copied or output-aligned only when all are
-        storage = _storages(s for f in fs for s in f.statistics.get("storage", [])) if verdict == "copied" else []
         evidence = [m for f in fs for m in f.statistics["matched_tensors"] if m["significant"] and not m["weak_evidence"]]
+        storage = _storages(dict_storage(m) for m in evidence if dict_is_copy(m)) if verdict == "copied" else []
         first = fs[0]
         merged_stats = dict(max(fs, key=lambda f: f.parameter_count or 0).statistics)
         centred = [m["centred"] for m in evidence]

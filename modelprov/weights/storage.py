@@ -54,34 +54,33 @@ def storage_label(dtype: str) -> str:
     return f"quantised as {dtype}"
 
 
-# A float-stored copy may have passed through a 16-bit float on its way (bf16 → fp16 is exact but for a few
-# subnormals): these are tried as its rounding too. Narrower formats (fp8) round too coarsely to tell a copy
-# from light training, unless they are the storage itself.
-_VIA = {"F64": ("BF16", "F16"), "F32": ("BF16", "F16"), "F16": ("BF16",), "BF16": ()}
+# A copy may have passed through a 16-bit float on its way to its storage (bf16 → fp16 is exact but for a few
+# subnormals; a bf16 model quantised to fp8 or int8 was rounded twice): those roundings are tried as well.
+# Narrower formats (fp8) round too coarsely to tell a copy from light training, unless they are the storage.
+_VIA = ("BF16", "F16")
 
 
 def copy_check(suspect: Rounded, dtype: str, reference: np.ndarray, *,
                reference_storage: str | None = _REFERENCE_STORAGE) -> CopyCheck:
     """Is a suspect block (values with its storage's rounding) the reference's, up to that rounding?
 
-    A float-stored block is also tried as rounded through bf16 or fp16 on the way, and as a dequantised grid;
-    the first storage that explains every entry is the one reported (the last tried, when none does).
+    The block is also tried as rounded through bf16 or fp16 first, and, when stored as floats, as a dequantised
+    grid; the first storage that explains every entry is the one reported (the last tried, when none does).
     """
     label = storage_label(dtype)
     check = _compare(suspect, reference, label, reference_storage)
-    if check.copy or dtype not in PLAIN_FLOATS:
-        return check
-    for via in _VIA.get(dtype, ()):
-        rounded = float_rounding(suspect.values, via)
+    for via in (v for v in _VIA if v != dtype and not (dtype == "BF16" and v == "F16")):
+        if check.copy:
+            return check
+        # the intermediate rounded the source, whose magnitude is the reference's: take the ULP at the larger
+        rounded = float_rounding(np.maximum(np.abs(suspect.values), np.abs(reference)).astype(np.float32), via)
         widened = Rounded(suspect.values, suspect.below + rounded.below, suspect.above + rounded.above)
         check = _compare(widened, reference, f"{label}, rounded through {storage_label(via).removeprefix('stored as ')}",
                          reference_storage)
-        if check.copy:
-            return check
+    if check.copy or dtype not in PLAIN_FLOATS:
+        return check
     grid = grid_rounding(suspect.values)
-    if grid is not None:
-        return _compare(grid, reference, f"{label} on a dequantised grid", reference_storage)
-    return check
+    return check if grid is None else _compare(grid, reference, f"{label} on a dequantised grid", reference_storage)
 
 
 def _compare(suspect: Rounded, reference: np.ndarray, storage: str, reference_storage: str | None) -> CopyCheck:

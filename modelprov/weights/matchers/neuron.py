@@ -17,7 +17,7 @@ output projection (o, down) holds them as columns.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -384,8 +384,11 @@ def neuron_copy(reader: SuspectReader, e: NeuronEvidence, rmap: ResidualMap, col
     pairing and a permuted residual stream are undone? None under a rotation (undone only approximately) or an
     unknown storage rounding."""
     g = rmap.gather(columns)
-    hits = np.flatnonzero(e.match.hit_mask)
-    if g is None or not len(hits):
+    # confident pairs only, as the arrangement is read: a reference neuron a pruned copy dropped still gets *a*
+    # partner, often above τ, and that partner is no copy of it
+    mask = e.match.hit_mask
+    hits = np.flatnonzero(mask & (e.match.correlations >= 0.8 * e.match.median_correlation))
+    if g is None or not len(hits) or 2 * len(hits) < mask.sum():
         return None
     src, sign = g
     neurons = e.match.suspect_ids[hits]
@@ -399,7 +402,18 @@ def neuron_copy(reader: SuspectReader, e: NeuronEvidence, rmap: ResidualMap, col
         if block is None:
             return None
         vectors = signed_columns(block.select((slice(None), neurons)).T, np.arange(len(src)), sign)
-    return copy_check(vectors, dtype, e.raw[hits])
+    check = copy_check(vectors, dtype, e.raw[hits])
+    dropped = e.match.reference_count - e.match.suspect_count
+    if check.copy or dropped <= 0:
+        return check
+    # pruned: up to the dropped share of the sampled reference neurons has no true partner; every other pair
+    # must still be a copy
+    ok = np.array([copy_check(vectors.select(slice(i, i + 1)), dtype, e.raw[hits[i: i + 1]]).copy
+                   for i in range(len(hits))])
+    if (~ok).sum() > len(e.match.reference_ids) * dropped / e.match.reference_count or not ok.any():
+        return check
+    kept = copy_check(vectors.select(np.flatnonzero(ok)), dtype, e.raw[hits[ok]])
+    return replace(kept, storage=f"{kept.storage}; {int((~ok).sum())} paired neurons are ones the pruning dropped")
 
 
 class NeuronMatcher:
