@@ -12,7 +12,7 @@ from typing import Any, Literal
 FindingKind = Literal["weights", "tokenizer", "code", "architecture"]
 
 # Verdict words, per kind. Weights and code: how much of the reference is in the subject.
-WEIGHT_VERDICTS = ("copied", "derived", "independent")
+WEIGHT_VERDICTS = ("copied", "derived", "output-aligned", "independent")
 TOKENIZER_VERDICTS = ("identical", "extended", "pruned", "modified", "unrelated")
 CODE_VERDICTS = ("copied", "derived", "independent")
 

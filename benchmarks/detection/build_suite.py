@@ -12,6 +12,12 @@ build_seconds}:
 - `expected_component`: the prefix of the suspect's tensor names that holds the derived part
   ("" = the whole model); `null` for independent cases.
 - `expected_layers`: [[suspect_layer, source_layer], ...] for the derived layer stack; [] otherwise.
+- `relation`: what a correct scanner says of the case and its reference: "copied" (equal to the reference after
+  undoing layout — renames, transposes, fusion, llama.cpp q/k order, permutations, depth changes, pruning — up
+  to the storage's own rounding), "derived" (changed beyond what storage explains: trained, noised, rotated),
+  "output-aligned" (trained only to imitate the reference's outputs; no weights reused) or "none".
+- `index` (optional): a case-specific reference index (relative path) holding its reference, for pairs of
+  independent models compared with each other; `reference` names that reference.
 """
 
 from __future__ import annotations
@@ -45,9 +51,12 @@ class Case:
     build: Callable[[Path, "Sources"], Path] = field(repr=False)
     expected_component: str | None = ""
     expected_layers: list[list[int]] = field(default_factory=list)
+    relation: str = ""  # "" → "derived" for derived cases, "none" for independent ones
+    reference: Callable[["Sources"], Path] | None = field(default=None, repr=False)  # a case-specific reference
 
     def record(self, path: Path, seconds: float, root: Path) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k != "build"}
+        out = {k: v for k, v in asdict(self).items() if k not in ("build", "reference")}
+        out["relation"] = self.relation or ("derived" if self.derived else "none")
         if not self.derived:
             out["expected_component"] = None
         out["path"] = str(path.relative_to(root))
@@ -181,12 +190,31 @@ def _smollm2_bf16(src: Sources) -> Path:
         tokenizer_from=src.smollm2))
 
 
+def _small_llama_trained(seed: int, steps: int, buffers: bool = False) -> Callable[[Sources], Path]:
+    """A small Llama trained from scratch on the suite's text (optionally with the rotary buffers older Hugging
+    Face checkpoints ship), cached: both sides of an independent pair."""
+    def build(src: Sources) -> Path:
+        def make(p: Path) -> Path:
+            trained = derive.train_from_scratch(_small_llama_config_dir(src), p, seed=seed, steps=steps)
+            if buffers:
+                sd, config = derive.load_checkpoint(trained)
+                derive.save_checkpoint(derive.add_rotary_buffers(sd, config), config, p, tokenizer_from=trained)
+            return p
+        return src.cached(f"small_llama_seed{seed}_steps{steps}{'_buffers' if buffers else ''}", make)
+    return build
+
+
+def _minilm_trained_long(seed: int, steps: int) -> Callable[[Sources], Path]:
+    return lambda src: src.cached(f"minilm_arch_trained_seed{seed}_steps{steps}",
+                                  lambda p: derive.train_bert_from_scratch(src.minilm, p, seed=seed, steps=steps))
+
+
 def cases() -> list[Case]:
     """Every case of the suite, in build order."""
     mini_all = _identity(MINILM_LAYERS)
     smol_all = _identity(SMOLLM2_LAYERS)
     bf16 = lambda sd: derive.cast(sd, "bfloat16")  # noqa: E731
-    return [
+    out = [
         # ---- derived from MiniLM
         Case("minilm_finetuned", "minilm", True, ["finetune_mlm(steps=40, lr=2e-4)"],
              lambda out, src: derive.finetune_bert(src.minilm, out, steps=40, seed=0),
@@ -308,12 +336,59 @@ def cases() -> list[Case]:
              lambda out, src: derive.composite(
                  src.cached("minilm_arch_fresh_seed8", lambda p: derive.fresh_init(src.minilm, p, seed=8)),
                  _minilm_trained(3)(src), out), None),
+        # ---- a copy stored another way (issue 15): GGUF q/k row order, Conv1D layout, fused, bf16 then fp16
+        Case("smollm2_conv1d_fused_fp16", "smollm2", True,
+             ["rope_permute_qk (llama.cpp row order)", "fuse_qkv", "fuse_gate_up", "transpose_linear", "cast(bfloat16)",
+              "cast(float16)"],
+             _sd_case(_smollm2, lambda sd, c: derive.cast(derive.cast(derive.transpose_linear(derive.fuse_gate_up(
+                 derive.fuse_qkv(derive.rope_permute_qk(sd, c)))), "bfloat16"), "float16")), "", smol_all),
+        # ---- imitation: trained only to match MiniLM's hidden states; no weight copied
+        Case("minilm_distilled", "minilm", False,
+             ["distill(fresh seed=31, steps=150, MSE on every layer's hidden states, random tokens)"],
+             lambda out, src: derive.distill(src.minilm, out, seed=31, steps=150), None, relation="output-aligned"),
+        # ---- independent pairs compared with each other (the reference is the other model of the pair)
+        Case("small_llama_buffers_seed7", "small_llama_buffers_seed6", False,
+             ["train_from_scratch(seed=7, steps=40)", "add_rotary_buffers"],
+             _copy_case(_small_llama_trained(7, 40, buffers=True)), None,
+             reference=_small_llama_trained(6, 40, buffers=True)),
+        Case("small_llama_long_seed9", "small_llama_long_seed8", False, ["train_from_scratch(seed=9, steps=400)"],
+             _copy_case(_small_llama_trained(9, 400)), None, reference=_small_llama_trained(8, 400)),
+        Case("minilm_arch_long_seed11", "minilm_arch_long_seed10", False, ["train_from_scratch(seed=11, steps=300)"],
+             _copy_case(_minilm_trained_long(11, 300)), None, reference=_minilm_trained_long(10, 300)),
     ]
+    for case in out:
+        if case.case in COPIED:
+            case.relation = "copied"
+    return out
+
+
+# Derived cases whose weights are the reference's once layout is undone, up to the storage's rounding.
+COPIED = frozenset({
+    "minilm_llama_names", "minilm_megatron_fused_transposed_bf16", "minilm_fp8_resharded", "minilm_gguf_q8_0",
+    "minilm_gguf_q4_1", "minilm_gguf_q6_k", "minilm_permuted", "minilm_depth_upscaled", "minilm_pruned",
+    "minilm_vocab_extended_int8", "minilm_vocab_reduced", "minilm_int8_compressed", "composite_minilm_vision_tower",
+    "composite_minilm_vision_subfolders", "smollm2_bf16_megatron_fused", "smollm2_permuted", "smollm2_solar_upscaled",
+    "smollm2_pruned", "smollm2_vocab_extended", "smollm2_gptq_int4", "smollm2_awq_int4", "smollm2_fp8_block",
+    "smollm2_gguf_q4_0", "smollm2_gguf_q4_k", "composite_smollm2_language_model", "smollm2_conv1d_fused_fp16",
+})
 
 
 def _fresh_bf16(config_dir: Path, out: Path, seed: int) -> Path:
     sd, config = derive.load_checkpoint(derive.fresh_init(config_dir, out, seed))
     return derive.save_checkpoint(derive.cast(sd, "bfloat16"), config, out, tokenizer_from=config_dir)
+
+
+def _pair_reference(case: Case, src: Sources, root: Path) -> dict[str, str]:
+    """Build (once) the index holding the other model of an independent pair, with the library's own `add`."""
+    from modelprov.findings import Reference
+    from modelprov.index import ReferenceIndex, add_checkpoint
+
+    assert case.reference is not None
+    path = case.reference(src)
+    index = root / "_indexes" / case.source_reference
+    if not (index / "index.json").is_file():
+        add_checkpoint(ReferenceIndex.create(index), path, Reference(name=case.source_reference))
+    return {"name": case.source_reference, "path": str(path), "index": str(index.relative_to(root))}
 
 
 def build_suite(out: Path = DEFAULT_OUT, only: set[str] | None = None, force: bool = False,
@@ -327,16 +402,17 @@ def build_suite(out: Path = DEFAULT_OUT, only: set[str] | None = None, force: bo
     if manifest_path.is_file():
         previous = {c["case"]: c for c in json.loads(manifest_path.read_text())["cases"]}
     records = []
+    extra_refs: dict[str, dict[str, str]] = {}
     for case in cases():
-        if only and case.case not in only:
-            if case.case in previous:
-                records.append(previous[case.case])
+        if case.reference is not None:  # an independent pair: the other model is indexed as the reference
+            extra_refs[case.source_reference] = _pair_reference(case, src, out)
+        cached = previous.get(case.case)
+        if (only and case.case not in only) or (cached and (out / case.case).exists() and not force):
+            if cached:  # the model is kept; its ground truth is today's definition of the case
+                log(f"{case.case}: cached")
+                records.append(case.record(out / cached["path"], cached.get("build_seconds", 0.0), out))
             continue
         path = out / case.case
-        if path.exists() and not force and case.case in previous:
-            log(f"{case.case}: cached")
-            records.append(previous[case.case])
-            continue
         started = time.perf_counter()
         built = case.build(path, src)
         seconds = time.perf_counter() - started
@@ -344,7 +420,8 @@ def build_suite(out: Path = DEFAULT_OUT, only: set[str] | None = None, force: bo
         records.append(case.record(built, seconds, out))
     references = {"minilm": {"name": "sentence-transformers/all-MiniLM-L6-v2", "path": str(src.minilm)},
                   "smollm2": {"name": "HuggingFaceTB/SmolLM2-135M-Instruct",
-                              "path": str(src.work / "smollm2_hf"), "gguf": str(src.smollm2_gguf)}}
+                              "path": str(src.work / "smollm2_hf"), "gguf": str(src.smollm2_gguf)},
+                  **extra_refs}
     manifest = {"schema": 1, "references": references, "cases": records}
     from modelprov._atomic import atomic_write
 

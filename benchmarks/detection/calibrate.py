@@ -60,13 +60,18 @@ class NullPair:
     n: int
 
 
+def is_null_case(case: dict[str, Any]) -> bool:
+    """An independent case of the null: not derived, and not trained to imitate a reference (output-aligned)."""
+    return not case["derived"] and case.get("relation", "none") == "none"
+
+
 def _seeds(case: dict[str, Any]) -> set[str]:
     return set(re.findall(r"seed=(\d+)", " ".join(case.get("transformations", []))))
 
 
 def independent_model_pairs(cases: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """Unordered pairs of independent cases that share no seed (a shared seed means shared weights)."""
-    ind = [c for c in cases if not c["derived"]]
+    ind = [c for c in cases if is_null_case(c)]
     return [(a, b) for i, a in enumerate(ind) for b in ind[i + 1:] if not _seeds(a) & _seeds(b)]
 
 
@@ -106,7 +111,7 @@ def collect(folder: Path, console: Console | None = None) -> list[NullPair]:
     suite = load_suite(folder)
     index_bank = ReferenceBank(ReferenceIndex.load(None).weight_references())
     out: list[NullPair] = []
-    for c in (c for c in suite["cases"] if not c["derived"]):
+    for c in (c for c in suite["cases"] if is_null_case(c)):
         got = null_pairs(folder / c["path"], index_bank, c["case"], "index")
         out += got
         if console:
@@ -137,7 +142,7 @@ def scan_scores(folder: Path, console: Console | None = None, *, pairwise: bool 
     from modelprov.index import ReferenceIndex, add_checkpoint
 
     suite = load_suite(folder)
-    independent = [c for c in suite["cases"] if not c["derived"]]
+    independent = [c for c in suite["cases"] if is_null_case(c)]
     rows = _scan_rows(folder, independent, None, "index", console)
     if pairwise:
         with tempfile.TemporaryDirectory(prefix="calibration-index-") as tmp:

@@ -50,11 +50,14 @@ __all__ = [
     "causal_lm_loss",
     "finetune_bert",
     "finetune_causal_lm",
+    "distill",
+    "add_rotary_buffers",
     "train_bert_from_scratch",
     "train_from_scratch",
     "small_llama_config",
     "llama_rope_permute",
     "llama_rope_unpermute",
+    "rope_permute_qk",
     "gguf_tensors",
     "gguf_to_hf_llama",
     "rename_keys",
@@ -504,6 +507,49 @@ def train_from_scratch(config_dir: PathLike, out_dir: PathLike, seed: int, steps
                          seq_len=seq_len, batch=batch, note=f"train_from_scratch steps={steps} seed={seed}")
 
 
+def distill(teacher_dir: PathLike, out_dir: PathLike, seed: int, steps: int = 150, lr: float = 1e-3, *,
+            seq_len: int = 64, batch: int = 8) -> Path:
+    """A student of the teacher's architecture, freshly initialised from `seed` and trained only to match the
+    teacher's hidden states after every layer (MSE) on random token sequences (a data-free distillation that
+    reaches the whole vocabulary): no teacher weight is copied; only its outputs are imitated."""
+    src = Path(teacher_dir)
+    sd, config = load_checkpoint(src)
+    teacher = build_model(config, {k: v.float() for k, v in sd.items()})
+    student = build_model(config, seed=seed)
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+
+    def hidden(model, b: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return (model if _is_bert(config) else model.model)(input_ids=b, output_hidden_states=True).hidden_states[1:]
+
+    def loss(b: torch.Tensor) -> torch.Tensor:
+        pairs = list(zip(hidden(student, b), hidden(teacher, b)))
+        return sum(torch.nn.functional.mse_loss(s, t) for s, t in pairs) / len(pairs)
+
+    gen = torch.Generator().manual_seed(seed)
+    vocab = int(config["vocab_size"])
+    blocks = torch.randint(min(1000, vocab // 4), vocab, (steps * batch, seq_len), generator=gen)
+    losses = _train(student, blocks, loss, steps, lr, batch, seed)
+    meta = {"derive": f"distill steps={steps} seed={seed} (every layer's hidden states, random tokens)",
+            "first_losses": json.dumps(losses[:5]), "last_losses": json.dumps(losses[-5:])}
+    return save_checkpoint(cast(_model_state_dict(student, config, keep_head=False), next(iter(sd.values())).dtype),
+                           config, out_dir, tokenizer_from=src, metadata=meta)
+
+
+def add_rotary_buffers(sd: StateDict, config: dict[str, Any]) -> StateDict:
+    """Each Llama layer's `self_attn.rotary_emb.inv_freq` buffer, as older Hugging Face checkpoints ship it: a
+    function of head_dim and rope_theta only, identical in every model of the configuration."""
+    head_dim = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
+    theta = float(config.get("rope_theta", 10000.0))
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+    out = dict(sd)
+    for name in sd:
+        m = re.match(r"(.*layers\.\d+\.self_attn)\.q_proj\.weight$", name)
+        if m:
+            out[f"{m.group(1)}.rotary_emb.inv_freq"] = inv_freq.clone()
+    return out
+
+
 def finetune_causal_lm(src_dir: PathLike, out_dir: PathLike, steps: int = 10, lr: float = 5e-5, seed: int = 0,
                        *, seq_len: int = 64, batch: int = 4, dtype: torch.dtype | None = None) -> Path:
     """Fine-tune a Llama checkpoint with next-token loss on real text (AdamW, real optimizer steps);
@@ -560,6 +606,18 @@ def llama_rope_permute(w: torch.Tensor, n_head: int) -> torch.Tensor:
     """llama.cpp's HF→GGUF row permutation of attn_q/attn_k (`LlamaModel.permute` in
     convert_hf_to_gguf.py): within each head, interleave the two rotary halves."""
     return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def rope_permute_qk(sd: StateDict, config: dict[str, Any]) -> StateDict:
+    """Every Llama layer's q_proj and k_proj rows in llama.cpp's rotary order (as a GGUF stores them), names kept."""
+    heads, kv = config["num_attention_heads"], config.get("num_key_value_heads", config["num_attention_heads"])
+    out = dict(sd)
+    for name, t in sd.items():
+        if name.endswith("self_attn.q_proj.weight"):
+            out[name] = llama_rope_permute(t, heads)
+        elif name.endswith("self_attn.k_proj.weight"):
+            out[name] = llama_rope_permute(t, kv)
+    return out
 
 
 def llama_rope_unpermute(w: torch.Tensor, n_head: int) -> torch.Tensor:

@@ -33,13 +33,15 @@ def command(a: str, b: str, json_out: str | None, heatmap: str | None) -> None:
     out = stdout()
     summary = result.to_dict()["summary"]
     med = summary["median_centred_similarity"]
-    out.print(Text(f"{summary['tensors_compared']} tensors of A matched in B, {summary['identical']} identical; "
-                   f"median centred similarity {med if med is None else round(med, 4)}; "
+    out.print(Text(f"{summary['tensors_compared']} tensors of A matched in B, {summary['identical']} identical, "
+                   f"{summary['copies_within_storage_rounding']} copies (identical or within the rounding of A's "
+                   f"storage); median centred similarity {med if med is None else round(med, 4)}; "
                    f"{summary['unmatched_a']} tensors of A without a counterpart"))
-    table = plain_table("A", "B", "placement", "centred", "raw cos.", "max |Δ|", title="per tensor",
+    table = plain_table("A", "B", "placement", "centred", "raw cos.", "max |Δ|", "copy", title="per tensor",
                         numbers=("centred", "raw cos.", "max |Δ|"))
     for t in result.tensors[:60]:
-        table.add_row(t.a, t.b, t.placement, f"{t.centred:.4f}", f"{t.raw_cosine:.4f}", f"{t.max_abs_difference:.2e}")
+        table.add_row(t.a, t.b, t.placement, f"{t.centred:.4f}", f"{t.raw_cosine:.4f}", f"{t.max_abs_difference:.2e}",
+                      t.copy or "-")
     out.print(table)
     if len(result.tensors) > 60:
         out.print(Text(f"… {len(result.tensors) - 60} more in --json"))

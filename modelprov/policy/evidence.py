@@ -62,6 +62,7 @@ class Relation(str, Enum):
     NEAR_COPY = "near-copy"  # weights between near_copy_similarity and copy_similarity
     DERIVED = "derived"  # initialised from or built on the reference, then changed
     UNCERTAIN = "uncertain"  # evidence in the grey zone: a human must look
+    OUTPUT_ALIGNED = "output-aligned"  # embedding basis aligned, no layer matches: distillation, no weights reused
     INDEPENDENT = "independent"
 
     @property
@@ -76,6 +77,7 @@ class Relation(str, Enum):
             Relation.NEAR_COPY: "nearly identical to",
             Relation.DERIVED: "derived from",
             Relation.UNCERTAIN: "possibly derived from",
+            Relation.OUTPUT_ALIGNED: "output-aligned with",
             Relation.INDEPENDENT: "independent of",
         }[self]
 
@@ -116,6 +118,8 @@ def _number(statistics: dict[str, Any], *keys: str) -> float | None:
 def relation(finding: Finding, thresholds: Thresholds) -> Relation:
     """Classify a finding under `thresholds`; unknown verdict words are UNCERTAIN, never independent."""
     verdict = finding.verdict.strip().lower()
+    if finding.kind == "weights" and verdict == "output-aligned":  # never escalated: the layers were tested
+        return Relation.OUTPUT_ALIGNED
     if finding.kind == "weights":
         similarity, log_p = centred_similarity(finding), log10_p_value(finding)
         if verdict == "copied" or (similarity is not None and similarity >= thresholds.copy_similarity):

@@ -103,6 +103,13 @@ def _ref(finding: Finding) -> str:
     return f"{ref.name} ({origin})" if origin else ref.name
 
 
+def _distilled(subject: str, finding: Finding) -> str:
+    """The REVIEW reason of an output-aligned finding: no weights were reused, outputs were imitated."""
+    return (f"{subject} is output-aligned with {_ref(finding)}: its embedding basis matches but no layer matrix "
+            f"does, as distillation from {finding.reference.name} leaves it; no weights reused, so no weight-reuse "
+            f"rule fails; whether distillation is allowed is for the programme{_with_evidence(finding)}")
+
+
 def _with_evidence(finding: Finding) -> str:
     evidence = describe_evidence(finding)
     return f" [{evidence}]" if evidence else ""
@@ -125,6 +132,8 @@ def foreign_base_model(ctx: Context) -> list[Issue]:
             why = "the home country is not configured" if ctx.home_country is None else "its country is unknown"
             issues.append(Issue(Status.REVIEW, f"backbone {f.subject} is {rel.phrase} {_ref(f)}; cannot tell "
                                                f"whether it is foreign: {why}{_with_evidence(f)}", f.id))
+        elif rel is Relation.OUTPUT_ALIGNED:
+            issues.append(Issue(Status.REVIEW, _distilled(f"backbone {f.subject}", f), f.id))
         elif rel is Relation.UNCERTAIN:
             issues.append(Issue(Status.REVIEW, f"backbone {f.subject} may derive from foreign {_ref(f)}: evidence "
                                                f"is ambiguous{_with_evidence(f)}", f.id))
@@ -143,6 +152,8 @@ def backbone_pretrained_by_bidder(ctx: Context) -> list[Issue]:
             continue
         if ctx.is_own(f.reference.org):
             issues.append(Issue(Status.PASS, f"backbone {f.subject} relates to {_ref(f)}, the bidder's own model", f.id))
+        elif rel is Relation.OUTPUT_ALIGNED:
+            issues.append(Issue(Status.REVIEW, _distilled(f"backbone {f.subject}", f), f.id))
         elif rel is Relation.UNCERTAIN:
             issues.append(Issue(Status.REVIEW, f"backbone {f.subject} may derive from {_ref(f)}: evidence is "
                                                f"ambiguous{_with_evidence(f)}", f.id))
@@ -163,15 +174,22 @@ def reused_weights_retrained(ctx: Context) -> list[Issue]:
     issues = []
     for f in ctx.weights(backbone=False):
         rel = ctx.relation(f)
-        if rel is Relation.COPY:
+        if rel is Relation.COPY and f.verdict == "copied":
             issues.append(Issue(Status.FAIL, f"{f.subject} matches {_ref(f)} at copy level: its weights were copied "
                                              f"or frozen, not re-initialised and trained{_with_evidence(f)}", f.id))
+        elif rel is Relation.COPY:  # the policy's similarity threshold, not a confirmed copy: say which
+            issues.append(Issue(Status.FAIL, f"{f.subject} matches {_ref(f)} at copy level under this policy's "
+                                             f"copy_similarity: its weights were reused with at most light training "
+                                             f"(the scanner found them {f.verdict}, not a frozen copy), not "
+                                             f"re-initialised{_with_evidence(f)}", f.id))
         elif rel is Relation.NEAR_COPY:
             issues.append(Issue(Status.REVIEW, f"{f.subject} is nearly identical to {_ref(f)}: copied and lightly "
                                                f"trained, or frozen with small changes{_with_evidence(f)}", f.id))
         elif rel is Relation.DERIVED:
             issues.append(Issue(derived_status, f"{f.subject} was initialised from {_ref(f)}'s weights and then "
                                                 f"trained, not re-initialised{_with_evidence(f)}", f.id))
+        elif rel is Relation.OUTPUT_ALIGNED:
+            issues.append(Issue(Status.REVIEW, _distilled(f.subject, f), f.id))
         elif rel is Relation.UNCERTAIN:
             issues.append(Issue(Status.REVIEW, f"{f.subject} may derive from {_ref(f)}: evidence is "
                                                f"ambiguous{_with_evidence(f)}", f.id))

@@ -8,12 +8,13 @@
 from ._base import CONFIG_NAMES, TOKENIZER_NAMES, Checkpoint, CheckpointFile, RowSelection, TensorInfo, view_shape
 from ._discovery import open_checkpoint
 from ._hub import open_hub_checkpoint
+from ._rounding import Rounded, float_rounding
 from ._suspect import SuspectReader
 from ._tensor_hashes import TensorDigest, hash_tensors
 from .tokenizer import CheckpointTokenizer, checkpoint_tokens
 
 __all__ = [
-    "CONFIG_NAMES", "Checkpoint", "CheckpointFile", "CheckpointTokenizer", "RowSelection", "SuspectReader",
+    "CONFIG_NAMES", "Checkpoint", "CheckpointFile", "CheckpointTokenizer", "Rounded", "RowSelection", "SuspectReader",
     "TOKENIZER_NAMES", "TensorDigest", "TensorInfo", "checkpoint_tokens", "hash_tensors", "open_checkpoint",
-    "open_hub_checkpoint", "view_shape",
+    "float_rounding", "open_hub_checkpoint", "view_shape",
 ]

@@ -9,6 +9,8 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from ._rounding import Rounded, float_rounding
+
 # Side files a checkpoint folder may hold beside its weights (chain of custody lists them).
 CONFIG_NAMES = ("config.json",)
 TOKENIZER_NAMES = (
@@ -101,6 +103,11 @@ class Checkpoint(ABC):
     @abstractmethod
     def files(self) -> list[CheckpointFile]:
         """Every file the checkpoint consists of (weights, index, config, tokenizer)."""
+
+    def read_rows_rounded(self, name: str, rows: RowSelection = None) -> Rounded | None:
+        """`read_rows` with each entry's rounding interval in its storage (half a float ULP, half a quantisation
+        step, unbounded past a clipping end code); None when this storage's rounding is not known."""
+        return float_rounding(self.read_rows(name, rows), self.tensor(name).dtype)
 
     def tensor(self, name: str) -> TensorInfo:
         for info in self.tensors():

@@ -17,7 +17,8 @@ import numpy as np
 
 from modelprov.errors import CheckpointError
 from ._base import CheckpointFile, RowSelection, TensorInfo
-from ._rows import read_row_runs
+from ._rounding import GGUF_BLOCK_ROUNDING, Rounded, gguf_rounding
+from ._rows import read_raw_rows, read_row_runs
 from ._table import TableCheckpoint
 
 _PLAIN = {"F32": "<f4", "F16": "<f2", "F64": "<f8", "I8": "i1", "I16": "<i2", "I32": "<i4", "I64": "<i8"}
@@ -75,6 +76,16 @@ class GgufCheckpoint(TableCheckpoint):
             out[...] = self._decode(raw, qtype, out.shape[0], row_bytes).reshape(out.shape)
 
         return read_row_runs(self._fd(info.file), info, rows, row_bytes, decode)
+
+    def read_rows_rounded(self, name: str, rows: RowSelection = None) -> Rounded | None:
+        info = self._infos[name]
+        qtype = self._qtypes[name]
+        if qtype.name not in GGUF_BLOCK_ROUNDING:  # plain floats by dtype; unknown grids give None
+            return super().read_rows_rounded(name, rows)
+        row_bytes = info.nbytes // info.rows if info.rows else 0
+        _, type_size = self._gguf.GGML_QUANT_SIZES[qtype]
+        raw = read_raw_rows(self._fd(info.file), info, rows, row_bytes)
+        return gguf_rounding(raw, qtype.name, type_size, raw.shape[0])
 
     def _decode(self, raw: bytes, qtype: Any, n_rows: int, row_bytes: int) -> np.ndarray:
         plain = _PLAIN.get(qtype.name)

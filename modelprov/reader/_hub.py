@@ -27,6 +27,7 @@ from . import _rows, _safetensors
 from ._base import CONFIG_NAMES, TOKENIZER_NAMES, CheckpointFile, RowSelection
 from ._dtypes import DTYPE_SIZES, to_float32
 from ._gguf import GgufCheckpoint
+from ._rounding import Rounded
 from ._table import TableCheckpoint
 
 HEADER_PROBE_BYTES = 100_000  # one GET covers the header of most files (huggingface_hub's own choice)
@@ -277,6 +278,15 @@ class HubGgufCheckpoint(TableCheckpoint):
             self._have = end
 
     def read_rows(self, name: str, rows: RowSelection = None) -> np.ndarray:
+        self._fetch_rows(name, rows)
+        return self._local.read_rows(name, rows)
+
+    def read_rows_rounded(self, name: str, rows: RowSelection = None) -> Rounded | None:
+        self._fetch_rows(name, rows)
+        return self._local.read_rows_rounded(name, rows)
+
+    def _fetch_rows(self, name: str, rows: RowSelection) -> None:
+        """Bring the byte spans of the selected rows into the local mirror."""
         info = self._infos[name]
         row_bytes = info.nbytes // info.rows if info.rows else 0
         runs, _ = _rows.row_runs(_rows.row_indices(rows, info.rows))
@@ -286,7 +296,6 @@ class HubGgufCheckpoint(TableCheckpoint):
             if span not in self._fetched and span[1] > self._have:
                 self._fill(*span)
                 self._fetched.add(span)
-        return self._local.read_rows(name, rows)
 
     def close(self) -> None:
         self._local.close()

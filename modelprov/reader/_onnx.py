@@ -24,6 +24,7 @@ from ._onnx_model import Node, OnnxModel, StoredTensor, parse_onnx
 from ._onnx_names import MATMUL_OPS, recover_names, use_of
 from ._onnx_quant import OnnxQuantised, find_onnx_quantised, summary
 from ._quantised import dominant_scheme
+from ._rounding import Rounded
 from ._rows import pread_exact, read_stored_rows, row_indices
 from ._table import TableCheckpoint
 
@@ -90,18 +91,33 @@ class OnnxCheckpoint(TableCheckpoint):
         }
 
     def read_rows(self, name: str, rows: RowSelection = None) -> np.ndarray:
-        stored_info, t, q = self._sources[name]
+        stored_info, _, q = self._sources[name]
+        out = self._stored_rows(name, rows)
+        if q is None:
+            return out
+        return q.dequantise(self._row_ids(stored_info, rows), out)
+
+    def read_rows_rounded(self, name: str, rows: RowSelection = None) -> Rounded | None:
+        stored_info, _, q = self._sources[name]
+        if q is None:
+            return super().read_rows_rounded(name, rows)
+        return q.rounded(self._row_ids(stored_info, rows), self._stored_rows(name, rows))
+
+    @staticmethod
+    def _row_ids(info: TensorInfo, rows: RowSelection) -> np.ndarray:
+        sel = row_indices(rows, info.rows)
+        return np.arange(sel.start, sel.stop) if isinstance(sel, slice) else np.asarray(sel, dtype=np.int64)
+
+    def _stored_rows(self, name: str, rows: RowSelection) -> np.ndarray:
+        """Selected rows of a tensor as stored (integer codes as float32 for a quantised one)."""
+        stored_info, t, _ = self._sources[name]
         if t.values is not None:
             sel = row_indices(rows, stored_info.rows)
             picked = t.values.reshape(stored_info.rows, stored_info.row_length)[sel]
             out = to_float32(np.ascontiguousarray(picked), str(t.dtype)).reshape(picked.shape)
         else:
             out = read_stored_rows(self._fd(t.file), stored_info, rows)
-        if q is None:
-            return out
-        sel = row_indices(rows, stored_info.rows)
-        idx = np.arange(sel.start, sel.stop) if isinstance(sel, slice) else np.asarray(sel, dtype=np.int64)
-        return q.dequantise(idx, out)
+        return out
 
     def _read_small(self, t: StoredTensor) -> np.ndarray:
         """A small tensor (scale, zero point) whole, as float32 in its dims."""

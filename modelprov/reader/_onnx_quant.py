@@ -24,6 +24,7 @@ import numpy as np
 
 from modelprov.errors import CheckpointError
 from ._onnx_model import Node, OnnxModel, StoredTensor
+from ._rounding import Rounded, affine_rounding, float_rounding
 
 _FLOAT_TYPES = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16 (Cast targets that dequantise)
 _QUANT_DTYPES = {"I8", "U8", "I16", "U16", "I32", "F8_E4M3", "F8_E5M2"}
@@ -59,6 +60,19 @@ class OnnxQuantised:
             q_rows -= _expand(self.zero, self.blocks, self.q.dims, rows)
         q_rows *= _expand(self.scale, self.blocks, self.q.dims, rows)
         return q_rows
+
+    def rounded(self, rows: np.ndarray, q_rows: np.ndarray) -> Rounded:
+        """The dequantised rows with each entry's rounding: half its scale step (open past the end codes); for
+        an fp8 code, half its ULP times the scale."""
+        scale = _expand(self.scale, self.blocks, self.q.dims, rows)
+        values = self.dequantise(rows, q_rows.copy())
+        if self.q.dtype in ("F8_E4M3", "F8_E5M2"):
+            half = float_rounding(q_rows, self.q.dtype).below * np.abs(scale)
+            return Rounded(values, half, half.copy())
+        bits = {"I8": 8, "U8": 8, "I16": 16, "U16": 16, "I32": 32}[self.q.dtype or ""]
+        signed = (self.q.dtype or "").startswith("I")
+        bottom, top = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+        return affine_rounding(values, scale, q_rows, top, bottom)
 
 
 def find_onnx_quantised(model: OnnxModel, read_small: ReadSmall) -> dict[str, OnnxQuantised]:

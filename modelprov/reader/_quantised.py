@@ -48,6 +48,7 @@ import numpy as np
 from modelprov.errors import CheckpointError
 from ._base import RowSelection, TensorInfo
 from ._dtypes import DTYPE_SIZES, numpy_dtype
+from ._rounding import Rounded, affine_rounding, float_rounding
 from ._rows import pread_exact, row_indices
 
 __all__ = ["QuantisedWeight", "find_quantised", "dominant_scheme", "quantization_config", "stored_reader",
@@ -100,6 +101,59 @@ class QuantisedWeight:
             return self._awq(idx, stored, as_float)
         return self._packed(idx, stored, as_float)
 
+    def read_rows_rounded(self, rows: RowSelection, stored: StoredReader, as_float: FloatReader) -> Rounded:
+        """`read_rows` with the rounding interval of every entry: half a step of its scale (unbounded past the
+        end codes, where a quantiser clips); for fp8, half an fp8 ULP of the code times its scale."""
+        out_features = self.info.shape[0]
+        sel = row_indices(rows, out_features)
+        idx = np.arange(sel.start, sel.stop) if isinstance(sel, slice) else np.asarray(sel, dtype=np.int64)
+        q, zero, scale = self._grid(rows, idx, stored, as_float)
+        values = (q - zero) * scale
+        if self.scheme.startswith("FP8"):
+            fp8 = float_rounding(q, "F8_E5M2" if "E5M2" in self.scheme else "F8_E4M3")
+            half = fp8.below * np.abs(scale)
+            return Rounded(values, half, half.copy())
+        bottom, top = (-128, 127) if self.scheme.startswith("INT8") and not self.scheme.endswith("PACKED") \
+            else (0, (1 << self.bits) - 1)
+        return affine_rounding(values, scale, q, top, bottom)
+
+    def _grid(self, rows: RowSelection, idx: np.ndarray, stored: StoredReader, as_float: FloatReader
+              ) -> tuple[np.ndarray, np.ndarray | float, np.ndarray]:
+        """Codes, zero points and scales of the selected rows, each expanded to (n, in): value = (q − zero) · scale."""
+        n_in = self.info.shape[1]
+        kind = self.scheme.split("_")[0]
+        if kind in ("FP8", "INT8") and not self.scheme.endswith("PACKED"):
+            q = as_float(self.parts["q"], rows)
+            scale = _whole(as_float, self.parts["scale"])
+            if self.block != (0, 0):
+                b0, b1 = self.block
+                s = scale.reshape(scale.shape[0], -1)[idx // b0]
+                return q, 0.0, np.repeat(s, b1, axis=1)[:, :n_in]
+            s = scale.reshape(-1)[:1].reshape(1, 1) if scale.size == 1 else scale.reshape(self.info.shape[0], -1)[idx]
+            zero: np.ndarray | float = 0.0
+            if "zero" in self.parts:
+                z = _whole(as_float, self.parts["zero"])
+                z = z.reshape(-1)[:1].reshape(1, 1) if z.size == 1 else z.reshape(self.info.shape[0], -1)[idx]
+                zero = _expand(z, q.shape)
+            return q, zero, _expand(s, q.shape)
+        if kind == "GPTQ":
+            g = self._g_idx(stored)
+            scales = _whole(as_float, self.parts["scale"])[:, idx]
+            zeros = _unpack_along_rows(_whole_stored(stored, self.parts["zero"]), self.bits)[:, idx]
+            q = self._gptq_codes(idx, stored)
+            return q, (zeros.astype(np.float32) + self.zero_offset)[g].T, scales[g].T
+        if kind == "AWQ":
+            scales = _whole(as_float, self.parts["scale"])[:, idx]
+            zeros = _awq_unpack(_whole_stored(stored, self.parts["zero"]))[:, idx].astype(np.float32)
+            g = np.arange(n_in) // self.group_size
+            return self._awq_codes(idx, stored), zeros[g].T, scales[g].T
+        n_out = self.info.shape[0]
+        q = self._packed_codes(idx, stored)
+        zero = float(1 << (self.bits - 1))
+        if "zero" in self.parts:
+            zero = zero + _expand(_whole(as_float, self.parts["zero"]).reshape(n_out, -1)[idx], q.shape)
+        return q, zero, _expand(_whole(as_float, self.parts["scale"]).reshape(n_out, -1)[idx], q.shape)
+
     # ---- scaled fp8 / int8 -------------------------------------------------------------------------
     def _scaled(self, rows: RowSelection, idx: np.ndarray, as_float: FloatReader) -> np.ndarray:
         w = as_float(self.parts["q"], rows)
@@ -125,13 +179,22 @@ class QuantisedWeight:
 
     # ---- GPTQ ---------------------------------------------------------------------------------------
     def _gptq(self, idx: np.ndarray, stored: StoredReader, as_float: FloatReader) -> np.ndarray:
-        n_in = self.info.shape[1]
-        per_word = 32 // self.bits
-        mask = (1 << self.bits) - 1
         scales = _whole(as_float, self.parts["scale"])[:, idx]  # (groups, n)
         zeros = _unpack_along_rows(_whole_stored(stored, self.parts["zero"]), self.bits)[:, idx]
         zeros = zeros.astype(np.float32) + self.zero_offset
-        g_idx = self._g_idx(stored)
+        g = self._g_idx(stored)
+        out = self._gptq_codes(idx, stored)  # (n, in): rows = output features
+        for lo in range(0, out.shape[1], _rows_per_chunk(self.parts["q"]) * (32 // self.bits)):
+            hi = min(out.shape[1], lo + _rows_per_chunk(self.parts["q"]) * (32 // self.bits))
+            gg = g[lo:hi]
+            out[:, lo:hi] = (out[:, lo:hi] - zeros[gg].T) * scales[gg].T
+        return out
+
+    def _gptq_codes(self, idx: np.ndarray, stored: StoredReader) -> np.ndarray:
+        """The integer codes of the selected output rows as float32 (n, in), unpacked chunk by chunk."""
+        n_in = self.info.shape[1]
+        per_word = 32 // self.bits
+        mask = (1 << self.bits) - 1
         shifts = (np.arange(per_word, dtype=np.uint32) * self.bits)
         q_info = self.parts["q"]
         out = np.empty((len(idx), n_in), dtype=np.float32)
@@ -140,10 +203,8 @@ class QuantisedWeight:
             count = min(step, q_info.shape[0] - first)
             packed = stored(q_info, first, count).view(np.uint32)[:, idx]  # (count, n)
             q = (packed[:, None, :] >> shifts[None, :, None]) & mask  # (count, per_word, n)
-            q = q.reshape(count * per_word, len(idx)).astype(np.float32)  # rows = input features
             lo = first * per_word
-            g = g_idx[lo: lo + count * per_word]
-            out[:, lo: lo + count * per_word] = ((q - zeros[g]) * scales[g]).T
+            out[:, lo: lo + count * per_word] = q.reshape(count * per_word, len(idx)).T
         return out
 
     def _g_idx(self, stored: StoredReader) -> np.ndarray:
@@ -160,9 +221,17 @@ class QuantisedWeight:
 
     # ---- AWQ ----------------------------------------------------------------------------------------
     def _awq(self, idx: np.ndarray, stored: StoredReader, as_float: FloatReader) -> np.ndarray:
-        n_in = self.info.shape[1]
         scales = _whole(as_float, self.parts["scale"])[:, idx]
         zeros = _awq_unpack(_whole_stored(stored, self.parts["zero"]))[:, idx].astype(np.float32)
+        out = self._awq_codes(idx, stored)
+        g = np.arange(out.shape[1]) // self.group_size
+        for lo in range(0, out.shape[1], self.group_size):
+            out[:, lo: lo + self.group_size] -= zeros[g[lo]][:, None]
+            out[:, lo: lo + self.group_size] *= scales[g[lo]][:, None]
+        return out
+
+    def _awq_codes(self, idx: np.ndarray, stored: StoredReader) -> np.ndarray:
+        n_in = self.info.shape[1]
         col = idx // 8
         shift = (np.asarray(AWQ_REVERSE_ORDER, dtype=np.uint32)[idx % 8] * 4)
         q_info = self.parts["q"]
@@ -171,26 +240,27 @@ class QuantisedWeight:
         for first in range(0, n_in, step):
             count = min(step, n_in - first)
             packed = stored(q_info, first, count).view(np.uint32)[:, col]  # (count, n)
-            q = ((packed >> shift[None, :]) & 0xF).astype(np.float32)
-            g = np.arange(first, first + count) // self.group_size
-            out[:, first: first + count] = ((q - zeros[g]) * scales[g]).T
+            out[:, first: first + count] = ((packed >> shift[None, :]) & 0xF).T
         return out
 
     # ---- compressed-tensors pack-quantized ----------------------------------------------------------
     def _packed(self, idx: np.ndarray, stored: StoredReader, as_float: FloatReader) -> np.ndarray:
-        n_out, n_in = self.info.shape
-        q_info = self.parts["q"]
-        out = np.empty((len(idx), n_in), dtype=np.float32)
-        runs = _row_chunks(idx, _rows_per_chunk(q_info))
-        for pos, (first, count, take) in runs:
-            packed = stored(q_info, first, count)[take]
-            q = _unpack_along_cols(packed, self.bits)[:, :n_in]
-            out[pos] = q.astype(np.float32) - (1 << (self.bits - 1))
+        n_out = self.info.shape[0]
+        out = self._packed_codes(idx, stored)
+        out -= 1 << (self.bits - 1)
         scale = _whole(as_float, self.parts["scale"]).reshape(n_out, -1)[idx]
         if "zero" in self.parts:
             z = _whole(as_float, self.parts["zero"]).reshape(n_out, -1)[idx]
             _add_columns(out, -z, self.group_size)
         _scale_columns(out, scale, self.group_size)
+        return out
+
+    def _packed_codes(self, idx: np.ndarray, stored: StoredReader) -> np.ndarray:
+        n_in = self.info.shape[1]
+        q_info = self.parts["q"]
+        out = np.empty((len(idx), n_in), dtype=np.float32)
+        for pos, (first, count, take) in _row_chunks(idx, _rows_per_chunk(q_info)):
+            out[pos] = _unpack_along_cols(stored(q_info, first, count)[take], self.bits)[:, :n_in]
         return out
 
 
@@ -226,6 +296,12 @@ def _row_chunks(idx: np.ndarray, step: int) -> list[tuple[np.ndarray, tuple[int,
         out.append((order[start:stop], (first, count, window - first)))
         start = stop
     return out
+
+
+def _expand(s: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Per-group (or per-tensor) values (n, groups) repeated over the inputs each group covers: (n, in)."""
+    width = math.ceil(shape[1] / s.shape[1])
+    return np.broadcast_to(np.repeat(s, width, axis=1)[:, : shape[1]], shape)
 
 
 def _scale_columns(w: np.ndarray, s: np.ndarray, width: int) -> None:

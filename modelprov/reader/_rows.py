@@ -65,6 +65,15 @@ def read_row_runs(fd: int, info: TensorInfo, rows: RowSelection, row_bytes: int,
     return block if inverse is None else block[inverse]
 
 
+def read_raw_rows(fd: int, info: TensorInfo, rows: RowSelection, row_bytes: int) -> np.ndarray:
+    """The stored bytes of selected rows, one row per line (n, row_bytes), in the order asked for."""
+    runs, inverse = row_runs(row_indices(rows, info.rows))
+    parts = [np.frombuffer(pread_exact(fd, info, info.byte_range[0] + first * row_bytes, count * row_bytes),
+                           dtype=np.uint8).reshape(count, row_bytes) for first, count in runs if count]
+    raw = np.concatenate(parts) if parts else np.empty((0, row_bytes), dtype=np.uint8)
+    return raw if inverse is None else raw[inverse]
+
+
 def read_stored_rows(fd: int, info: TensorInfo, rows: RowSelection) -> np.ndarray:
     """Selected rows of a tensor stored as plain little-endian values (safetensors, torch zip), as float32."""
     row_bytes = info.row_length * DTYPE_SIZES[info.dtype]

@@ -15,6 +15,7 @@ from modelprov.errors import CheckpointError
 from ._base import CheckpointFile, RowSelection, TensorInfo
 from ._dtypes import DTYPE_SIZES, to_float32
 from ._quantised import dominant_scheme, find_quantised, stored_reader
+from ._rounding import Rounded
 from ._rows import read_stored_rows
 from ._table import TableCheckpoint
 
@@ -69,6 +70,12 @@ class SafetensorsCheckpoint(TableCheckpoint):
         if quantised is not None:
             return quantised.read_rows(rows, stored_reader(self._fd), self._read_stored_rows)
         return self._read_stored_rows(self._infos[name], rows)
+
+    def read_rows_rounded(self, name: str, rows: RowSelection = None) -> Rounded | None:
+        quantised = self._quantised.get(name)
+        if quantised is not None:
+            return quantised.read_rows_rounded(rows, stored_reader(self._fd), self._read_stored_rows)
+        return super().read_rows_rounded(name, rows)
 
     def _read_stored_rows(self, info: TensorInfo, rows: RowSelection) -> np.ndarray:
         return read_stored_rows(self._fd(info.file), info, rows)

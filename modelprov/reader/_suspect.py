@@ -8,6 +8,7 @@ import numpy as np
 
 from ._base import Checkpoint, TensorInfo, view_shape
 from ._dtypes import DTYPE_SIZES
+from ._rounding import Rounded
 
 
 class SuspectReader:
@@ -36,6 +37,20 @@ class SuspectReader:
         else:
             out = self.ckpt.read_rows(info.name, rows).reshape(-1, width)
         self.bytes_read += int(out.shape[0] * width * _entry_bytes(info))
+        return out
+
+    def rounded_rows(self, name: str, rows: np.ndarray | slice | None = None) -> Rounded | None:
+        """`rows` with each entry's rounding interval in its storage (None when unknown), counted likewise."""
+        info = self._infos[name]
+        width = view_shape(info.shape)[1]
+        vector = len(info.shape) < 2  # one row here; the reader views it as a column
+        out = self.ckpt.read_rows_rounded(info.name, None if vector else rows)
+        if out is None:
+            return None
+        out = Rounded(*(a.reshape(-1, width) for a in (out.values, out.below, out.above)))
+        if vector and rows is not None and not isinstance(rows, slice):
+            out = out.select(np.asarray(rows))
+        self.bytes_read += int(out.values.shape[0] * width * _entry_bytes(info))
         return out
 
     def cached_rows(self, name: str, rows: np.ndarray) -> np.ndarray:

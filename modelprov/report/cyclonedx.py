@@ -20,6 +20,7 @@ SPEC_VERSION = "1.6"
 ANCESTOR_VERDICTS = {"weights": ("copied", "derived")}
 # Shared tokenizer, code or architecture: related, direction unknown (pedigree.variants, per the spec's wording).
 VARIANT_VERDICTS = {
+    "weights": ("output-aligned",),  # trained to match the reference's outputs: related, no weights reused
     "tokenizer": ("identical", "extended", "pruned", "modified"),
     "code": ("copied", "derived"),
     "architecture": ("copied", "derived"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 from typing import Any, Iterable
 
 import numpy as np
@@ -13,7 +14,7 @@ from modelprov.findings import Finding, Reference
 
 from ._bank import Pair, ReferenceBank
 from .alignment import StackMatch, describe_alignment
-from .evidence import TensorMatch, WeightThresholds
+from .evidence import Evidence, TensorMatch, WeightThresholds
 from .fingerprint import WEAK_ROLES, ModelFingerprint, TensorFingerprint
 from .matchers import NEURON_PLACEMENT
 from .naming import VOCAB_ROLES
@@ -91,7 +92,9 @@ def component_finding(
     n_params = sum(matched_params.values())
     evidence_params = sum(m.parameters for m in evidence)
     exact_params = sum(m.parameters for m in evidence if m.exact)
-    verdict = "copied" if evidence_params and exact_params / evidence_params >= th.copied_share else "derived"
+    copy_params = sum(m.parameters for m in evidence if m.is_copy)
+    verdict = "copied" if evidence_params and copy_params / evidence_params >= th.copied_share else "derived"
+    storage = _storages([m.storage for m in evidence if m.is_copy]) if verdict == "copied" else []
     # per-layer statistics from the alignment
     per_layer = []
     matched_layers: set[tuple[str, int]] = set()
@@ -125,11 +128,13 @@ def component_finding(
     share = n_params / total_params if total_params else 0.0
     median_c = float(np.median(centred))
     summary = (
-        f"{comp} {verdict} from {ref.name}: "
+        f"{comp} {_verdict_words(verdict, storage)} {ref.name}: "
         + (f"{len(matched_layers)}/{layers_total} blocks, " if layers_total else "")
         + f"{len(evidence)} tensors, median centred similarity {median_c:.4f} "
         f"(raw cosine {float(np.median(raw)):.4f}), {100 * share:.1f}% of all parameters"
         + (f", {exact_params / evidence_params:.0%} of matched parameters bit-identical" if exact_params else "")
+        + (f", {(copy_params - exact_params) / evidence_params:.0%} equal within their storage's rounding"
+           if copy_params > exact_params else "")
     )
     stats = {
         "centred_similarity": median_c,
@@ -146,10 +151,42 @@ def component_finding(
         "tensors_matched": len(evidence),
         "exact_tensors": sum(1 for m in evidence if m.exact),
         "exact_parameter_share": exact_params / evidence_params if evidence_params else 0.0,
+        "copy_parameter_share": copy_params / evidence_params if evidence_params else 0.0,
+        "storage": storage,
         "matched_tensors": [m.to_dict() for m in sorted(ms, key=lambda m: m.suspect)],
         "components": [comp],
     }
     return Finding("weights", verdict, ref, comp, summary, stats, n_params, share, [], transformations)
+
+
+def _storages(labels: Iterable[str | None]) -> list[str]:
+    """The storages copies were confirmed under, most frequent first ("bf16", "quantised as Q4_1"; exact: none)."""
+    counts: dict[str, int] = {}
+    for label in labels:
+        if label:
+            counts[label] = counts.get(label, 0) + 1
+    return sorted(counts, key=lambda k: -counts[k])
+
+
+def _verdict_words(verdict: str, storage: list[str]) -> str:
+    """ "copied (stored as fp16) from" names the commonest rounding a copy was allowed; "output-aligned with"."""
+    if verdict == "output-aligned":
+        return "output-aligned with"
+    return f"{verdict} ({storage[0]}) from" if verdict == "copied" and storage else f"{verdict} from"
+
+
+def dict_storage(m: dict) -> str | None:
+    """`TensorMatch.storage` of a match already written out with `to_dict`."""
+    if m.get("exact"):
+        return None if m["exact"] == "f32" else m["exact"]
+    copy = m.get("copy") or {}
+    return copy.get("storage") if dict_is_copy(m) else None
+
+
+def dict_is_copy(m: dict) -> bool:
+    """`TensorMatch.is_copy` of a match already written out with `to_dict`."""
+    copy = m.get("copy") or {}
+    return bool(m.get("exact")) or (copy.get("entries", 0) > 0 and copy.get("outside_rounding", 1) == 0)
 
 
 def _stack_of(name: str, stack: str) -> bool:
@@ -166,6 +203,10 @@ def _transformations(evidence: list[TensorMatch], stacks: list[StackMatch]) -> l
     casts = sorted({m.exact for m in evidence if m.exact and m.exact != "f32"})
     for c in casts:
         out.append(f"identical at {c} precision (dtype cast)")
+    rounded = [m for m in evidence if m.exact is None and m.is_copy]
+    for label in _storages(m.storage for m in rounded):
+        same = [m for m in rounded if m.storage == label]
+        out.append(f"{label}: every sampled entry within its rounding of the reference ({len(same)} tensors)")
     for st in stacks:
         out.extend(describe_alignment(st.mapping))
     return list(dict.fromkeys(out))
@@ -208,8 +249,10 @@ def merge_whole_model(findings: list[Finding], strong_comps: dict[str, int], tot
             out.extend(fs)
             continue
         comps = sorted(f.subject for f in fs)
-        verdict = "copied" if all(f.verdict == "copied" for f in fs) else "derived"
+        verdicts = {f.verdict for f in fs}
+        verdict = verdicts.pop() if len(verdicts) == 1 else "derived"  # copied or output-aligned only when all are
         evidence = [m for f in fs for m in f.statistics["matched_tensors"] if m["significant"] and not m["weak_evidence"]]
+        storage = _storages(dict_storage(m) for m in evidence if dict_is_copy(m)) if verdict == "copied" else []
         first = fs[0]
         merged_stats = dict(max(fs, key=lambda f: f.parameter_count or 0).statistics)
         centred = [m["centred"] for m in evidence]
@@ -222,6 +265,7 @@ def merge_whole_model(findings: list[Finding], strong_comps: dict[str, int], tot
         params = sum(f.parameter_count or 0 for f in fs) + sum(extra.values())
         subject = "(whole model)" if all_comps else " + ".join(comps)
         exact_params = sum(m["parameters"] for m in evidence if m["exact"])
+        copy_params = sum(m["parameters"] for m in evidence if dict_is_copy(m))
         evidence_params = sum(m["parameters"] for m in evidence)
         merged_stats.update({
             "centred_similarity": float(np.median(centred)),
@@ -235,13 +279,15 @@ def merge_whole_model(findings: list[Finding], strong_comps: dict[str, int], tot
             "tensors_matched": len(evidence),
             "exact_tensors": sum(f.statistics["exact_tensors"] for f in fs),
             "exact_parameter_share": exact_params / evidence_params if evidence_params else 0.0,
+            "copy_parameter_share": copy_params / evidence_params if evidence_params else 0.0,
+            "storage": storage,
             "matched_tensors": [m for f in fs for m in f.statistics["matched_tensors"]],
             "components": sorted(set(comps) | set(extra)),
             "component_verdicts": {f.subject: f.verdict for f in fs},
         })
         share = params / total if total else 0.0
         per_comp = ", ".join(f"{f.subject} {f.verdict}" for f in sorted(fs, key=lambda f: f.subject))
-        summary = (f"{subject} {verdict} from {ref_name} ({per_comp}): "
+        summary = (f"{subject} {_verdict_words(verdict, storage)} {ref_name} ({per_comp}): "
                    f"{merged_stats['layers_matched']}/{merged_stats['layers_total']} blocks, {len(evidence)} tensors, "
                    f"median centred similarity {merged_stats['centred_similarity']:.4f} "
                    f"(raw cosine {merged_stats['raw_cosine']:.4f}), {100 * share:.1f}% of all parameters")
@@ -249,3 +295,32 @@ def merge_whole_model(findings: list[Finding], strong_comps: dict[str, int], tot
         out.append(Finding("weights", verdict, first.reference, subject, summary, merged_stats, params, share,
                            [], transformations))
     return out
+
+
+def layers_tested(tensors: list[TensorFingerprint], found: Evidence, details: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per suspect layer stack, how it was compared with the reference: its layers, the best sketch block
+    similarity of any layer pair, and the neuron-matching probe's best hit share."""
+    layers: dict[str, set[int]] = {}
+    for t in tensors:
+        if t.stack is not None and t.layer is not None:
+            layers.setdefault(t.stack, set()).add(t.layer)
+    sketch = {st.suspect_stack: float(np.max(st.block_similarity, initial=0.0)) for st in found.stacks}
+    probe = {st["suspect_stack"]: st.get("probe_hit_share") for st in details.get("robust", {}).get("stacks", [])}
+    return [{"suspect_stack": name, "layers": len(ls), "best_block_similarity": round(sketch.get(name, 0.0), 4),
+             "neuron_probe_hit_share": probe.get(name)} for name, ls in sorted(layers.items())]
+
+
+def output_aligned(finding: Finding, tested: list[dict[str, Any]], th: WeightThresholds) -> Finding:
+    """Evidence only in the token embedding or output head while no layer matrix matches: the residual basis is
+    aligned with the reference's, as training to match its outputs (distillation) leaves it; no weights reused."""
+    stats = dict(finding.statistics)
+    layers = sum(t["layers"] for t in tested)
+    stats.update({"relation": "output-aligned", "layers_tested": tested,
+                  "relation_note": "evidence only in the embedding/unembedding basis; no layer matrix matches "
+                                   "(sketch and neuron tests negative): consistent with distillation from the "
+                                   "reference, no weights reused"})
+    summary = (f"{finding.subject} output-aligned with {finding.reference.name} (consistent with distillation from "
+               f"{finding.reference.name}; no weights reused): embedding centred similarity "
+               f"{stats['centred_similarity']:.4f} (null sd {stats['null_sd']:.4f}, n = {stats['n']:,}); no layer "
+               f"matrix matches ({layers} layers tested by sketches and neuron probes)")
+    return replace(finding, verdict="output-aligned", summary=summary, statistics=stats)

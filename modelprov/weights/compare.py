@@ -1,5 +1,8 @@
 """`compare A B`: exact pairwise comparison of two checkpoints (full read), per tensor and layer × layer.
 
+A tensor of A is a copy of B's when it is identical, or when every entry lies within the rounding of A's
+storage (a cast, a quantisation) of B's value: the same rule as the scan's copy confirmation.
+
 B plays the reference: it is fingerprinted in memory (full read, digests), A is matched against it with
 the scan's matcher, and every matched pair is then compared exactly on the full tensors (centred
 similarity, raw cosine, max |difference|). The layer × layer matrix is the sketch estimate the
@@ -26,8 +29,9 @@ from .fingerprint import (
     WEAK_ROLES, SketchSpec, fingerprint_checkpoint, gguf_qk_permutation, suspect_fingerprints,
 )
 from .matchers.sketch import stack_matches
-from .placement import region_at
+from .placement import region_at, rounded_region_at
 from .similarity import compare_arrays
+from .storage import copy_check
 
 
 @dataclass
@@ -45,6 +49,7 @@ class TensorComparison:
     log10_p: float
     max_abs_difference: float
     identical: bool
+    copy: str | None = None  # the storage whose rounding explains every difference ("bf16", "quantised as Q4_1")
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -67,6 +72,7 @@ class Comparison:
             "summary": {
                 "tensors_compared": len(self.tensors),
                 "identical": sum(t.identical for t in self.tensors),
+                "copies_within_storage_rounding": sum(t.copy is not None for t in self.tensors),
                 "median_centred_similarity": float(np.median(centred)) if centred else None,
                 "unmatched_a": len(self.unmatched_a),
             },
@@ -100,10 +106,13 @@ def compare(a: str | os.PathLike[str], b: str | os.PathLike[str], *, progress: P
             if fp_b.source.get("gguf_qk_permutation_undone") and rt.heads:
                 full_b = full_b[np.argsort(gguf_qk_permutation(rt.shape2d[0], rt.heads))]
             sim = compare_arrays(block_a, full_b)
+            identical = bool(np.array_equal(block_a, full_b))
+            rounded = None if identical else rounded_region_at(reader, suspects[si].name, rt.shape2d, p.placement)
+            check = None if rounded is None else copy_check(rounded, suspects[si].dtype, full_b, reference_storage=None)
             out.append(TensorComparison(
                 suspects[si].name, rt.name, rt.role, p.placement.describe(), sim.centred, sim.raw_cosine, sim.n,
                 sim.z, sim.log10_p, float(np.max(np.abs(block_a - full_b))) if block_a.size else 0.0,
-                bool(np.array_equal(block_a, full_b)),
+                identical, "exact" if identical else (check.storage if check is not None and check.copy else None),
             ))
         unmatched = [s.name for i, s in enumerate(suspects) if i not in best]
     stack_dicts = []

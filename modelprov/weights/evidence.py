@@ -13,6 +13,7 @@ from typing import Any
 from .alignment import StackMatch
 from .placement import Placement
 from .similarity import Similarity
+from .storage import CopyCheck
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,7 @@ class WeightThresholds:
     derived_similarity: float = 0.1  # median centred similarity of matched tensors; measured nulls stay < 0.03
     max_log10_p: float = -6.0  # after Bonferroni over the candidates a tensor was picked from
     exact_candidate: float = 0.9999  # sketch similarity at which the full tensor is read to compare digests
+    copy_candidate: float = 0.9  # sketch similarity at which sampled entries are checked against storage rounding
     copied_share: float = 0.9  # share of matched evidence parameters confirmed exact for "copied"
 
     def significant(self, sim: Similarity) -> bool:
@@ -48,6 +50,7 @@ class TensorMatch:
     weak: bool = False  # norm weights and biases: reported, never evidence
     significant: bool = False  # `WeightThresholds.significant` of the similarity
     located: Placement | None = field(default=None, compare=False)  # fixed placement, when the block can be read back
+    copy: CopyCheck | None = None  # sampled entries against the reference within the storages' rounding
 
     @property
     def key(self) -> tuple[str, str, int | None, int | None, str]:
@@ -58,9 +61,21 @@ class TensorMatch:
     def is_evidence(self) -> bool:
         return self.significant and not self.weak
 
-    def confirmed(self, exact: str) -> "TensorMatch":
-        """This match with its digests found equal at precision `exact`."""
-        return replace(self, exact=exact)
+    @property
+    def is_copy(self) -> bool:
+        """Bit-identical at some precision, or equal to the reference up to its storage's rounding."""
+        return self.exact is not None or (self.copy is not None and self.copy.copy)
+
+    @property
+    def storage(self) -> str | None:
+        """The rounding a copy was allowed ("bf16", "quantised as Q4_1", …); None for an exact copy or no copy."""
+        if self.exact is not None:
+            return None if self.exact == "f32" else self.exact
+        return self.copy.storage if self.copy is not None and self.copy.copy else None
+
+    def confirmed(self, exact: str | None = None, copy: CopyCheck | None = None) -> "TensorMatch":
+        """This match with its digests found equal at precision `exact`, or its copy check."""
+        return replace(self, exact=exact if exact is not None else self.exact, copy=copy if copy is not None else self.copy)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -68,6 +83,7 @@ class TensorMatch:
             "placement": self.placement, "suspect_layer": self.suspect_layer,
             "reference_layer": self.reference_layer, "parameters": self.parameters, "exact": self.exact,
             "weak_evidence": self.weak, "significant": self.significant, **self.similarity.to_dict(),
+            "copy": None if self.copy is None else self.copy.to_dict(),
         }
 
 

@@ -13,7 +13,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from modelprov.reader import SuspectReader
+from modelprov.reader import Rounded, SuspectReader
 
 from .fingerprint import SketchSpec, TensorFingerprint, gguf_qk_permutation, sketch_indices
 
@@ -89,14 +89,12 @@ def transposed_placements(suspect: TensorFingerprint, s2d: tuple[int, int], ref:
 
 
 def gguf_qk_placements(suspect: TensorFingerprint, s2d: tuple[int, int], ref: TensorFingerprint) -> Iterator[Placement]:
-    """q/k rows permuted by llama.cpp's converter (the reference is kept in Hugging Face order)."""
-    (m, w), (a, b) = s2d, ref.shape2d
-    if ref.role not in ("attn_q", "attn_k") or not ref.heads or w != b or m < a or a % (2 * ref.heads):
+    """q/k rows permuted by llama.cpp's converter (the reference is kept in Hugging Face order), stored as is
+    or transposed (a GGUF's tensors re-exported in Conv1D layout)."""
+    if ref.role not in ("attn_q", "attn_k") or not ref.heads or ref.shape2d[0] % (2 * ref.heads):
         return
-    if m > a and suspect.role not in _FUSED_ROLES:
-        return
-    for off in _offsets(m, a):
-        yield Placement(row_offset=off, row_map="gguf_qk", heads=ref.heads, ref_rows=a)
+    for p in (*direct_placements(suspect, s2d, ref), *transposed_placements(suspect, s2d, ref)):
+        yield Placement(p.transpose, p.row_offset, "gguf_qk", ref.heads, p.ref_rows)
 
 
 def prefix_placements(suspect: TensorFingerprint, s2d: tuple[int, int], ref: TensorFingerprint) -> Iterator[Placement]:
@@ -120,15 +118,33 @@ def prefix_sketch_rows(ref_shape2d: tuple[int, int], placement: Placement, spec:
     return sketch_indices(ref_shape2d, spec)[0] < placement.prefix_rows
 
 
-def sketch_at(reader: SuspectReader, name: str, ref_shape2d: tuple[int, int], placement: Placement,
-              spec: SketchSpec) -> np.ndarray:
-    """The suspect's entries at the reference sketch positions, in reference orientation."""
+def _sketch_positions(ref_shape2d: tuple[int, int], placement: Placement, spec: SketchSpec
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """The reference sketch rows and columns the suspect holds at this placement."""
     rows, cols = sketch_indices(ref_shape2d, spec)
     if placement.prefix_rows:  # only the sketch rows the pre-sliced table holds
         rows = rows[rows < placement.prefix_rows]
+    return rows, cols
+
+
+def sketch_at(reader: SuspectReader, name: str, ref_shape2d: tuple[int, int], placement: Placement,
+              spec: SketchSpec) -> np.ndarray:
+    """The suspect's entries at the reference sketch positions, in reference orientation."""
+    rows, cols = _sketch_positions(ref_shape2d, placement, spec)
     if placement.transpose:  # suspect rows are reference columns
         return reader.cached_rows(name, cols)[:, placement.suspect_rows(rows)].T
     return reader.cached_rows(name, placement.suspect_rows(rows))[:, cols]
+
+
+def rounded_sketch_at(reader: SuspectReader, name: str, ref_shape2d: tuple[int, int], placement: Placement,
+                      spec: SketchSpec) -> Rounded | None:
+    """`sketch_at` with each entry's rounding interval in the suspect's storage (None when unknown)."""
+    rows, cols = _sketch_positions(ref_shape2d, placement, spec)
+    if placement.transpose:
+        block = reader.rounded_rows(name, cols)
+        return None if block is None else block.select((slice(None), placement.suspect_rows(rows))).T
+    block = reader.rounded_rows(name, placement.suspect_rows(rows))
+    return None if block is None else block.select((slice(None), cols))
 
 
 def region_at(reader: SuspectReader, name: str, ref_shape2d: tuple[int, int], placement: Placement
@@ -136,11 +152,22 @@ def region_at(reader: SuspectReader, name: str, ref_shape2d: tuple[int, int], pl
     """The full block of the suspect that holds the reference, in reference layout, in row blocks."""
     a = placement.prefix_rows or ref_shape2d[0]
     if placement.transpose:
-        full = reader.rows(name).T
-        yield full[placement.row_offset: placement.row_offset + a]
+        yield reader.rows(name).T[placement.suspect_rows(np.arange(a))]
         return
     if placement.row_map:
         yield reader.rows(name, placement.suspect_rows(np.arange(a)))
         return
     for _, block in reader.row_blocks(name, placement.row_offset, placement.row_offset + a):
         yield block
+
+
+def rounded_region_at(reader: SuspectReader, name: str, ref_shape2d: tuple[int, int], placement: Placement
+                      ) -> Rounded | None:
+    """`region_at` as one block with each entry's rounding in the suspect's storage (None when unknown)."""
+    a = ref_shape2d[0]
+    if placement.transpose:
+        whole = reader.rounded_rows(name)
+        return None if whole is None else whole.T.select(placement.suspect_rows(np.arange(a)))
+    if placement.row_map:
+        return reader.rounded_rows(name, placement.suspect_rows(np.arange(a)))
+    return reader.rounded_rows(name, slice(placement.row_offset, placement.row_offset + a))

@@ -43,6 +43,8 @@ class ResidualMap:
     log10_p: float  # one-sided t-test of the held-out row correlations against 0, Bonferroni over methods tried
     pairing: str = "token"  # how anchor rows were paired: "token" (by string) or "id"
     candidates: dict[str, float] = field(default_factory=dict)  # held-out r of every method tried
+    anchor_pairs: tuple[str, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    # (reference embedding tensor, suspect rows, its anchor positions) the map was fitted on
 
     def gather(self, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """For a (signed) permutation: the suspect coordinate and sign behind each reference coordinate; None for a rotation."""
@@ -154,7 +156,7 @@ def residual_maps(reader: SuspectReader, suspects: list[TensorFingerprint], fp: 
         if s.role not in VOCAB_ROLES or len(s.shape) != 2:
             continue
         best: ResidualMap | None = None
-        for anchors in fp.anchors.values():
+        for tensor, anchors in fp.anchors.items():
             for pairing, (sus_ids, keep) in _pairings(anchors, tokens, s.shape[0]).items():
                 if len(sus_ids) < _MIN_ANCHOR_PAIRS:
                     continue
@@ -162,6 +164,7 @@ def residual_maps(reader: SuspectReader, suspects: list[TensorFingerprint], fp: 
                 fitted = fit_residual_map(rows, anchors.rows[keep], pairing=pairing)
                 if best is None or fitted.heldout_r > best.heldout_r:
                     best = fitted
+                    best.anchor_pairs = (tensor, sus_ids, keep)
         if best is not None:
             out[s.name] = best
     return out

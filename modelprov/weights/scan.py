@@ -7,7 +7,7 @@ the suspect rows each sketch needs are read, plus full tensors a matcher must co
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Sequence
 
 from modelprov.errors import NothingToScanError
@@ -16,12 +16,16 @@ from modelprov.progress import ProgressFn
 from modelprov.reader import Checkpoint, SuspectReader
 
 from ._bank import ReferenceBank
-from ._findings import component_finding, merge_whole_model, reference_score, structure_notes
+from ._findings import (
+    component_finding, layers_tested, merge_whole_model, output_aligned, reference_score, structure_notes,
+)
 from .alignment import AlignmentCosts
 from .evidence import Evidence, TensorMatch, WeightThresholds, merge_evidence
 from .fingerprint import WEAK_ROLES, ModelFingerprint, suspect_fingerprints
 from .matchers import DEFAULT_MATCHERS, Matcher, MatchContext, ScanSession, SuspectModel
 from .matchers.base import TokensFn
+from .naming import VOCAB_ROLES
+from .nonlearned import identical_nonlearned, reference_nonlearned, suspect_nonlearned
 
 
 @dataclass
@@ -44,11 +48,15 @@ def scan_weights(
     `tokens` returns the checkpoint's regular vocabulary (token bytes → id), asked for only if an embedding
     must be aligned by token string; the tokenizer scan may share the read.
     """
-    tensors = suspect_fingerprints(ckpt)
-    if not tensors:
+    every = suspect_fingerprints(ckpt)
+    if not every:
         raise NothingToScanError(ckpt.path, "checkpoint holds no floating-point tensors")
-    bank = ReferenceBank(list(references))
-    suspect = SuspectModel(ckpt, tensors, SuspectReader(ckpt), tokens or (lambda: None))
+    reader = SuspectReader(ckpt)
+    buffers = suspect_nonlearned(reader, every)  # never matched, never evidence
+    tensors = [t for t in every if t.name not in buffers]
+    references = list(references)
+    bank = ReferenceBank([(ref, _learned(fp)) for ref, fp in references])
+    suspect = SuspectModel(ckpt, tensors, reader, tokens or (lambda: None))
     session = ScanSession(suspect, bank, thresholds=thresholds, costs=costs, verify_exact=verify_exact,
                           progress=progress)
     pairs = session.pairs
@@ -56,16 +64,17 @@ def scan_weights(
     comp_params: dict[str, int] = {}
     comp_layers: dict[str, set[tuple[str, int]]] = {}
     strong_comps: dict[str, int] = {}  # components with weights that can be evidence, and their parameters
-    for s in tensors:
+    for s in every:
         comp_params[s.component] = comp_params.get(s.component, 0) + s.numel
         if s.stack is not None:
             comp_layers.setdefault(s.component, set()).add((s.stack, s.layer))
-        if s.role not in WEAK_ROLES:
+        if s.role not in WEAK_ROLES and s.name not in buffers:
             strong_comps[s.component] = strong_comps.get(s.component, 0) + s.numel
     total_params = sum(comp_params.values())
     weak_only: dict[str, dict[str, int]] = {}  # per reference: norm-only components and their matched parameters
     findings: list[Finding] = []
     per_reference: list[dict[str, Any]] = []
+    stack_of = {t.name: t.stack for t in tensors}
     for ref in session.references():
         context = MatchContext(session, ref)
         for matcher in matchers:
@@ -76,18 +85,26 @@ def scan_weights(
         for comp, extra in structure_notes(found.matches, tensors, bank, ref_pairs, ref.index, found.stacks,
                                            thresholds).items():
             notes.setdefault(comp, []).extend(extra)
-        per_reference.append(_reference_details(ref.reference.name, found, context, bank, ref_pairs, ref.index))
+        details = _reference_details(ref.reference.name, found, context, bank, ref_pairs, ref.index)
+        details["identical_non_learned"] = identical_nonlearned(reader, buffers, every, references[ref.index][1],
+                                                                ref.reference.name)
+        per_reference.append(details)
         by_comp: dict[str, list[TensorMatch]] = {}
         for m in found.matches:
             by_comp.setdefault(suspect.component_of[m.suspect], []).append(m)
         weak_only[ref.reference.name] = {
             comp: sum(m.parameters for m in ms if m.similarity.centred >= thresholds.derived_similarity)
             for comp, ms in by_comp.items() if comp not in strong_comps}
+        layer_evidence = any(m.is_evidence and stack_of[m.suspect] is not None for m in found.matches)
         for comp, ms in sorted(by_comp.items()):
             evidence = [m for m in ms if m.is_evidence]
-            if evidence:
-                findings.append(component_finding(ref.reference, comp, ms, evidence, found.stacks, comp_params,
-                                                  comp_layers, total_params, thresholds, notes.get(comp, [])))
+            if not evidence:
+                continue
+            finding = component_finding(ref.reference, comp, ms, evidence, found.stacks, comp_params, comp_layers,
+                                        total_params, thresholds, notes.get(comp, []))
+            if not layer_evidence and finding.verdict != "copied" and all(m.role in VOCAB_ROLES for m in evidence):
+                finding = output_aligned(finding, layers_tested(tensors, found, details), thresholds)
+            findings.append(finding)
     findings = merge_whole_model(findings, strong_comps, total_params, weak_only)
     closest = _closest_by_component(session)
     components = {
@@ -106,6 +123,7 @@ def scan_weights(
         "bytes": {"checkpoint": total_bytes, "read_for_sketches": sketch_bytes, "read_total": read,
                   "fraction_read": read / total_bytes if total_bytes else 0.0},
         "pairs_compared": len(pairs),
+        "non_learned": [b.to_dict() for b in buffers.values()],
     }
     parameters = {"sketch": bank.spec.to_dict(), "thresholds": thresholds.to_dict(),
                   "alignment": asdict(costs), "verify_exact": verify_exact,
@@ -114,6 +132,14 @@ def scan_weights(
                            "statistic": "Fisher z = atanh(r)*sqrt(n-3), one-sided; Stouffer across layers; "
                                         "Bonferroni over candidates per tensor"}}
     return WeightsScan(findings, details, parameters)
+
+
+def _learned(fp: ModelFingerprint) -> ModelFingerprint:
+    """The reference without its non-learned tensors (buffers, constants), which carry no provenance."""
+    drop = reference_nonlearned(fp)
+    if not drop:
+        return fp
+    return replace(fp, tensors=[t for t in fp.tensors if t.name not in drop])
 
 
 def _reference_details(name: str, found: Evidence, context: MatchContext, bank: ReferenceBank,

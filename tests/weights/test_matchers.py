@@ -63,7 +63,7 @@ def test_notes_append_and_details_merge_one_level_deep():
 
 def test_every_default_matcher_implements_the_protocol():
     assert all(isinstance(m, Matcher) for m in DEFAULT_MATCHERS)
-    assert [m.name for m in DEFAULT_MATCHERS] == ["sketch", "exact", "neurons", "anchors"]
+    assert [m.name for m in DEFAULT_MATCHERS] == ["sketch", "copies", "neurons", "anchors"]
 
 
 class _Recorder:
@@ -87,4 +87,4 @@ def test_scan_runs_the_matchers_it_is_given_in_order(minilm_dir: Path, minilm_in
         after_sketch = scan_weights(ckpt, references, matchers=[DEFAULT_MATCHERS[0], _Recorder()], verify_exact=False)
     assert recorder.seen == [("all-MiniLM-L6-v2", 0)] and only.findings == []
     assert only.parameters["matchers"] == ["recorder"]
-    assert after_sketch.findings and after_sketch.findings[0].verdict == "derived"  # no exact matcher: not confirmed
+    assert after_sketch.findings and after_sketch.findings[0].verdict == "derived"  # no copy matcher: not confirmed

@@ -47,7 +47,9 @@ def test_anchors_are_whole_embedding_rows_keyed_by_token(minilm_dir: Path, minil
 def test_permuted_residual_heads_and_neurons_are_found(minilm_derived_permuted: Path, minilm_index: Path):
     report = scan(minilm_derived_permuted, minilm_index, hash_files=False, tokenizer=False)
     [finding] = _weights(report)
-    assert finding.verdict == "derived" and finding.subject == "(whole model)"
+    # permutations are layout: once the pairing and the signed residual permutation are undone, every matched
+    # neuron is the reference's (issue 15: a copy stored another way is a copy)
+    assert finding.verdict == "copied" and finding.subject == "(whole model)"
     assert _layer_map(finding) == [(i, i) for i in range(6)]
     text = " | ".join(finding.transformations)
     assert "residual stream permuted" in text
@@ -62,7 +64,7 @@ def test_permuted_residual_heads_and_neurons_are_found(minilm_derived_permuted: 
 def test_pruned_and_depth_upscaled_layers_are_aligned(minilm_derived_pruned_upscaled: Path, minilm_index: Path):
     report = scan(minilm_derived_pruned_upscaled, minilm_index, hash_files=False, tokenizer=False)
     [finding] = _weights(report)
-    assert finding.verdict == "derived"
+    assert finding.verdict == "copied"  # pruned and stacked, never trained: every kept neuron is the reference's
     assert _layer_map(finding) == list(enumerate([0, 1, 2, 3, 2, 3, 4, 5]))
     text = " | ".join(finding.transformations)
     assert "MLP width pruned to 1152 of 1536" in text and "stacked copy" in text
@@ -126,6 +128,8 @@ def test_gptq_packed_minilm_is_read_dequantised_and_found(minilm_dir: Path, mini
     out = derive.save_quantised(derive.to_gptq(sd, bits=4, group_size=128), config, tmp_path / "gptq")
     report = scan(out, minilm_index, hash_files=False, tokenizer=False, code=False)
     [finding] = _weights(report)
-    assert finding.verdict == "derived" and finding.statistics["layers_matched"] == 6
+    # a round-to-nearest 4-bit copy: every sampled entry lies within half a quantisation step (issue 15)
+    assert finding.verdict == "copied" and finding.statistics["layers_matched"] == 6
+    assert finding.statistics["storage"] == ["quantised as GPTQ_INT4"]
     assert finding.statistics["centred_similarity"] > 0.98  # 4-bit round-to-nearest keeps r ≈ 0.99
     assert any(t.startswith("stored quantised as GPTQ_INT4") for t in finding.transformations)

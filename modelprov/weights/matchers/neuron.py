@@ -17,7 +17,7 @@ output projection (o, down) holds them as columns.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,7 @@ from ..naming import role_family, roles_compatible
 from ..neurons import NeuronMatch, hit_shares, match_neurons, rank_rows
 from ..residual import ResidualMap, identity_map
 from ..similarity import Similarity, z_from_log10_p
+from ..storage import CopyCheck, copy_check, signed_columns
 from .base import MatchContext, ReferenceModel, SuspectModel
 
 IN_ROLES = frozenset({"attn_q", "attn_k", "attn_v", "attn_qkv", "mlp_up", "mlp_gate", "mlp_gate_up"})
@@ -51,6 +52,7 @@ class RefNeurons:
     vectors: np.ndarray  # ranked (K × residual sample)
     count: int  # neurons of the tensor
     head_dim: int | None
+    raw: np.ndarray = field(repr=False, default_factory=lambda: np.empty((0, 0)))  # the vectors' values (unranked)
 
 
 @dataclass
@@ -64,6 +66,8 @@ class NeuronEvidence:
     suspect_layer: int | None
     arrangement: str
     parameters: int
+    raw: np.ndarray = field(repr=False, default_factory=lambda: np.empty((0, 0)))  # the reference neurons' values
+    copy: CopyCheck | None = None  # matched neurons against the reference within the suspect storage's rounding
 
 
 @dataclass
@@ -136,7 +140,7 @@ def reference_neurons(fp: ModelFingerprint, width: int) -> list[RefNeurons]:
         head_dim = count // t.heads if t.heads and t.role in ("attn_q", "attn_k") else None
         if head_dim is None and t.role in ("attn_v", "attn_o"):
             head_dim = _head_dim_from(fp, t)
-        out.append(RefNeurons(t, ids, rank_rows(vectors), count, head_dim))
+        out.append(RefNeurons(t, ids, rank_rows(vectors), count, head_dim, vectors))
     return out
 
 
@@ -339,7 +343,8 @@ def _layer_evidence(refs: list[RefNeurons], views: SuspectViews, facts: dict[str
             name, orientation, match = found
             same_role = facts[name].role == ref.fp.role
             out.append(NeuronEvidence(name, ref.fp, match, orientation, layer,
-                                      match.arrangement(ref.head_dim, same_role), min(facts[name].numel, ref.fp.numel)))
+                                      match.arrangement(ref.head_dim, same_role), min(facts[name].numel, ref.fp.numel),
+                                      ref.raw))
     return out
 
 
@@ -370,7 +375,45 @@ def neuron_tensor_match(e: NeuronEvidence, th: WeightThresholds) -> TensorMatch:
     r = e.match.median_correlation
     sim = Similarity(r, r, e.match.hits * e.match.coordinates, z_from_log10_p(e.match.log10_p), e.match.log10_p)
     return TensorMatch(e.suspect, e.reference.name, e.reference.role, f"{NEURON_PLACEMENT} ({e.arrangement})", sim,
-                       e.parameters, e.suspect_layer, e.reference.layer, significant=th.significant(sim))
+                       e.parameters, e.suspect_layer, e.reference.layer, significant=th.significant(sim), copy=e.copy)
+
+
+def neuron_copy(reader: SuspectReader, e: NeuronEvidence, rmap: ResidualMap, columns: np.ndarray, dtype: str
+                ) -> CopyCheck | None:
+    """Are the matched suspect neurons the reference's, up to the suspect storage's rounding, once the neuron
+    pairing and a permuted residual stream are undone? None under a rotation (undone only approximately) or an
+    unknown storage rounding."""
+    g = rmap.gather(columns)
+    # confident pairs only, as the arrangement is read: a reference neuron a pruned copy dropped still gets *a*
+    # partner, often above τ, and that partner is no copy of it
+    mask = e.match.hit_mask
+    hits = np.flatnonzero(mask & (e.match.correlations >= 0.8 * e.match.median_correlation))
+    if g is None or not len(hits) or 2 * len(hits) < mask.sum():
+        return None
+    src, sign = g
+    neurons = e.match.suspect_ids[hits]
+    if e.orientation == "rows":
+        block = reader.rounded_rows(e.suspect, neurons)
+        if block is None:
+            return None
+        vectors = signed_columns(block, src, sign)
+    else:
+        block = reader.rounded_rows(e.suspect, src)
+        if block is None:
+            return None
+        vectors = signed_columns(block.select((slice(None), neurons)).T, np.arange(len(src)), sign)
+    check = copy_check(vectors, dtype, e.raw[hits])
+    dropped = e.match.reference_count - e.match.suspect_count
+    if check.copy or dropped <= 0:
+        return check
+    # pruned: up to the dropped share of the sampled reference neurons has no true partner; every other pair
+    # must still be a copy
+    ok = np.array([copy_check(vectors.select(slice(i, i + 1)), dtype, e.raw[hits[i: i + 1]]).copy
+                   for i in range(len(hits))])
+    if (~ok).sum() > len(e.match.reference_ids) * dropped / e.match.reference_count or not ok.any():
+        return check
+    kept = copy_check(vectors.select(np.flatnonzero(ok)), dtype, e.raw[hits[ok]])
+    return replace(kept, storage=f"{kept.storage}; {int((~ok).sum())} paired neurons are ones the pruning dropped")
 
 
 class NeuronMatcher:
@@ -399,6 +442,13 @@ class NeuronMatcher:
             if ev is not None:
                 found.append(ev)
         context.neuron_hits = any(e.match.hits for st in found for e in st.evidence)
+        if context.session.verify_exact:
+            dtype = {s.name: s.dtype for s in suspect.tensors}
+            columns = sample_indices(width, fp.spec.cols, SKETCH_VERSION)
+            for ev in found:
+                for e in ev.evidence:
+                    if e.match.median_correlation >= context.thresholds.copy_candidate:
+                        e.copy = neuron_copy(suspect.reader, e, ev.residual, columns, dtype[e.suspect])
         details["stacks"] = [ev.to_dict() for ev in found]
         out = Evidence(details={"robust": details})
         for ev in found:

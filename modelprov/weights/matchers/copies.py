@@ -1,0 +1,58 @@
+"""Copy confirmation under any storage: is a matched suspect block the reference itself, cast or quantised?
+
+Blocks whose sketch is (nearly) identical are read in full and compared by value digests at float32,
+bfloat16 and float16 precision (bit-identical, or identical after a cast). Every
+other close match (sketch similarity ≥ `copy_candidate`) is checked on the sampled entries: each must lie
+within the rounding of its stored value (half a quantisation step, half an fp8 ULP) of the reference's.
+"""
+
+from __future__ import annotations
+
+from modelprov.progress import CONFIRMING, report
+
+from ..evidence import Evidence, TensorMatch
+from ..fingerprint import TensorFingerprint, ValueDigests, digests_match
+from ..placement import prefix_sketch_rows, region_at, rounded_sketch_at
+from ..storage import CopyCheck, copy_check
+from .base import MatchContext, ReferenceModel, SuspectModel
+
+
+class CopyMatcher:
+    """Confirms fixed-placement matches as copies: by full-read digests, or within the storage's rounding."""
+
+    name = "copies"
+
+    def match(self, suspect: SuspectModel, reference: ReferenceModel, context: MatchContext) -> Evidence:
+        if not context.session.verify_exact:
+            return Evidence()
+        th = context.thresholds
+        by_name = {t.name: t for t in reference.fingerprint.tensors}
+        dtype = {s.name: s.dtype for s in suspect.tensors}
+        confirmed = []
+        located = [m for m in context.found.matches if m.located is not None]  # neuron/anchor matches check themselves
+        for done, m in enumerate(located, 1):
+            report(context.session.progress, CONFIRMING, done, len(located), f"{reference.reference.name}: {m.suspect}")
+            rt = by_name[m.reference_tensor]
+            exact = None
+            near = m.similarity.centred >= th.exact_candidate or (m.weak and m.similarity.raw_cosine >= th.exact_candidate)
+            if near:
+                digests = ValueDigests()
+                for block in region_at(suspect.reader, m.suspect, rt.shape2d, m.located):
+                    digests.update(block)
+                exact = digests_match(digests.hexdigests(), rt.digests)
+            copy = None
+            if exact is None and not m.weak and m.significant and m.similarity.centred >= th.copy_candidate:
+                copy = sketch_copy(suspect, m, rt, reference.fingerprint.sketches[rt.name], context, dtype[m.suspect])
+            if exact is not None or copy is not None:
+                confirmed.append(m.confirmed(exact, copy))
+        return Evidence(confirmed)
+
+
+def sketch_copy(suspect: SuspectModel, m: TensorMatch, rt: TensorFingerprint, reference_sketch, context: MatchContext,
+                dtype: str) -> CopyCheck | None:
+    """The sampled-entry copy check of one fixed-placement match (None when the storage's rounding is unknown)."""
+    assert m.located is not None
+    spec = context.session.bank.spec
+    rounded = rounded_sketch_at(suspect.reader, m.suspect, rt.shape2d, m.located, spec)
+    held = prefix_sketch_rows(rt.shape2d, m.located, spec)  # a pre-sliced table holds only the first rows
+    return None if rounded is None else copy_check(rounded, dtype, reference_sketch if held is None else reference_sketch[held])
