@@ -54,18 +54,18 @@ class WheelSource:
         return self.wheel.split("-")[1]
 
     def pip_arguments(self) -> list[str]:
-        """`pip download` arguments that fetch exactly the pinned file, whatever the local interpreter.
-
-        The wheel is read, never installed, so its Requires-Python does not apply: vLLM's `cp38-abi3` wheel
-        requires Python >= 3.11 and pip, told `--python-version 3.8`, would otherwise find no file."""
+        """`pip download` arguments that fetch exactly the pinned file, whatever the local interpreter."""
         _, _, python, abi, platform = self.wheel[: -len(".whl")].split("-")[:5]
-        pin = [f"{self.package}=={self.version}", "--ignore-requires-python"]
+        pin = [f"{self.package}=={self.version}"]
         if platform == "any":
             return pin + ["--only-binary=:all:"]
         interpreter = python.split(".")[0]
         version = interpreter[2:]
+        # an abi3 wheel's tag names its oldest Python; its Requires-Python may exclude that one (vLLM: cp38-abi3,
+        # Python ≥ 3.10), so ask for it as the running Python would
+        target = f"{sys.version_info.major}.{sys.version_info.minor}" if abi == "abi3" else f"{version[0]}.{version[1:]}"
         return pin + ["--only-binary=:all:", "--platform", platform, "--implementation", interpreter[:2],
-                      "--python-version", f"{version[0]}.{version[1:]}", "--abi", abi]
+                      "--python-version", target, "--abi", abi]
 
 
 @dataclass(frozen=True)
