@@ -1,11 +1,11 @@
 """Scan source code against the code index: nearest sources, canonical origins, rename maps, licenses.
 
-Pipeline: tokenise the subject → winnowed fingerprints per function → the reference files holding them,
-each fingerprint weighted by how rare it is across the index (1 / number of files holding it), ranked by
-greedy cover into the file's *nearest sources* (what was copied) → candidate reference functions that
+Pipeline: tokenise the subject → winnowed fingerprints per function → candidate reference functions that
 share non-boilerplate fingerprints → greedy string tiling on the abstracted streams confirms and measures
-each candidate → among near-equal copies, the one in the best-ranked source file is the function's
-nearest source, and the root of the declared-parent chain its *canonical origin* (earliest author) →
+each candidate → the reference files holding a copy of each matched function, its evidence weighted by how
+rare that copy is across the index (log((N + 1) / n)), ranked by greedy cover into the file's *nearest
+sources* (what was copied) → among near-equal copies, the one in the best-ranked source file is the
+function's nearest source, and the root of the declared-parent chain its *canonical origin* (earliest author) →
 verbatim tokens of the tiles give the identifier rename map and the side-by-side regions → license
 obligations of the nearest source.
 """
@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import math
 import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -45,8 +46,7 @@ MIN_EVIDENCE_TOKENS = 40  # matched tokens outside boilerplate needed before a m
 # two short coincidental matches of scikit-learn functions against the 1,541-file shipped index, 31 and 32 tokens)
 MAX_CANDIDATES = 6  # distinct reference token streams confirmed by tiling per subject function
 TIE_TOLERANCE = 0.98  # matches within 2% of the best are copies of one another: attribute to the origin
-HOLDS_COPY = 0.9  # for the source ranking, a file holds a copy of a function within 10% of the closest match
-PREFER_ORIGINAL = 0.9  # a declared original within 10% of its copy's evidence is the nearer source
+HOLDS_COPY = 0.95  # for the source ranking, a file holds a copy of a function within 5% of the closest match
 MAX_SOURCES = 5  # nearest source files listed per subject file
 MIN_SOURCE_GAIN = 0.1  # a further source must add this share of the first one's weighted evidence
 MAX_PARENT_DEPTH = 16
@@ -72,7 +72,7 @@ class SourceFile:
 
     reference: str  # name@version
     path: str
-    evidence: float  # evidence tokens of the functions it holds, each shared among the files holding a copy
+    evidence: float  # evidence tokens of the functions it newly explains, each weighted by its rarity log((N+1)/n)
     functions: int  # subject functions it newly explains (not explained by a file ranked before it)
     share: float  # of the subject file's matched evidence tokens, the part it newly explains
     tags: dict[str, str] = field(default_factory=dict)  # family, org, country, license
@@ -459,47 +459,63 @@ def _lookup(corpus: CodeCorpus, hashes: np.ndarray) -> tuple[np.ndarray, np.ndar
     return rows[keep], hits[keep]
 
 
-def _nearest_sources(corpus: CodeCorpus, units: list[tuple[list[tuple[int, int]], int]]
+def _idf(holders: int, files: int) -> float:
+    """Rarity weight of code that `holders` of the `files` reference files hold: log((files + 1) / holders)."""
+    return math.log((files + 1) / holders)
+
+
+def _nearest_sources(corpus: CodeCorpus, units: list[tuple[list[tuple[int, int]], int]], *,
+                     weight: Callable[[int, int], float] = _idf, tie: float = TIE_TOLERANCE, relay: bool = True,
                      ) -> tuple[list[tuple[int, float, int, float]], dict[int, float]]:
     """The reference files that together explain most of a subject file, by greedy cover of its functions.
 
-    Each matched subject function brings its evidence tokens, shared equally among the reference files
-    holding a copy of it (within 10% of the closest match), so code found in hundreds of files (`rotate_half`) counts for
-    little in each and code found in one file counts fully: Dolos's and JPlag's treatment of common base
-    code. Between files within 10% of the best, one that another declares it copied (`# Copied from`,
-    modular) is preferred: the original over its declared copy. Returns [(file, evidence, functions, share of the evidence it newly covers)] best first, and
-    every file's weighted evidence.
+    Each matched subject function brings its evidence tokens to every reference file holding a copy of it
+    (within 5% of the closest match), weighted by how rare that copy is: log((N + 1) / n) for n of the N
+    reference files (inverse document frequency), so code in hundreds of files (`rotate_half`) counts for
+    little and code in one file counts most, as Dolos and JPlag treat base code. The file explaining most is
+    taken, then the one explaining most of the rest. Two rules keep the ranking on the file that was copied
+    rather than on a copy of it: between files within 2% of the best (copies of one another as far as this
+    subject tells), the original a file declares it copied is taken; and a file whose own declared sources
+    (`# Copied from`, modular) together hold every function it explains here adds nothing of its own, so
+    the best of those sources is taken instead. Returns [(file, weighted evidence, functions, share of the
+    evidence it newly covers)] best first, and every file's weighted evidence. `weight`, `tie` and `relay`
+    are the shipped rules; benchmarks/code_lineage_variants.py measures others.
     """
-    holders: list[tuple[set[int], int]] = []
-    for tied, tokens in units:
-        holders.append(({corpus.gfile(ref) for ref in tied}, tokens))
+    holders = [({corpus.gfile(ref) for ref in tied}, tokens) for tied, tokens in units]
+    files_in_view = int((~corpus.excluded).sum())
+    weights = [tokens * weight(len(files), files_in_view) if files else 0.0 for files, tokens in holders]
     evidence: dict[int, float] = {}
-    for files, tokens in holders:
+    for (files, _), weighted in zip(holders, weights):
         for f in files:
-            evidence[f] = evidence.get(f, 0.0) + tokens / len(files)
+            evidence[f] = evidence.get(f, 0.0) + weighted
     total = float(sum(tokens for _, tokens in holders)) or 1.0
     live = [True] * len(holders)
     ranking: list[tuple[int, float, int, float]] = []
     for _ in range(MAX_SOURCES):
-        score: dict[int, float] = {}
-        for (files, tokens), alive in zip(holders, live):
-            if alive:
+        credit: dict[int, set[int]] = {}  # file -> live subject functions it holds
+        for i, (files, _) in enumerate(holders):
+            if live[i]:
                 for f in files:
-                    score[f] = score.get(f, 0.0) + tokens / len(files)
+                    credit.setdefault(f, set()).add(i)
+        score = {f: sum(weights[i] for i in held) for f, held in credit.items()}
         if not score:
             break
         gain = max(score.values())
         if gain <= 0 or (ranking and gain < MIN_SOURCE_GAIN * ranking[0][1]):
             break
-        near = {f for f, v in score.items() if v >= gain * PREFER_ORIGINAL}
-        best = min((f for f, v in score.items() if v >= gain * (1 - 1e-9)),
-                   key=lambda f: (-evidence[f], corpus.owner_order[corpus.gfile_owner[f]], f))
+        tied = {f for f, v in score.items() if v >= gain * tie}
+        best = min(tied, key=lambda f: (-score[f], -evidence[f], corpus.owner_order[corpus.gfile_owner[f]], f))
         seen = {best}
-        while parents := (corpus.parent_files(best) & near) - seen:  # the original over its declared copy
+        while parents := (corpus.parent_files(best) & tied) - seen:  # the original over its declared copy
             best = min(parents, key=lambda f: (-score[f], f))
             seen.add(best)
-        newly = [i for i, (files, _) in enumerate(holders) if live[i] and best in files]
-        ranking.append((best, gain, len(newly), sum(holders[i][1] for i in newly) / total))
+        while relay and (sources := [p for p in sorted(corpus.parent_files(best)) if p in credit and p not in seen]):
+            if any(all(i not in credit[p] for p in sources) for i in credit[best]):
+                break  # it holds code of its own: it is the nearer source
+            best = max(sources, key=lambda f: (score[f], -f))  # a relay of its declared sources
+            seen.add(best)
+        newly = sorted(credit[best])
+        ranking.append((best, score[best], len(newly), sum(holders[i][1] for i in newly) / total))
         for i in newly:
             live[i] = False
     return ranking, evidence
@@ -765,7 +781,7 @@ def scan_code(
             "derived_similarity": DERIVED_SIMILARITY,
             "min_evidence_tokens": MIN_EVIDENCE_TOKENS,
             "background_kgrams": int(corpus.background.shape[0]),
-            "source_weighting": "evidence tokens / reference files holding a near-equal copy",
+            "source_weighting": "evidence tokens x log((N + 1) / n): n of the N reference files hold a copy within 5%",
             "max_sources": MAX_SOURCES,
             "min_source_gain": MIN_SOURCE_GAIN,
             "excluded_reference_files": int(corpus.excluded.sum()),
