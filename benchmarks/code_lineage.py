@@ -39,7 +39,7 @@ from benchmarks.detection.run import write_markdown
 from modelprov.code import load_corpus, scan_code
 from modelprov.code.build import load_sources, model_name
 from modelprov.code.index import WHEELS_DIR, default_code_index_dir
-from modelprov.code.scan import CodeCorpus, CodeScanResult
+from modelprov.code.scan import UNDATED, CodeCorpus, CodeScanResult, first_year
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).with_name("code_lineage.json")
@@ -49,7 +49,6 @@ MARK_END = "<!-- code-lineage:end -->"
 _IMPORT = re.compile(r"^from (?:\.\.|\.\.\.models\.|transformers\.models\.)(\w+)\.(?:modeling|modular)_\w+ import",
                      re.MULTILINE)
 NOT_MODELS = frozenset({"auto"})  # transformers' registry of auto classes: imported, never copied
-_YEAR = re.compile(r"\b(?:19|20)\d\d\b")
 SHARE_BINS = (0.0, 0.2, 0.4, 0.6, 1.01)
 SERVING = {"vllm": "vllm/model_executor/models/", "sglang": "sglang/srt/models/"}
 
@@ -93,12 +92,6 @@ def descendants(model: str, relations: dict[str, set[str]]) -> set[str]:
     return out
 
 
-def first_year(record: dict) -> int | None:
-    """The earliest year in a reference file's copyright lines (None without one)."""
-    years = [int(y) for line in record.get("license", {}).get("copyrights", []) for y in _YEAR.findall(line)]
-    return min(years) if years else None
-
-
 def declared_share(corpus: CodeCorpus, model: str, parents: set[str]) -> float:
     """Share of the function tokens of `modeling_X.py` that the index records as declared copies of a
     parent's units (modular inheritance, `# Copied from`): how much of X was written from its parents."""
@@ -124,8 +117,9 @@ def lineage_cases(corpus: CodeCorpus, wheel: Path) -> Iterator[dict]:
     for child, ps in parents.items():
         relations.setdefault(child, set()).update(ps)
     entry = next(e for e in corpus.entries if e.reference.name == "transformers")
-    years = {model_name(f["path"]): first_year(f) for f in entry.manifest["files"] if "/modeling_" in f["path"]}
-    file_years = np.array([first_year(f) or 0 for e in corpus.entries for f in e.manifest["files"]])
+    years = {model_name(f["path"]): first_year(f.get("license", {}).get("copyrights", []))
+             for f in entry.manifest["files"] if "/modeling_" in f["path"]}
+    file_years = np.where(corpus.file_year == UNDATED, 0, corpus.file_year)  # undated files stay in the dated view
     for model in sorted(parents):
         left_out = {model} | descendants(model, relations)
         patterns = [p for m in sorted(left_out) for p in (f"transformers/models/{m}/*", f"*/models/{m}.py")]

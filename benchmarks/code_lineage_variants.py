@@ -1,12 +1,13 @@
 """Variants of the nearest-source ranking, replayed on the candidates of one lineage and self-attribution run.
 
 The scans of benchmarks/code_lineage.py run once; for every matched function of every subject the
-reference files holding each candidate stream are recorded with the stream's closeness (Dice of the tiled
-tokens) and the function's evidence tokens. The ranking step (`_nearest_sources`) is then replayed with
-other rarity weights, copy tolerances, tie rules and the relay rule on or off. The shipped row equals what
-`python -m benchmarks.code_lineage` measures.
+candidate reference units are recorded with their closeness (Dice of the tiled tokens, as a share of the
+closest) and the function's evidence tokens: the input of the ranking step (`_nearest_sources`), which is
+then replayed with other rarity weights, copy tolerances, tie rules and the relay rule on or off. The
+shipped row equals what `python -m benchmarks.code_lineage` measures.
 
-Run: `python -m benchmarks.code_lineage_variants [--markdown]` (needs the pinned wheels).
+Run: `python -m benchmarks.code_lineage_variants [--markdown] [--candidates FILE]` (needs the pinned wheels;
+the capture takes about as long as the lineage benchmark, a replay about a minute).
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ class Variant(NamedTuple):
     weight: Callable[[int, int], float]  # rarity weight of code held by n of N files
     tie: float  # files within this share of the best score are ties (the declared original among them is taken)
     relay: bool  # a file whose declared sources hold everything it explains defers to them
+    dated: bool = False  # between ties, the earliest written file (copyright year) is taken
+    close: bool = False  # ties and the relay rule also weigh who holds the closest copies (within 2%)
 
 
 def _share(n: int, files: int) -> float:
@@ -74,47 +77,46 @@ VARIANTS = (
     Variant("1/n + relay rule", 0.95, _share, 0.98, True),
     Variant("flat + relay rule", 0.95, _flat, 0.98, True),
     Variant("idf + relay rule, declared original preferred within 10%", 0.95, _idf, 0.90, True),
-    Variant("**shipped: idf, copies within 5%, ties within 2%, relay rule**", 0.95, _idf, 0.98, True),
+    Variant("idf, copies within 5%, ties within 2%, relay rule", 0.95, _idf, 0.98, True),
+    Variant("idf + relay rule, earliest written of the ties within 5%", 0.95, _idf, 0.95, True, True),
+    Variant("idf + relay rule, earliest written of the ties within 10%", 0.95, _idf, 0.90, True, True),
+    Variant("idf + relay rule, earliest written of the ties within 2%", 0.95, _idf, 0.98, True, True),
+    Variant("idf + relay rule, earliest written of the ties, copies within 2%", 0.98, _idf, 0.98, True, True),
+    Variant("idf + relay rule, closest copies weighed in ties and relay", 0.95, _idf, 0.98, True, False, True),
+    Variant("idf + relay rule, closest copies weighed, copies within 10%", 0.90, _idf, 0.98, True, True, True),
+    Variant("**shipped: idf, copies within 5%, ties within 2%: closest copies, then earliest written; relay rule**",
+            0.95, _idf, 0.98, True, True, True),
 )
 
 
 class _Recorder:
-    """Wraps the scanner's `_tied` and `_nearest_sources` to record each subject's candidate streams."""
+    """Wraps the scanner's `_nearest_sources` to record each scanned file's input to it."""
 
     def __init__(self) -> None:
-        self.streams: list = []
-        self.tokens: list[int] = []
-        self._tied, self._sources = code_scan._tied, code_scan._nearest_sources
+        self.units: list = []
+        self._sources = code_scan._nearest_sources
 
     def __enter__(self) -> "_Recorder":
-        def tied(results, members, best, tolerance=code_scan.TIE_TOLERANCE):
-            if tolerance == code_scan.HOLDS_COPY:
-                self.streams.append([(results[d][2], list(refs)) for d, refs in members.items() if refs])
-            return self._tied(results, members, best, tolerance)
-
         def sources(corpus, units, **kwargs):
-            self.tokens = [tokens for _, tokens in units]
+            self.units = units
             return self._sources(corpus, units, **kwargs)
 
-        code_scan._tied, code_scan._nearest_sources = tied, sources
+        code_scan._nearest_sources = sources
         return self
 
     def __exit__(self, *exc) -> None:
-        code_scan._tied, code_scan._nearest_sources = self._tied, self._sources
+        code_scan._nearest_sources = self._sources
 
-    def take(self) -> list[tuple[int, list]]:
-        """(evidence tokens, [(closeness, reference units)]) of every matched function of the last scan."""
-        out = list(zip(self.tokens, self.streams))
-        self.streams, self.tokens = [], []
+    def take(self) -> list:
+        """([(reference unit, closeness as a share of the closest)], evidence tokens) of every matched function
+        of the last scan."""
+        out, self.units = self.units, []
         return out
 
 
-def _holders(units: list[tuple[int, list]], holds: float) -> list[tuple[list, int]]:
-    out = []
-    for tokens, streams in units:
-        best = max(c for c, _ in streams)
-        out.append(([ref for c, refs in streams if c >= holds * best for ref in refs], tokens))
-    return out
+def _ranking(corpus: CodeCorpus, units: list, variant: Variant) -> list:
+    return code_scan._nearest_sources(corpus, units, weight=variant.weight, holds=variant.holds, tie=variant.tie,
+                                      relay=variant.relay, dated=variant.dated, close=variant.close)[0]
 
 
 def capture(tmp: Path) -> tuple[list[dict], list[dict]]:
@@ -172,21 +174,19 @@ def replay(variant: Variant, corpus: CodeCorpus, lineage: list[dict], selves: li
     for case in lineage:
         for key in ("", "dated_"):
             view = _view(corpus, case[f"{key}excluded"])
-            ranking, _ = code_scan._nearest_sources(view, _holders(case[f"{key}units"], variant.holds),
-                                                    weight=variant.weight, tie=variant.tie, relay=variant.relay)
+            ranking = _ranking(view, case[f"{key}units"], variant)
             hits = [view.file_label(g)[0].startswith("transformers@") and model_name(view.file_label(g)[1]) in case["parents"]
                     for g, *_ in ranking]
             out[f"{key}top1"] += any(hits[:1])
             if not key:
                 out["top3"] += any(hits[:3])
     for case in selves:
-        ranking, _ = code_scan._nearest_sources(corpus, _holders(case["units"], variant.holds),
-                                                weight=variant.weight, tie=variant.tie, relay=variant.relay)
+        ranking = _ranking(corpus, case["units"], variant)
         top = ranking[0][0]
         if top in case["own"]:
             out["self_own"] += 1
-        elif all(top in {corpus.gfile(r) for r in refs}
-                 for refs, _ in _holders(case["units"], code_scan.TIE_TOLERANCE)):
+        elif all(any(corpus.gfile(r) == top for r, near in refs if near >= code_scan.TIE_TOLERANCE)
+                 for refs, _ in case["units"]):
             out["self_tie"] += 1
         else:
             out["self_other"] += 1

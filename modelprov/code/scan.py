@@ -16,6 +16,7 @@ import copy
 import fnmatch
 import math
 import os
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -50,6 +51,8 @@ HOLDS_COPY = 0.95  # for the source ranking, a file holds a copy of a function w
 MAX_SOURCES = 5  # nearest source files listed per subject file
 MIN_SOURCE_GAIN = 0.1  # a further source must add this share of the first one's weighted evidence
 MAX_PARENT_DEPTH = 16
+UNDATED = 10_000  # the year of a reference file without a dated copyright line: after every dated one
+_YEAR = re.compile(r"\b(?:19|20)\d\d\b")
 
 
 @dataclass
@@ -234,6 +237,8 @@ class CodeCorpus:
             mask = self.fp_owner == i
             self.fp_gfile[mask] = unit_gfile[i][self.fp_unit[mask]]
         self.gfile_owner = np.repeat(np.arange(len(entries)), np.diff(self.file_base))
+        self.file_year = np.array([first_year(f.get("license", {}).get("copyrights", [])) or UNDATED
+                                   for e in entries for f in e.manifest["files"]], dtype=np.int64)
         self.excluded = np.zeros(int(self.file_base[-1]), dtype=bool)
         self._parent_files: dict[int, set[int]] = {}
         self._paths: dict[int, dict[str, int]] = {}
@@ -304,6 +309,12 @@ class CodeCorpus:
             if found is not None and found != ref[1] and not self.excluded[self.gfile((ref[0], found))]:
                 return (ref[0], found)
         return None
+
+
+def first_year(copyrights: Iterable[str]) -> int | None:
+    """The earliest year named in a file's copyright lines (None without one): when it was first written."""
+    years = [int(y) for line in copyrights for y in _YEAR.findall(line)]
+    return min(years) if years else None
 
 
 def _reference_rank(references: list) -> dict[int, tuple]:
@@ -464,36 +475,43 @@ def _idf(holders: int, files: int) -> float:
     return math.log((files + 1) / holders)
 
 
-def _nearest_sources(corpus: CodeCorpus, units: list[tuple[list[tuple[int, int]], int]], *,
-                     weight: Callable[[int, int], float] = _idf, tie: float = TIE_TOLERANCE, relay: bool = True,
+def _nearest_sources(corpus: CodeCorpus, units: list[tuple[list[tuple[tuple[int, int], float]], int]], *,
+                     weight: Callable[[int, int], float] = _idf, holds: float = HOLDS_COPY, tie: float = TIE_TOLERANCE,
+                     relay: bool = True, dated: bool = True, close: bool = True,
                      ) -> tuple[list[tuple[int, float, int, float]], dict[int, float]]:
     """The reference files that together explain most of a subject file, by greedy cover of its functions.
 
-    Each matched subject function brings its evidence tokens to every reference file holding a copy of it
-    (within 5% of the closest match), weighted by how rare that copy is: log((N + 1) / n) for n of the N
-    reference files (inverse document frequency), so code in hundreds of files (`rotate_half`) counts for
-    little and code in one file counts most, as Dolos and JPlag treat base code. The file explaining most is
-    taken, then the one explaining most of the rest. Two rules keep the ranking on the file that was copied
-    rather than on a copy of it: between files within 2% of the best (copies of one another as far as this
-    subject tells), the original a file declares it copied is taken; and a file whose own declared sources
-    (`# Copied from`, modular) together hold every function it explains here adds nothing of its own, so
-    the best of those sources is taken instead. Returns [(file, weighted evidence, functions, share of the
-    evidence it newly covers)] best first, and every file's weighted evidence. `weight`, `tie` and `relay`
-    are the shipped rules; benchmarks/code_lineage_variants.py measures others.
+    `units`: per matched subject function, its candidate reference units with their closeness as a share of
+    the closest one's, and its evidence tokens. Each function brings its evidence tokens to every reference
+    file holding a copy of it (within 5% of the closest), weighted by how rare that copy is: log((N + 1) / n)
+    for n of the N reference files (inverse document frequency), so code in hundreds of files
+    (`rotate_half`) counts for little and code in one file counts most, as Dolos and JPlag treat base code.
+    The file explaining most is taken, then the one explaining most of the rest. Between files within 2% of
+    the best, those holding the closest copies (within 2% of the closest) of the most evidence are kept, the
+    earliest written of them (first copyright year) is taken, then the original it declares it copied, if
+    among them. A file whose declared sources (`# Copied from`, modular) hold a closest copy of every
+    function it holds a closest copy of adds nothing of its own, so the best of those sources is taken. So the
+    original is named over its declared or later copies, and a verbatim copy of any reference file is still
+    attributed to that file. Returns [(file, weighted evidence, functions, share of the evidence it newly
+    covers)] best first, and every file's weighted evidence. The keywords are the shipped rules;
+    benchmarks/code_lineage_variants.py measures others.
     """
-    holders = [({corpus.gfile(ref) for ref in tied}, tokens) for tied, tokens in units]
+    copies = [({corpus.gfile(ref) for ref, near in refs if near >= holds}, tokens) for refs, tokens in units]
+    closest = [{corpus.gfile(ref) for ref, near in refs if near >= TIE_TOLERANCE} if close else files
+               for (refs, _), (files, _) in zip(units, copies)]
     files_in_view = int((~corpus.excluded).sum())
-    weights = [tokens * weight(len(files), files_in_view) if files else 0.0 for files, tokens in holders]
+    weights = [tokens * weight(len(files), files_in_view) if files else 0.0 for files, tokens in copies]
     evidence: dict[int, float] = {}
-    for (files, _), weighted in zip(holders, weights):
+    for (files, _), weighted in zip(copies, weights):
         for f in files:
             evidence[f] = evidence.get(f, 0.0) + weighted
-    total = float(sum(tokens for _, tokens in holders)) or 1.0
-    live = [True] * len(holders)
+    total = float(sum(tokens for _, tokens in copies)) or 1.0
+
+    live = [True] * len(copies)
     ranking: list[tuple[int, float, int, float]] = []
     for _ in range(MAX_SOURCES):
         credit: dict[int, set[int]] = {}  # file -> live subject functions it holds
-        for i, (files, _) in enumerate(holders):
+        for i, (files, _) in enumerate(copies):
             if live[i]:
                 for f in files:
                     credit.setdefault(f, set()).add(i)
@@ -504,18 +522,21 @@ def _nearest_sources(corpus: CodeCorpus, units: list[tuple[list[tuple[int, int]]
         if gain <= 0 or (ranking and gain < MIN_SOURCE_GAIN * ranking[0][1]):
             break
         tied = {f for f, v in score.items() if v >= gain * tie}
-        best = min(tied, key=lambda f: (-score[f], -evidence[f], corpus.owner_order[corpus.gfile_owner[f]], f))
+        nearest = {f: sum(weights[i] for i in credit[f] if f in closest[i]) for f in tied}
+        tied = {f for f in tied if nearest[f] >= max(nearest.values()) * tie}
+        year = (lambda f: int(corpus.file_year[f])) if dated else (lambda f: 0)
+        best = min(tied, key=lambda f: (year(f), -score[f], -evidence[f], corpus.owner_order[corpus.gfile_owner[f]], f))
         seen = {best}
         while parents := (corpus.parent_files(best) & tied) - seen:  # the original over its declared copy
             best = min(parents, key=lambda f: (-score[f], f))
             seen.add(best)
         while relay and (sources := [p for p in sorted(corpus.parent_files(best)) if p in credit and p not in seen]):
-            if any(all(i not in credit[p] for p in sources) for i in credit[best]):
-                break  # it holds code of its own: it is the nearer source
+            if any(best in closest[i] and not closest[i].intersection(sources) for i in credit[best]):
+                break  # it holds a closest copy its sources lack: code of its own, the nearer source
             best = max(sources, key=lambda f: (score[f], -f))  # a relay of its declared sources
             seen.add(best)
         newly = sorted(credit[best])
-        ranking.append((best, score[best], len(newly), sum(holders[i][1] for i in newly) / total))
+        ranking.append((best, score[best], len(newly), sum(copies[i][1] for i in newly) / total))
         for i in newly:
             live[i] = False
     return ranking, evidence
@@ -598,11 +619,17 @@ def _best_stream(results, members) -> int | None:
     return best[2] if best is not None and best[1] > 0 else None
 
 
-def _tied(results, members, best_digest: int, tolerance: float = TIE_TOLERANCE) -> list[tuple[int, int]]:
-    """Reference units within `tolerance` of the closest (2%: copies of one another as far as this subject
-    unit tells; 10%: the files that hold a copy of it, for the source ranking)."""
+def _tied(results, members, best_digest: int) -> list[tuple[int, int]]:
+    """Reference units within 2% of the closest: copies of one another as far as this subject
+    unit tells."""
     best = results[best_digest][2]
-    return [ref for digest, refs in members.items() if results[digest][2] >= tolerance * best for ref in refs]
+    return [ref for digest, refs in members.items() if results[digest][2] >= TIE_TOLERANCE * best for ref in refs]
+
+
+def _closeness(results, members, best_digest: int) -> list[tuple[tuple[int, int], float]]:
+    """Every candidate reference unit of a subject unit with its closeness as a share of the closest one's."""
+    best = results[best_digest][2]
+    return [(ref, results[digest][2] / best) for digest, refs in members.items() for ref in refs]
 
 
 def _attribute(corpus: CodeCorpus, a: np.ndarray, best_digest: int, results, members, params,
@@ -705,8 +732,7 @@ def scan_code(
             if _verdict(matched / best_len, matched / a.shape[0]) == "independent" or best_evidence < MIN_EVIDENCE_TOKENS:
                 continue
             matched_units.append((s_unit, s_index, a, results, members, shared_of, best_digest, best_evidence))
-        holders = [(_tied(m[3], m[4], m[6], HOLDS_COPY), m[7]) for m in matched_units]
-        ranking, evidence = _nearest_sources(corpus, holders)
+        ranking, evidence = _nearest_sources(corpus, [(_closeness(m[3], m[4], m[6]), m[7]) for m in matched_units])
         file_rank = {g: i for i, (g, *_rest) in enumerate(ranking)}
         for g, gain, functions, share in ranking:
             key, ref_path, tags = corpus.file_label(g)

@@ -93,3 +93,15 @@ def test_a_file_with_code_of_its_own_is_the_nearest_source_of_its_copy(index, tm
     source of it holds (the relay rule must not send every copy up the declared chain)."""
     sources = _sources(index, tmp_path, ROUTER + NORM + WINDOW + OWN)
     assert sources[0] == "extended.py"
+
+
+def test_between_equal_copies_the_earliest_written_is_the_nearest_source(tmp_path):
+    """Two reference files hold the same code and declare nothing: the one whose copyright names the earlier
+    year is named, whatever the file order (the first file in the index was named before)."""
+    code = tmp_path / "reference"
+    code.mkdir()
+    (code / "a_later.py").write_text("# Copyright 2024 B\n" + ROUTER + NORM, encoding="utf-8")
+    (code / "z_earlier.py").write_text("# Copyright 2020-2023 A\n" + ROUTER + NORM, encoding="utf-8")
+    index = tmp_path / "index"
+    CodeIndex(index).add(code, name="toy", version="1", license="MIT")
+    assert _sources(index, tmp_path, ROUTER + NORM)[0] == "z_earlier.py"
