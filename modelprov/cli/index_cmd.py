@@ -113,6 +113,16 @@ def verify(index_dir: str | None) -> None:
     click.echo(f"ok: {idx.name} v{idx.version} {idx.digest}")
 
 
+@command.command(name="reindex")
+@index_option()
+def reindex(index_dir: str | None) -> None:
+    """Recompute the retrieval signatures of every reference (an index from before format 2) and reseal."""
+    idx = ReferenceIndex.load(index_dir)
+    found = idx.rebuild_retrieval()
+    click.echo(f"retrieval index of {len(found.references)} references in {len(found.classes)} classes; "
+               f"index v{idx.version} {idx.digest}")
+
+
 @command.command(name="pull")
 @click.argument("source", required=False)
 @click.option("--family", "family", default=None, help="Pull every catalogued model of this family, e.g. qwen2.5.")
