@@ -88,7 +88,7 @@ def build_pool(count: int, pool: Path = WORK / "pool") -> list[str]:
 def index_of(size: int, extra: list[Path], pool: Path = WORK / "pool") -> Path:
     """An index of `size` references: the shipped ones (and `extra` indexes' references) first, then synthetic
     ones from the pool, their files hard-linked; retrieval signatures reused from the pool's."""
-    folder = WORK / f"index-{size}"
+    folder = WORK / (f"index-{size}" + ("-suite" if extra else ""))
     if (folder / "index.json").is_file() and len(ReferenceIndex.load(folder).entries_of("weights")) == size:
         return folder
     import shutil
@@ -195,6 +195,151 @@ def scan(sizes: str, markdown: bool) -> None:
             lines.append(f"| {r['references']:,} | {r['suspect']} | {r['seconds']:.1f} s | {ratio:.2f}× | "
                          f"{r['rss_mb']:.0f} MB | {verified} | {finds} | {r['load']:.1f} |")
         replace_between(DOC, "scan", "scan", "\n".join(lines))
+
+
+SUITE = ROOT / "benchmarks" / "_work" / "suite"
+
+
+def seven_b_fingerprint(seed: int) -> ModelFingerprint:
+    """A Llama-2-7B-shaped reference (32 layers, width 4096, MLP 11008, vocabulary 32,000) with Gaussian values:
+    the tensor list, sketch shapes and anchor count `index add` would store for such a checkpoint."""
+    from benchmarks.scan_scaling import tensor_shapes
+    from modelprov.weights.fingerprint import SketchSpec, anchor_count
+    from modelprov.weights.naming import infer_role, layer_index, layer_stack, top_level_component
+
+    spec, rng = SketchSpec(), np.random.default_rng(seed)
+    tensors, sketches = [], {}
+    shapes = {**tensor_shapes(32), "lm_head.weight": (32000, 4096), "model.norm.weight": (4096,)}
+    for name, shape in shapes.items():
+        rows, cols = (shape[0], int(np.prod(shape[1:]))) if len(shape) > 1 else (1, shape[0])
+        sketch_shape = (min(rows, spec.rows), min(cols, spec.cols))
+        t = TensorFingerprint(name, infer_role(name, shape), tuple(shape), "BF16", layer_index(name), None,
+                              top_level_component(name), layer_stack(name),
+                              {"mean": 0.0, "std": 0.02, "min": -0.1, "max": 0.1, "mean_abs": 0.016},
+                              {k: hashlib.sha256(f"{seed}:{name}:{k}".encode()).hexdigest() for k in ("f32", "bf16", "f16")},
+                              sketch_shape)
+        tensors.append(t)
+        sketches[name] = rng.standard_normal(sketch_shape, dtype=np.float32) * 0.02
+    k = anchor_count(32000, 4096)
+    ids = np.sort(rng.choice(32000, size=k, replace=False)).astype(np.int64)
+    anchors = {"model.embed_tokens.weight": EmbeddingAnchors(ids, rng.standard_normal((k, 4096), dtype=np.float32) * 0.02,
+                                                             [f"tok{i}".encode() for i in ids])}
+    return ModelFingerprint(tensors, sketches, spec, {"format": "safetensors", "synthetic_seed": seed}, anchors)
+
+
+@main.command()
+@click.option("--markdown", is_flag=True, help="Write the table into docs/weights.md.")
+def size(markdown: bool) -> None:
+    """Bytes per 7B-shaped reference in the index: verification files (sketches, anchors, manifest) and the
+    retrieval signatures every scan consults."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(dir=WORK if WORK.is_dir() else None) as tmp:
+        idx = ReferenceIndex.create(Path(tmp) / "index")
+        for seed in range(4):
+            idx.add_weights(Reference(name=f"llama7b-shaped-{seed}"), seven_b_fingerprint(seed), seal=False)
+        idx.seal()
+        root = Path(idx.root)
+        per = {"sketches and anchors (float16 safetensors)": root / "weights" / "llama7b-shaped-0.safetensors",
+               "manifest (JSON)": root / "weights" / "llama7b-shaped-0.json"}
+        fp = seven_b_fingerprint(0)
+        anchors = sum(a.rows.size * 2 for a in fp.anchors.values())
+        retrieval = sum(p.stat().st_size for p in (root / "retrieval").iterdir()) / 4
+        rows = {k: p.stat().st_size for k, p in per.items()}
+        rows["of which anchors"] = anchors
+        rows["retrieval signatures (per reference, of 4)"] = int(retrieval)
+        total = sum(p.stat().st_size for p in per.values()) + retrieval
+    out = {"per_reference_bytes": rows, "total_bytes": int(total), "for_150_references_bytes": int(total * 150)}
+    print(json.dumps(out, indent=1))
+    _save("size", out)
+    if markdown:
+        lines = ["| part of one 7B-shaped reference | size |", "|---|---|"]
+        lines += [f"| {k} | {v / 1e6:.2f} MB |" for k, v in rows.items()]
+        lines += [f"| **total** | **{total / 1e6:.1f} MB** |", f"| 150 references | {total * 150 / 1e9:.2f} GB |"]
+        replace_between(DOC, "size", "size", "\n".join(lines))
+
+
+def _suite() -> dict[str, Any]:
+    return json.loads((SUITE / "suite.json").read_text())
+
+
+def _suite_indexes(suite: dict[str, Any]) -> list[Path]:
+    return [SUITE / r["index"] for r in suite["references"].values() if r.get("index")]
+
+
+def _truth(suite: dict[str, Any], case: dict[str, Any]) -> str:
+    return suite["references"][case["source_reference"]]["name"].rstrip("/").rsplit("/", 1)[-1]
+
+
+@main.command()
+@click.option("--size", default=1024, show_default=True, help="References in the index (suite references first).")
+@click.option("--full-scan", is_flag=True, help="Also scan every case in full against the big index (verdicts).")
+@click.option("--baseline", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Detection results (benchmarks.detection.run --out) whose verdicts the full scans must equal.")
+@click.option("--markdown", is_flag=True, help="Write the table into docs/weights.md.")
+def recall(size: int, full_scan: bool, baseline: Path | None, markdown: bool) -> None:
+    """Shortlist recall on the detection suite: every derived case must retrieve its true reference from an index
+    of `size` references (the suite's own references among synthetic distractors)."""
+    from modelprov.index import shortlist
+    from modelprov.reader import CheckpointTokenizer, SuspectReader, open_checkpoint
+    from modelprov.weights import SketchSpec, suspect_fingerprints
+    from modelprov.weights.nonlearned import suspect_nonlearned
+
+    suite = _suite()
+    folder = index_of(size, _suite_indexes(suite))
+    retrieval = ReferenceIndex.load(folder).retrieval()
+    assert retrieval is not None
+    before = {c["case"]: c for c in json.loads(baseline.read_text())["cases"]} if baseline else {}
+    rows = []
+    for case in suite["cases"]:
+        t = time.perf_counter()
+        ckpt = open_checkpoint(SUITE / case["path"])
+        try:
+            reader = SuspectReader(ckpt)
+            every = suspect_fingerprints(ckpt)
+            buffers = suspect_nonlearned(reader, every)
+            tensors = [x for x in every if x.name not in buffers]
+            found = shortlist(retrieval, reader, tensors, CheckpointTokenizer.of(ckpt).tokens(), spec=SketchSpec())
+        finally:
+            ckpt.close()
+        truth = _truth(suite, case)
+        row = {"case": case["case"], "relation": case.get("relation") or ("derived" if case["derived"] else "none"),
+               "truth": truth, "shortlisted": truth in found.references, "shortlist": found.references,
+               "signatures": sorted({c.signature for c in found.candidates if c.reference == truth}),
+               "seconds": round(time.perf_counter() - t, 2)}
+        if full_scan:
+            got = _peak_scan(folder, SUITE / case["path"])
+            mine = sorted({v for n, v in got["findings"] if n == truth})
+            row["verdict"] = mine[0] if len(mine) == 1 else ("derived" if mine else "none")
+            row["spurious"] = sorted({n for n, _ in got["findings"] if n != truth})
+            row["rss_mb"] = got["rss_mb"]
+            if case["case"] in before:
+                row["baseline_verdict"] = before[case["case"]]["verdict"]
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    derived = [r for r in rows if r["relation"] != "none"]
+    summary = {"size": size, "derived_cases": len(derived), "recalled": sum(r["shortlisted"] for r in derived),
+               "independent_cases": len(rows) - len(derived),
+               "independent_shortlists_empty": sum(not r["shortlist"] for r in rows if r["relation"] == "none"),
+               "max_shortlist": max(len(r["shortlist"]) for r in rows), "load": load_average()}
+    print(json.dumps(summary))
+    _save("recall", {"summary": summary, "cases": rows})
+    if markdown:
+        lines = [f"Index of {size:,} references (the suite's {len(derived) and len({r['truth'] for r in rows})} "
+                 f"references among synthetic distractors): **{summary['recalled']}/{summary['derived_cases']}** derived "
+                 f"cases retrieve their true reference; {summary['independent_shortlists_empty']}/"
+                 f"{summary['independent_cases']} independent cases shortlist nothing; the longest shortlist holds "
+                 f"{summary['max_shortlist']} references.", "",
+                 "| case | relation | shortlisted | by | shortlist | retrieval time |" +
+                 (" verdict (1,024 refs) | verdict (own index) |" if full_scan else ""),
+                 "|---|---|---|---|---|---|" + ("---|---|" if full_scan else "")]
+        for r in rows:
+            line = (f"| {r['case']} | {r['relation']} | {'yes' if r['shortlisted'] else 'no'} | "
+                    f"{', '.join(r['signatures']) or '–'} | {len(r['shortlist'])} | {r['seconds']:.1f} s |")
+            if full_scan:
+                line += f" {r.get('verdict', '–')} | {r.get('baseline_verdict', '–')} |"
+            lines.append(line)
+        replace_between(DOC, "recall", "recall", "\n".join(lines))
 
 
 if __name__ == "__main__":
