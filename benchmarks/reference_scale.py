@@ -197,6 +197,36 @@ def scan(sizes: str, markdown: bool) -> None:
         replace_between(DOC, "scan", "scan", "\n".join(lines))
 
 
+@main.command()
+@click.option("--runs", default=3, show_default=True)
+@click.option("--markdown", is_flag=True, help="Write the table into docs/weights.md.")
+def smollm2(runs: int, markdown: bool) -> None:
+    """The SmolLM2-135M GGUF (Q4_1) scan against the shipped index, as `modelprov scan` runs it (file hashing on):
+    wall time, CPU time and peak RSS of a fresh process, with the load average before each run."""
+    gguf = _suspects()["SmolLM2-135M (GGUF Q4_1)"]
+    code = ("import sys,json,time,resource; from modelprov.scan import scan; t=time.perf_counter(); "
+            "r=scan(sys.argv[1]); u=resource.getrusage(resource.RUSAGE_SELF); "
+            "print(json.dumps({'seconds': time.perf_counter()-t, 'cpu': u.ru_utime+u.ru_stime, "
+            "'rss_mb': u.ru_maxrss/1024, 'findings': sorted((f.reference.name, f.verdict) "
+            "for f in r.findings if f.kind == 'weights')}))")
+    rows = []
+    for _ in range(runs):
+        load = load_average()
+        out = subprocess.run([sys.executable, "-c", code, str(gguf)], cwd=ROOT, check=True, capture_output=True,
+                             text=True)
+        row = {"load": load, "cpus": os.cpu_count(), **json.loads(out.stdout.strip().splitlines()[-1])}
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    _save("smollm2", rows)
+    if markdown:
+        lines = ["| run | wall | CPU (user+sys) | peak RSS | load average (1 min) | findings |", "|---|---|---|---|---|---|"]
+        for i, r in enumerate(rows, 1):
+            finds = ", ".join(f"{v} {n}" for n, v in r["findings"])
+            lines.append(f"| {i} | {r['seconds']:.1f} s | {r['cpu']:.1f} s | {r['rss_mb']:.0f} MB | "
+                         f"{r['load']:.1f} on {r['cpus']} cores | {finds} |")
+        replace_between(DOC, "smollm2", "smollm2", "\n".join(lines))
+
+
 SUITE = ROOT / "benchmarks" / "_work" / "suite"
 
 
