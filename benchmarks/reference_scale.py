@@ -30,7 +30,8 @@ import click
 import numpy as np
 
 from modelprov.findings import Reference
-from modelprov.index import ReferenceIndex
+from modelprov.index import ReferenceIndex, RetrievalIndex
+from modelprov.index.retrieval import build_retrieval, reference_signatures
 from modelprov.weights import ModelFingerprint, TensorFingerprint
 from modelprov.weights.fingerprint import EmbeddingAnchors
 
@@ -108,7 +109,10 @@ def index_of(size: int, extra: list[Path], pool: Path = WORK / "pool") -> Path:
         for sub in ("catalog.toml", "tokenizers"):
             if (src.root / sub).exists() and not (folder / sub).exists():
                 (shutil.copytree if (src.root / sub).is_dir() else shutil.copy2)(src.root / sub, folder / sub)
-    out.rebuild_retrieval()
+    # signatures of the real references are computed; the synthetic ones are read back from the pool's
+    fresh = {e.name: reference_signatures(src.fingerprint(e.name)) for src, e in chosen if src is not None}
+    build_retrieval(folder, sorted(e.name for _, e in chosen), fresh, RetrievalIndex.load(pool))
+    out.save()
     return folder
 
 
@@ -176,8 +180,8 @@ def scan(sizes: str, markdown: bool) -> None:
     for size in (int(s) for s in sizes.split(",")):
         folder = index_of(size, [])
         for label, path in _suspects().items():
-            if size == 1 and "SmolLM2" in label:
-                continue  # the one-reference index holds MiniLM only
+            if size == 1 and "SmolLM2" not in label:
+                continue  # the one-reference index holds SmolLM2 only (the shipped index's first entry)
             load = load_average()
             got = _peak_scan(folder, path)
             row = {"references": size, "suspect": label, "load": load, **got}
