@@ -371,7 +371,11 @@ class ReferenceIndex:
         the index's weight references (an index built before format 2: `rebuild_retrieval()` makes one)."""
         found = RetrievalIndex.load(self.root)
         names = sorted(e.name for e in self.entries_of("weights"))
-        return found if found is not None and found.references == names else None
+        if found is None or found.references != names:
+            return None
+        # the graphs are parsed by native code: open only the bytes that were sealed (one line otherwise)
+        self.verify(found.files())
+        return found
 
     def rebuild_retrieval(self) -> RetrievalIndex:
         """Recompute every reference's signatures (one reference in memory at a time) and save the index."""
@@ -424,6 +428,8 @@ def mapped_arrays(path: Path) -> dict[str, np.ndarray]:
     """The arrays of a safetensors file of float16/float32 arrays as read-only memory-mapped views (nothing is
     read until used); a malformed file is a `ReferenceIndexError` naming it."""
     try:
+        if not path.is_file():
+            raise ValueError("not a regular file")
         size = path.stat().st_size
         with open(path, "rb") as handle:
             head = handle.read(8)

@@ -76,6 +76,11 @@ def test_index_add_writes_a_sealed_retrieval_index(crowded_index: Path, tmp_path
     (copy / RETRIEVAL_DIR / "manifest.json").write_text("{}")
     with pytest.raises(ReferenceIndexError, match="retrieval/manifest.json: digest mismatch: the file is not the one"):
         ReferenceIndex.load(copy).verify()
+    shutil.copy2(crowded_index / RETRIEVAL_DIR / "manifest.json", copy / RETRIEVAL_DIR / "manifest.json")
+    graph = next((copy / RETRIEVAL_DIR).glob("*.usearch"))  # a damaged graph is never handed to usearch
+    graph.write_bytes(graph.read_bytes()[:64] + bytes(64))
+    with pytest.raises(ReferenceIndexError, match=r"\.usearch: digest mismatch"):
+        ReferenceIndex.load(copy).retrieval()
 
 
 def test_derived_model_is_shortlisted_and_scans_as_against_its_reference_alone(
