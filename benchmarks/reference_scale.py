@@ -112,7 +112,9 @@ def index_of(size: int, extra: list[Path], pool: Path = WORK / "pool") -> Path:
     # signatures of the real references are computed; the synthetic ones are read back from the pool's
     fresh = {e.name: reference_signatures(src.fingerprint(e.name)) for src, e in chosen if src is not None}
     build_retrieval(folder, sorted(e.name for _, e in chosen), fresh, RetrievalIndex.load(pool))
-    out.save()
+    known = {rel: sha for src in [*sources, ReferenceIndex.load(pool)] for rel, sha in src.meta.get("files", {}).items()
+             if rel.startswith("weights/")}
+    out.save(known)  # the hard-linked weight files are the sealed ones: not hashed again
     return folder
 
 
@@ -172,7 +174,7 @@ def _suspects() -> dict[str, Path]:
 
 
 @main.command()
-@click.option("--sizes", default="1,16,64,256,1024", show_default=True)
+@click.option("--sizes", default="1,16,64,256,1024", show_default=True, help="Scanned in this order.")
 @click.option("--markdown", is_flag=True, help="Write the table into docs/weights.md.")
 def scan(sizes: str, markdown: bool) -> None:
     """Scan real models against indexes of each size (fresh process per scan)."""
@@ -192,7 +194,7 @@ def scan(sizes: str, markdown: bool) -> None:
         base = {r["suspect"]: r for r in rows if r["references"] == 16}
         lines = ["| references | suspect | scan time | vs 16 refs | peak RSS | verified | findings | load avg |",
                  "|---|---|---|---|---|---|---|---|"]
-        for r in rows:
+        for r in sorted(rows, key=lambda r: (r["references"], r["suspect"])):
             ratio = r["seconds"] / base[r["suspect"]]["seconds"] if r["suspect"] in base else float("nan")
             verified = "all" if r["verified"] is None else str(len(r["verified"]))
             finds = ", ".join(f"{v} {n}" for n, v in r["findings"]) or "none"

@@ -168,8 +168,9 @@ class ReferenceIndex:
     def format_version(self) -> int:
         return int(self.meta.get("format_version", 1))
 
-    def _file_hashes(self) -> dict[str, str]:
-        return {rel: sha256_file(self.root / rel).sha256 for rel in self._content_files()}
+    def _file_hashes(self, known: Mapping[str, str] | None = None) -> dict[str, str]:
+        known = known or {}
+        return {rel: known.get(rel) or sha256_file(self.root / rel).sha256 for rel in self._content_files()}
 
     def _content_files(self) -> list[str]:
         """Files the digest covers: all but index.json, hidden files and what a `.gitignore` inside excludes
@@ -227,12 +228,13 @@ class ReferenceIndex:
         return sorted(rel for rel in self.meta.get("files", {})
                       if rel in own or not rel.startswith(("weights/",)))
 
-    def save(self) -> None:
-        """Bump the version, reseal the digest and write index.json atomically."""
+    def save(self, known: Mapping[str, str] | None = None) -> None:
+        """Bump the version, reseal the digest and write index.json atomically. `known`: sha256 of files the
+        caller hard-linked from another sealed index (not read again)."""
         self.meta["version"] = self.version + 1
         self.meta["format_version"] = FORMAT_VERSION
         self.meta["updated"] = _now()
-        self.meta["files"] = self._file_hashes()
+        self.meta["files"] = self._file_hashes(known)
         self.meta["digest"] = self.compute_digest()
         out = dict(self.meta)
         out["entries"] = [e.to_dict() for e in self.entries]
