@@ -14,6 +14,7 @@ ProgressFn = Callable[[str, int, int, str], None]
 
 HASHING = "hashing files"
 FINGERPRINTING = "fingerprinting"
+RETRIEVAL = "shortlisting references"
 SKETCHES = "weights sketches"
 CONFIRMING = "confirming copies"
 NEURONS = "neuron matching"

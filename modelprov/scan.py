@@ -11,13 +11,17 @@ from typing import Any
 from . import __version__
 from .code import CodeIndex, CodeScanResult, scan_code, source_files
 from .errors import ReferenceIndexError
-from .findings import ScanReport, Subject
-from .index import ReferenceIndex
-from .progress import CODE, HASHING, TOKENIZER, ProgressFn, byte_counter, report
-from .reader import Checkpoint, CheckpointTokenizer, open_checkpoint
+from .findings import Reference, ScanReport, Subject
+from .index import ReferenceIndex, shortlist
+from .progress import CODE, HASHING, RETRIEVAL, TOKENIZER, ProgressFn, byte_counter, report
+from .reader import Checkpoint, CheckpointTokenizer, SuspectReader, open_checkpoint
 from .report import report_timestamp
 from .tokenizers import scan_tokenizers
-from .weights import inspect_checkpoint, scan_weights
+from .weights import (
+    ModelFingerprint, RetrieveFn, SketchSpec, TensorFingerprint, TokensFn, inspect_checkpoint, scan_weights,
+)
+
+VERIFY_ALL = 8  # an index with at most this many weight references is verified whole, without retrieval
 
 
 def scan(path: str | os.PathLike[str] | Checkpoint, index: ReferenceIndex | str | os.PathLike[str] | None = None,
@@ -36,8 +40,10 @@ def scan(path: str | os.PathLike[str] | Checkpoint, index: ReferenceIndex | str 
     try:
         subject = _subject(ckpt, hash_files, progress)
         shipped = CheckpointTokenizer.of(ckpt)  # read at most once, by whichever part needs it first
-        weights = scan_weights(ckpt, idx.weight_references(), progress=progress, verify_exact=verify_exact,
-                               tokens=shipped.tokens)
+        retrieve = _retriever(idx, progress)
+        weights = scan_weights(ckpt, idx.weight_references() if retrieve is None else [], progress=progress,
+                               verify_exact=verify_exact, tokens=shipped.tokens, retrieve=retrieve)
+        verified = weights.details.get("retrieval", {}).get("references")
         findings = list(weights.findings)
         details: dict[str, Any] = {"weights": weights.details}
         if tokenizer and ckpt.path.exists():  # a Hub checkpoint's tokenizer is not fetched
@@ -55,7 +61,7 @@ def scan(path: str | os.PathLike[str] | Checkpoint, index: ReferenceIndex | str 
     options = {"index": None if index is None else str(idx.root), "verify_exact": verify_exact,
                "hash_files": hash_files, "tokenizer": tokenizer, "code": code}
     return ScanReport(
-        subject=subject, index=index_summary(idx), parameters={"scan": options, "weights": weights.parameters},
+        subject=subject, index=index_summary(idx, verified), parameters={"scan": options, "weights": weights.parameters},
         findings=findings, details=details, tool_version=__version__, timestamp=report_timestamp(),
     )
 
@@ -78,11 +84,33 @@ def _scan_checkpoint_code(ckpt: Checkpoint, idx: ReferenceIndex, progress: Progr
     return result
 
 
-def index_summary(idx: ReferenceIndex) -> dict[str, Any]:
-    """The index's name, version and digest, and whether its files still match the digest."""
+def _retriever(idx: ReferenceIndex, progress: ProgressFn | None) -> RetrieveFn | None:
+    """Stage 1 for an index of more than VERIFY_ALL weight references: the shortlist its retrieval index
+    returns; None (verify every reference) for a smaller index."""
+    count = len(idx.entries_of("weights"))
+    if count <= VERIFY_ALL:
+        return None
+    retrieval = idx.retrieval()
+    if retrieval is None:
+        raise ReferenceIndexError(idx.root, f"{count} weight references but no up-to-date retrieval index; "
+                                            "run `modelprov index reindex`")
+
+    def retrieve(reader: SuspectReader, tensors: list[TensorFingerprint], tokens: TokensFn
+                 ) -> tuple[list[tuple[Reference, ModelFingerprint]], dict[str, Any]]:
+        report(progress, RETRIEVAL, 0, 1)
+        found = shortlist(retrieval, reader, tensors, tokens(), spec=SketchSpec())
+        report(progress, RETRIEVAL, 1, 1, f"{len(found.references)} of {count} references")
+        return idx.weight_references(found.references), found.to_dict()
+
+    return retrieve
+
+
+def index_summary(idx: ReferenceIndex, verified: list[str] | None = None) -> dict[str, Any]:
+    """The index's name, version and digest, and whether its files still match the digest (for a shortlist:
+    the files of the references verified, the retrieval index and the rest outside weights/)."""
     out = idx.summary()
     try:
-        idx.verify()
+        idx.verify(None if verified is None else idx.files_of(verified))
         out["verified"] = True
     except ReferenceIndexError as err:  # reported, not fatal: the report says the index was modified
         out["verified"] = False

@@ -4,14 +4,15 @@ and import published indexes."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import click
 from rich.text import Text
 
 from modelprov.findings import Reference
 from modelprov.index import (
-    ARCHIVE_NAME, HubClient, PullResult, ReferenceIndex, add_checkpoint, catalogue_source, default_index_dir, export_index,
-    family_sources, fetch_index, import_index, pull_reference,
+    ARCHIVE_NAME, HubClient, PullResult, ReferenceIndex, add_checkpoint, catalogue_source, catalogue_sources,
+    default_index_dir, export_index, family_sources, fetch_index, import_index, pull_job, pull_many, pull_reference,
 )
 
 from ._common import index_option, json_flag, plain_table, progress, stdout
@@ -113,46 +114,64 @@ def verify(index_dir: str | None) -> None:
     click.echo(f"ok: {idx.name} v{idx.version} {idx.digest}")
 
 
+@command.command(name="reindex")
+@index_option()
+def reindex(index_dir: str | None) -> None:
+    """Recompute the retrieval signatures of every reference (an index from before format 2) and reseal."""
+    idx = ReferenceIndex.load(index_dir)
+    found = idx.rebuild_retrieval()
+    click.echo(f"retrieval index of {len(found.references)} references in {len(found.classes)} classes; "
+               f"index v{idx.version} {idx.digest}")
+
+
 @command.command(name="pull")
 @click.argument("source", required=False)
 @click.option("--family", "family", default=None, help="Pull every catalogued model of this family, e.g. qwen2.5.")
+@click.option("--catalog", "catalog", is_flag=True, help="Pull every catalogued model that names a Hub repo.")
 @click.option("--name", default=None, help="Reference name (default: catalogue name or the repo's name).")
 @click.option("--full", is_flag=True, help="Read every byte (exact digests of every tensor) instead of sampled rows.")
 @click.option("--org", default=None, help="Organisation (default: from the catalogue).")
 @click.option("--country", default=None, help="ISO 3166-1 alpha-2 country (default: from the catalogue).")
 @click.option("--license", "license_", default=None, help="SPDX id or LicenseRef-… (default: from the catalogue).")
+@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 64),
+              help="Repositories fingerprinted at once (--family/--catalog).")
+@click.option("--ray", "ray_address", default=None, metavar="ADDRESS|auto",
+              help="Run one Ray task per repository on the cluster at ADDRESS, or on a local Ray instance (auto).")
 @index_option()
 @json_flag("Print the result as JSON.")
-def pull(source: str | None, family: str | None, name: str | None, full: bool, org: str | None,
-         country: str | None, license_: str | None, index_dir: str | None, as_json: bool) -> None:
+def pull(source: str | None, family: str | None, catalog: bool, name: str | None, full: bool, org: str | None,
+         country: str | None, license_: str | None, concurrency: int, ray_address: str | None,
+         index_dir: str | None, as_json: bool) -> None:
     """Fingerprint Hub model SOURCE (REPO_ID[@REVISION][/subfolder]) into the index over HTTP range reads.
 
     Reads safetensors headers and the sampled rows only; pins and records the commit. Honours HF_ENDPOINT,
-    HF_TOKEN and HF_HUB_OFFLINE. An interrupted pull resumes where it stopped when run again.
+    HF_TOKEN and HF_HUB_OFFLINE. An interrupted pull resumes where it stopped when run again. With --family
+    or --catalog many repositories are pulled at once (--concurrency, or --ray), under one progress bar.
     """
-    if bool(source) == bool(family):
-        raise click.UsageError("give either SOURCE (REPO_ID[@REVISION]) or --family")
-    if family and name:
-        raise click.UsageError("--name applies to one SOURCE, not to a --family")
+    if sum(map(bool, (source, family, catalog))) != 1:
+        raise click.UsageError("give one of SOURCE (REPO_ID[@REVISION]), --family or --catalog")
+    if (family or catalog) and name:
+        raise click.UsageError("--name applies to one SOURCE, not to --family or --catalog")
     idx = ReferenceIndex.open_or_create(index_dir or default_index_dir())
-    if family:
-        jobs = [(catalogue_source(m), m.get("name")) for m in family_sources(idx, family)]
-    else:
-        jobs = [(source, name)]
-    results = []
-    for src, ref_name in jobs:
-        with progress(f"pull {src}", unit="bytes") as feed:
+    base = Reference(name="", org=org, country=country.upper() if country else None, license=license_)
+    if source:
+        with progress(f"pull {source}", unit="bytes") as feed:
             client = HubClient(on_bytes=feed.bytes)
-            base = Reference(name=ref_name or "", org=org, country=country.upper() if country else None,
-                             license=license_)
-            result = pull_reference(idx, src, name=ref_name, reference=base, full=full, client=client,
-                                    progress=feed.stages)
-        results.append(result)
-        if not as_json:
-            click.echo(_pull_line(result, idx))
+            results = [pull_reference(idx, source, name=name, reference=replace(base, name=name or ""), full=full,
+                                      client=client, progress=feed.stages)]
+    else:
+        models = family_sources(idx, family) if family else catalogue_sources(idx)
+        jobs = [pull_job(idx, catalogue_source(m), name=m.get("name"), reference=replace(base, name=m.get("name") or ""),
+                         full=full) for m in models]
+        with progress(f"pull {len(jobs)} repositories", total=len(jobs)) as feed:
+            results = pull_many(idx, jobs, concurrency=concurrency, ray=ray_address,
+                                progress=lambda done, total, item: feed.stages("pulled", done, total, item))
     if as_json:
         click.echo(json.dumps({"index": ReferenceIndex.load(idx.root).summary(),
                                "pulled": [r.to_dict() for r in results]}, indent=1))
+        return
+    for result in results:
+        click.echo(_pull_line(result, idx))
 
 
 def _pull_line(result: PullResult, idx: ReferenceIndex) -> str:

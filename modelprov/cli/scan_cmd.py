@@ -65,6 +65,11 @@ def print_report(data: dict[str, Any]) -> None:
     out.print(Text(f"{subject['path']}: {subject['parameter_count']:,} parameters; "
                    f"index {idx.get('name')} v{idx.get('version')}{count}", style="bold"))
     details = data.get("details") or {}
+    shortlist = (details.get("weights") or {}).get("retrieval")
+    if shortlist is not None:
+        names = shortlist.get("references", [])
+        out.print(Text(f"shortlist: {len(names)} of {shortlist.get('indexed_references')} references retrieved by "
+                       f"signature and verified" + (f" ({', '.join(names)})" if names else "")))
     for section in (weights_table(data), tokenizer_table(data), code_table(data)):
         out.print(section)
     for line in code_sources(data):

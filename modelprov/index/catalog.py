@@ -43,3 +43,11 @@ def family_sources(index: ReferenceIndex, family: str) -> list[dict[str, Any]]:
         raise ReferenceIndexError(Path(index.root) / CATALOG_FILE,
                                   f"no catalogued family {family!r} with a repo_id (known: {', '.join(known) or 'none'})")
     return models
+
+
+def catalogue_sources(index: ReferenceIndex) -> list[dict[str, Any]]:
+    """Every catalogue model that names a Hub repo (what `index pull --catalog` fingerprints)."""
+    models = [m for m in catalogue_models(index) if m.get("repo_id")]
+    if not models:
+        raise ReferenceIndexError(Path(index.root) / CATALOG_FILE, "the catalogue names no Hub repositories")
+    return models

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import tomllib
@@ -24,11 +25,9 @@ from fnmatch import fnmatch
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
-from safetensors import SafetensorError
-from safetensors.numpy import load_file
 from safetensors.numpy import save as save_safetensors
 
 from modelprov._atomic import atomic_write
@@ -41,9 +40,11 @@ from modelprov.weights.fingerprint import (
     EmbeddingAnchors, ModelFingerprint, SketchSpec, TensorFingerprint, fingerprint_checkpoint,
 )
 
+from .retrieval import ReferenceSignatures, RetrievalIndex, build_retrieval, reference_signatures
+
 INDEX_FILE = "index.json"
 CATALOG_FILE = "catalog.toml"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: index.json lists every file with its sha256 (a scan checks the files it reads)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 _FP16_MAX = float(np.finfo(np.float16).max)
 _ANCHOR_PREFIX = "anchors:"  # sketch-file key of a token embedding's anchor rows
@@ -98,6 +99,7 @@ class ReferenceIndex:
         self.meta = meta
         self.entries = entries
         self._fingerprints: dict[str, ModelFingerprint] = {}
+        self._pending: dict[str, ReferenceSignatures] = {}  # signatures of references added but not sealed
 
     # -- loading and sealing ---------------------------------------------------------------------
     @classmethod
@@ -147,15 +149,28 @@ class ReferenceIndex:
         return {"name": self.name, "version": self.version, "digest": self.digest, "path": str(self.root),
                 "references": len(self.entries)}
 
-    def compute_digest(self) -> str:
-        """sha256 over index.json without its digest field, then each other file's path and sha256."""
+    def compute_digest(self, files: dict[str, str] | None = None) -> str:
+        """sha256 over index.json without its digest field (format 2: including its file list), then (format 1)
+        each other file's path and sha256. `files` (format 2): the file list to seal, default the recorded one."""
         h = hashlib.sha256()
         meta = {k: v for k, v in self.meta.items() if k != "digest"}
         meta["entries"] = [e.to_dict() for e in self.entries]
+        if self.format_version >= 2:
+            meta["files"] = dict(sorted((self.meta.get("files") if files is None else files).items()))
+            h.update(json.dumps(meta, sort_keys=True, ensure_ascii=False).encode())
+            return "sha256:" + h.hexdigest()
         h.update(json.dumps(meta, sort_keys=True, ensure_ascii=False).encode())
         for rel in self._content_files():
             h.update(f"\n{rel}\0{sha256_file(self.root / rel).sha256}".encode())
         return "sha256:" + h.hexdigest()
+
+    @property
+    def format_version(self) -> int:
+        return int(self.meta.get("format_version", 1))
+
+    def _file_hashes(self, known: Mapping[str, str] | None = None) -> dict[str, str]:
+        known = known or {}
+        return {rel: known.get(rel) or sha256_file(self.root / rel).sha256 for rel in self._content_files()}
 
     def _content_files(self) -> list[str]:
         """Files the digest covers: all but index.json, hidden files and what a `.gitignore` inside excludes
@@ -174,8 +189,12 @@ class ReferenceIndex:
             out.append(rel)
         return sorted(out)
 
-    def verify(self) -> None:
-        """Raise `ReferenceIndexError` unless the digest matches every file and each entry's files exist."""
+    def verify(self, only: Iterable[str] | None = None) -> None:
+        """Raise `ReferenceIndexError` unless the digest matches every file and each entry's files exist.
+
+        `only` (format 2): check the sealed file list and just these files' hashes, the ones a scan read
+        (the cost of a scan's check then does not grow with the index). Format 1 always checks everything.
+        """
         for e in self.entries:
             for rel in e.files:
                 if not (self.root / rel).is_file():
@@ -184,12 +203,38 @@ class ReferenceIndex:
         if actual != self.digest:
             raise ReferenceIndexError(self.root / INDEX_FILE,
                                       f"digest mismatch: recorded {self.digest or '(none)'}, files give {actual}")
+        if self.format_version < 2:
+            return
+        recorded: dict[str, str] = self.meta.get("files", {})
+        if only is None:
+            present = set(self._content_files())
+            extra = sorted(present - set(recorded))
+            if extra:
+                raise ReferenceIndexError(self.root / extra[0], "file is not in the sealed index")
+        for rel in sorted(recorded if only is None else set(only)):
+            path = self.root / rel
+            if rel not in recorded:
+                raise ReferenceIndexError(path, "file is not in the sealed index")
+            if not path.is_file():
+                raise ReferenceIndexError(path, "file of the sealed index is missing")
+            if sha256_file(path).sha256 != recorded[rel]:
+                raise ReferenceIndexError(path, "digest mismatch: the file is not the one sealed in index.json (sha256 differs)")
 
-    def save(self) -> None:
-        """Bump the version, reseal the digest and write index.json atomically."""
+    def files_of(self, names: Iterable[str]) -> list[str]:
+        """What a scan against references `names` reads of the index: their weight files, the retrieval index,
+        and everything outside weights/ and retrieval/ (catalogue, tokenizers, code)."""
+        wanted = set(names)
+        own = {rel for e in self.entries if e.kind == "weights" and e.name in wanted for rel in e.files}
+        return sorted(rel for rel in self.meta.get("files", {})
+                      if rel in own or not rel.startswith(("weights/",)))
+
+    def save(self, known: Mapping[str, str] | None = None) -> None:
+        """Bump the version, reseal the digest and write index.json atomically. `known`: sha256 of files the
+        caller hard-linked from another sealed index (not read again)."""
         self.meta["version"] = self.version + 1
         self.meta["format_version"] = FORMAT_VERSION
         self.meta["updated"] = _now()
+        self.meta["files"] = self._file_hashes(known)
         self.meta["digest"] = self.compute_digest()
         out = dict(self.meta)
         out["entries"] = [e.to_dict() for e in self.entries]
@@ -234,12 +279,19 @@ class ReferenceIndex:
                 removed.append(rel)
         self.entries = [e for e in self.entries if e.name != name]
         self._fingerprints.pop(name, None)
+        self._pending.pop(name, None)
+        if any(e.kind == "weights" for e in gone):
+            self._update_retrieval({})
         self.save()
         return removed
 
     # -- weights fingerprints -------------------------------------------------------------------------
-    def add_weights(self, reference: Reference, fingerprint: ModelFingerprint, *, files: Iterable[dict[str, Any]] = ()) -> IndexEntry:
-        """Store a model fingerprint (sketches as float16 safetensors + JSON manifest) and save the index."""
+    def add_weights(self, reference: Reference, fingerprint: ModelFingerprint, *, files: Iterable[dict[str, Any]] = (),
+                    seal: bool = True) -> IndexEntry:
+        """Store a model fingerprint (sketches as float16 safetensors + JSON manifest) and save the index.
+
+        `seal=False` (many adds in a row) keeps its retrieval signatures pending until `seal()`, which updates the
+        retrieval index and the digest once."""
         name = check_name(reference.name)
         sketch_rel, manifest_rel = f"weights/{name}.safetensors", f"weights/{name}.json"
         arrays = {t.name: np.ascontiguousarray(np.clip(fingerprint.sketches[t.name], -_FP16_MAX, _FP16_MAX),
@@ -268,12 +320,21 @@ class ReferenceIndex:
             "format": fingerprint.source.get("format"), "quantisation": fingerprint.source.get("quantisation"),
         })
         self.put_entry(entry)
-        self._fingerprints[name] = fingerprint
-        self.save()
+        self._pending[name] = reference_signatures(fingerprint)
+        if seal:
+            self._fingerprints[name] = fingerprint
+            self.seal()
         return entry
 
+    def seal(self) -> None:
+        """Update the retrieval index with the references added since the last seal, and save the index."""
+        pending, self._pending = self._pending, {}
+        self._update_retrieval(pending)
+        self.save()
+
     def fingerprint(self, name: str) -> ModelFingerprint:
-        """The weights fingerprint of reference `name` (sketches as float32), loaded once."""
+        """The weights fingerprint of reference `name`, loaded once: sketches stay float16 in the memory-mapped
+        file and are converted to float32 when read; anchors are read as float32."""
         if name in self._fingerprints:
             return self._fingerprints[name]
         entry = self.entry(name, "weights")
@@ -285,16 +346,13 @@ class ReferenceIndex:
             spec = SketchSpec(**manifest["sketch"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ReferenceIndexError(manifest_path, f"malformed fingerprint manifest ({exc.__class__.__name__}: {exc})") from None
-        try:
-            raw = load_file(str(sketch_path))
-        except (OSError, SafetensorError, ValueError) as exc:
-            raise ReferenceIndexError(sketch_path, f"unreadable sketches ({exc})") from None
+        raw = mapped_arrays(sketch_path)
         missing = [t.name for t in tensors if t.name not in raw]
         if missing:
             raise ReferenceIndexError(sketch_path, f"{len(missing)} sketches missing, e.g. {missing[0]!r}")
-        sketches = {t.name: raw[t.name].astype(np.float32) for t in tensors}
+        sketches = LazySketches({t.name: raw[t.name] for t in tensors})
         try:
-            anchors = {name: EmbeddingAnchors.from_dict(d, raw[_ANCHOR_PREFIX + name].astype(np.float32))
+            anchors = {name: EmbeddingAnchors.from_dict(d, np.asarray(raw[_ANCHOR_PREFIX + name], dtype=np.float32))
                        for name, d in manifest.get("anchors", {}).items()}
         except (KeyError, ValueError, TypeError) as exc:
             raise ReferenceIndexError(manifest_path, f"malformed embedding anchors ({exc.__class__.__name__}: {exc})") from None
@@ -303,9 +361,42 @@ class ReferenceIndex:
         self._fingerprints[name] = fp
         return fp
 
-    def weight_references(self) -> list[tuple[Reference, ModelFingerprint]]:
-        """Every reference with weights, with its fingerprint."""
-        return [(e.reference, self.fingerprint(e.name)) for e in self.entries_of("weights")]
+    def weight_references(self, names: Iterable[str] | None = None) -> list[tuple[Reference, ModelFingerprint]]:
+        """Every reference with weights (or those named), with its fingerprint."""
+        wanted = None if names is None else set(names)
+        return [(e.reference, self.fingerprint(e.name)) for e in self.entries_of("weights")
+                if wanted is None or e.name in wanted]
+
+    # -- retrieval -------------------------------------------------------------------------------------
+    def retrieval(self) -> RetrievalIndex | None:
+        """The retrieval index of the weight references, or None when it is missing or does not list exactly
+        the index's weight references (an index built before format 2: `rebuild_retrieval()` makes one)."""
+        found = RetrievalIndex.load(self.root)
+        names = sorted(e.name for e in self.entries_of("weights"))
+        if found is None or found.references != names:
+            return None
+        # the graphs are parsed by native code: open only the bytes that were sealed (one line otherwise)
+        self.verify(found.files())
+        return found
+
+    def rebuild_retrieval(self) -> RetrievalIndex:
+        """Recompute every reference's signatures (one reference in memory at a time) and save the index."""
+        found = self._update_retrieval({}, reuse=False)
+        self.save()
+        return found
+
+    def _update_retrieval(self, fresh: dict[str, Any], *, reuse: bool = True) -> RetrievalIndex:
+        """Write the retrieval index: `fresh` signatures for new references, the stored ones for the rest."""
+        names = sorted(e.name for e in self.entries_of("weights"))
+        previous = RetrievalIndex.load(self.root) if reuse else None
+        known = set(previous.references) if previous is not None else set()
+        for name in names:
+            if name not in fresh and name not in known:
+                cached = name in self._fingerprints
+                fresh[name] = reference_signatures(self.fingerprint(name))
+                if not cached:  # one reference in memory at a time
+                    self._fingerprints.pop(name, None)
+        return build_retrieval(self.root, names, fresh, previous)
 
     # -- catalogue -----------------------------------------------------------------------------------
     def catalog(self) -> dict[str, Any]:
@@ -314,6 +405,54 @@ class ReferenceIndex:
         if not path.is_file():
             return {}
         return load_toml(path)
+
+
+class LazySketches(Mapping[str, np.ndarray]):
+    """Sketches kept as float16 views of a memory-mapped file, converted to float32 each time one is read."""
+
+    def __init__(self, views: dict[str, np.ndarray]) -> None:
+        self._views = views
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return np.asarray(self._views[name], dtype=np.float32)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._views)
+
+    def __len__(self) -> int:
+        return len(self._views)
+
+
+_ST_DTYPES = {"F16": np.float16, "F32": np.float32}
+
+
+def mapped_arrays(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a safetensors file of float16/float32 arrays as read-only memory-mapped views (nothing is
+    read until used); a malformed file is a `ReferenceIndexError` naming it."""
+    try:
+        if not path.is_file():
+            raise ValueError("not a regular file")
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+            n = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if not 0 < n <= size - 8:
+                raise ValueError("header length outside the file")
+            header = json.loads(handle.read(n))
+        mapped = np.memmap(path, dtype=np.uint8, mode="r") if size > 8 + n else np.zeros(0, dtype=np.uint8)
+        out = {}
+        for key, info in header.items():
+            if key == "__metadata__":
+                continue
+            dtype = np.dtype(_ST_DTYPES[info["dtype"]])
+            begin, end = (int(x) for x in info["data_offsets"])
+            shape = tuple(int(x) for x in info["shape"])
+            if not 0 <= begin <= end <= size - 8 - n or end - begin != math.prod(shape) * dtype.itemsize:
+                raise ValueError(f"array {key!r} lies outside the file or has the wrong size")
+            out[key] = mapped[8 + n + begin:8 + n + end].view(dtype).reshape(shape)
+        return out
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ReferenceIndexError(path, f"unreadable sketches ({exc.__class__.__name__}: {exc})") from None
 
 
 def _gitignore_patterns(path: Path) -> list[str]:

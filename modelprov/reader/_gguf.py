@@ -17,13 +17,14 @@ import numpy as np
 
 from modelprov.errors import CheckpointError
 from ._base import CheckpointFile, RowSelection, TensorInfo
-from ._rounding import GGUF_BLOCK_ROUNDING, Rounded, gguf_rounding
+from ._rounding import GGUF_BLOCK_ROUNDING, Rounded, gguf_rounding, gguf_values
 from ._rows import read_raw_rows, read_row_runs
 from ._table import TableCheckpoint
 
 _PLAIN = {"F32": "<f4", "F16": "<f2", "F64": "<f8", "I8": "i1", "I16": "<i2", "I32": "<i4", "I64": "<i8"}
 # metadata arrays larger than this are summarised (length only) unless they are tokenizer arrays
 _MAX_INLINE_ARRAY = 4096
+_DECODE_CHUNK_BYTES = 1 << 22  # stored bytes decoded per pass (bounds the decoders' temporaries to ~100 MB)
 
 
 class GgufCheckpoint(TableCheckpoint):
@@ -71,11 +72,25 @@ class GgufCheckpoint(TableCheckpoint):
         info = self._infos[name]
         qtype = self._qtypes[name]
         row_bytes = info.nbytes // info.rows if info.rows else 0
+        if qtype.name in GGUF_BLOCK_ROUNDING:  # block formats: every selected row's blocks in vectorised passes
+            return self._block_rows(info, qtype, rows, row_bytes)
 
         def decode(raw: bytes, out: np.ndarray) -> None:
             out[...] = self._decode(raw, qtype, out.shape[0], row_bytes).reshape(out.shape)
 
         return read_row_runs(self._fd(info.file), info, rows, row_bytes, decode)
+
+    def _block_rows(self, info: TensorInfo, qtype: Any, rows: RowSelection, row_bytes: int) -> np.ndarray:
+        """Rows of a block-quantised tensor: the bytes of all selected row runs gathered, then decoded by the
+        numpy block decoders (the ones the rounding uses) a bounded number of rows at a time."""
+        _, type_size = self._gguf.GGML_QUANT_SIZES[qtype]
+        raw = read_raw_rows(self._fd(info.file), info, rows, row_bytes)
+        out = np.empty((raw.shape[0], info.row_length), dtype=np.float32)
+        step = max(1, _DECODE_CHUNK_BYTES // max(row_bytes, 1))
+        for lo in range(0, raw.shape[0], step):
+            part = raw[lo:lo + step]
+            out[lo:lo + len(part)] = gguf_values(part, qtype.name, type_size, len(part))
+        return out
 
     def read_rows_rounded(self, name: str, rows: RowSelection = None) -> Rounded | None:
         info = self._infos[name]

@@ -9,6 +9,7 @@ quantisation step, or unbounded on the side where a quantiser clips (the largest
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -68,6 +69,22 @@ def affine_rounding(values: np.ndarray, step: np.ndarray, code: np.ndarray, top:
 QK_K = 256
 
 
+@dataclass
+class _Affine:
+    """Decoded blocks: the values, and what their rounding needs (computed only when asked: `rounding()`)."""
+
+    values: np.ndarray
+    step: np.ndarray
+    code: np.ndarray
+    top: int
+    bottom: int = 0
+    extra: Callable[[], np.ndarray | float] | None = None  # rounding the scale adds, for ggml's Q4_0 … Q8_0
+
+    def rounding(self) -> Rounded:
+        return affine_rounding(self.values, self.step, self.code, self.top, self.bottom,
+                               0.0 if self.extra is None else self.extra())
+
+
 def _f16(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x).view(np.float16).astype(np.float32)
 
@@ -95,38 +112,38 @@ def _high_bits(qh: np.ndarray, n_blocks: int) -> np.ndarray:
     return ((bits & np.uint32(1)).astype(np.uint8) << np.uint8(4))
 
 
-def _q4_0(b: np.ndarray) -> Rounded:
+def _q4_0(b: np.ndarray) -> _Affine:
     n = b.shape[0]
     d, q = _f16(b[:, :2]), _nibbles(b[:, 2:], n, 16).astype(np.float32)
-    return affine_rounding(d * (q - 8), np.broadcast_to(d, q.shape), q, 15, extra=_scale_rounding(d, q - 8))
+    return _Affine(d * (q - 8), np.broadcast_to(d, q.shape), q, 15, extra=lambda: _scale_rounding(d, q - 8))
 
 
-def _q4_1(b: np.ndarray) -> Rounded:
+def _q4_1(b: np.ndarray) -> _Affine:
     n = b.shape[0]
     d, m, q = _f16(b[:, :2]), _f16(b[:, 2:4]), _nibbles(b[:, 4:], n, 16).astype(np.float32)
-    return affine_rounding(d * q + m, np.broadcast_to(d, q.shape), q, 15, extra=_scale_rounding(d, q, m))
+    return _Affine(d * q + m, np.broadcast_to(d, q.shape), q, 15, extra=lambda: _scale_rounding(d, q, m))
 
 
-def _q5_0(b: np.ndarray) -> Rounded:
+def _q5_0(b: np.ndarray) -> _Affine:
     n = b.shape[0]
     d = _f16(b[:, :2])
     q = (_nibbles(b[:, 6:], n, 16) | _high_bits(b[:, 2:6], n)).astype(np.float32)
-    return affine_rounding(d * (q - 16), np.broadcast_to(d, q.shape), q, 31, extra=_scale_rounding(d, q - 16))
+    return _Affine(d * (q - 16), np.broadcast_to(d, q.shape), q, 31, extra=lambda: _scale_rounding(d, q - 16))
 
 
-def _q5_1(b: np.ndarray) -> Rounded:
+def _q5_1(b: np.ndarray) -> _Affine:
     n = b.shape[0]
     d, m = _f16(b[:, :2]), _f16(b[:, 2:4])
     q = (_nibbles(b[:, 8:], n, 16) | _high_bits(b[:, 4:8], n)).astype(np.float32)
-    return affine_rounding(d * q + m, np.broadcast_to(d, q.shape), q, 31, extra=_scale_rounding(d, q, m))
+    return _Affine(d * q + m, np.broadcast_to(d, q.shape), q, 31, extra=lambda: _scale_rounding(d, q, m))
 
 
-def _q8_0(b: np.ndarray) -> Rounded:
+def _q8_0(b: np.ndarray) -> _Affine:
     d, q = _f16(b[:, :2]), np.ascontiguousarray(b[:, 2:]).view(np.int8).astype(np.float32)
-    return affine_rounding(d * q, np.broadcast_to(d, q.shape), q, 127, -127, extra=_scale_rounding(d, q))
+    return _Affine(d * q, np.broadcast_to(d, q.shape), q, 127, -127, extra=lambda: _scale_rounding(d, q))
 
 
-def _q2_k(b: np.ndarray) -> Rounded:
+def _q2_k(b: np.ndarray) -> _Affine:
     n = b.shape[0]
     scales, qs = b[:, :16], b[:, 16:80]
     d, dmin = _f16(b[:, 80:82]), _f16(b[:, 82:84])
@@ -134,7 +151,7 @@ def _q2_k(b: np.ndarray) -> Rounded:
     ml = np.repeat(dmin * (scales >> 4).astype(np.float32), 16, axis=1)
     shift = np.array([0, 2, 4, 6], dtype=np.uint8).reshape((1, 1, 4, 1))
     q = ((qs.reshape((n, -1, 1, 32)) >> shift) & np.uint8(3)).reshape((n, QK_K)).astype(np.float32)
-    return affine_rounding(dl * q - ml, dl, q, 3)
+    return _Affine(dl * q - ml, dl, q, 3)
 
 
 def _scale_min_k4(scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -147,26 +164,26 @@ def _scale_min_k4(scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return sc.astype(np.float32), mn.astype(np.float32)
 
 
-def _q4_k(b: np.ndarray) -> Rounded:
+def _q4_k(b: np.ndarray) -> _Affine:
     n = b.shape[0]
     d, dmin = _f16(b[:, :2]), _f16(b[:, 2:4])
     sc, mn = _scale_min_k4(b[:, 4:16])
     step, offset = np.repeat(d * sc, 32, axis=1), np.repeat(dmin * mn, 32, axis=1)
     q = _nibbles(b[:, 16:], n, 32).astype(np.float32)
-    return affine_rounding(step * q - offset, step, q, 15)
+    return _Affine(step * q - offset, step, q, 15)
 
 
-def _q5_k(b: np.ndarray) -> Rounded:
+def _q5_k(b: np.ndarray) -> _Affine:
     n = b.shape[0]
     d, dmin = _f16(b[:, :2]), _f16(b[:, 2:4])
     sc, mn = _scale_min_k4(b[:, 4:16])
     step, offset = np.repeat(d * sc, 32, axis=1), np.repeat(dmin * mn, 32, axis=1)
     qh = (b[:, 16:48].reshape((n, -1, 1, 32)) >> np.arange(8, dtype=np.uint8).reshape((1, 1, 8, 1))) & np.uint8(1)
     q = (_nibbles(b[:, 48:], n, 32) | (qh.reshape((n, QK_K)) << np.uint8(4))).astype(np.float32)
-    return affine_rounding(step * q - offset, step, q, 31)
+    return _Affine(step * q - offset, step, q, 31)
 
 
-def _q6_k(b: np.ndarray) -> Rounded:
+def _q6_k(b: np.ndarray) -> _Affine:
     n = b.shape[0]
     ql, qh = b[:, :128], b[:, 128:192]
     scales = np.ascontiguousarray(b[:, 192:208]).view(np.int8).astype(np.float32)
@@ -174,7 +191,7 @@ def _q6_k(b: np.ndarray) -> Rounded:
     low = (ql.reshape((n, -1, 1, 64)) >> np.array([0, 4], dtype=np.uint8).reshape((1, 1, 2, 1))) & np.uint8(0x0F)
     high = (qh.reshape((n, -1, 1, 32)) >> np.array([0, 2, 4, 6], dtype=np.uint8).reshape((1, 1, 4, 1))) & np.uint8(3)
     q = (low.reshape((n, -1, 32)) | (high.reshape((n, -1, 32)) << np.uint8(4))).reshape((n, QK_K)).astype(np.float32)
-    return affine_rounding(step * (q - 32), step, q, 63)
+    return _Affine(step * (q - 32), step, q, 63)
 
 
 GGUF_BLOCK_ROUNDING = {"Q4_0": _q4_0, "Q4_1": _q4_1, "Q5_0": _q5_0, "Q5_1": _q5_1, "Q8_0": _q8_0,
@@ -187,6 +204,14 @@ def gguf_rounding(raw: np.ndarray, qtype: str, type_size: int, n_rows: int) -> R
     decode = GGUF_BLOCK_ROUNDING.get(qtype)
     if decode is None:
         return None
-    blocks = np.asarray(raw, dtype=np.uint8).reshape(-1, type_size)
-    out = decode(blocks)
+    out = decode(np.asarray(raw, dtype=np.uint8).reshape(-1, type_size)).rounding()
     return Rounded(out.values.reshape(n_rows, -1), out.below.reshape(n_rows, -1), out.above.reshape(n_rows, -1))
+
+
+def gguf_values(raw: np.ndarray, qtype: str, type_size: int, n_rows: int) -> np.ndarray | None:
+    """The float32 values of `n_rows` rows of GGUF blocks, decoded in one vectorised pass over all their blocks
+    (the decoders `gguf_rounding` uses); None for formats not decoded here."""
+    decode = GGUF_BLOCK_ROUNDING.get(qtype)
+    if decode is None:
+        return None
+    return decode(np.asarray(raw, dtype=np.uint8).reshape(-1, type_size)).values.reshape(n_rows, -1)

@@ -13,13 +13,14 @@ from .fingerprint import (
 from .inspect import Inspection, config_facts, inspect_checkpoint
 from .matchers import DEFAULT_MATCHERS, Matcher, MatchContext, ReferenceModel, SuspectModel
 from .naming import infer_role, top_level_component
-from .scan import WeightsScan, scan_weights
+from .matchers.base import TokensFn
+from .scan import RetrieveFn, WeightsScan, scan_weights
 from .similarity import Similarity, centred_similarity, compare_arrays, raw_cosine
 
 __all__ = [
     "AlignmentCosts", "Comparison", "DEFAULT_MATCHERS", "Evidence", "Inspection", "MatchContext", "Matcher",
-    "ModelFingerprint", "ReferenceModel", "Similarity", "SketchSpec", "StackMatch", "SuspectModel",
-    "TensorComparison", "TensorFingerprint", "TensorMatch", "WEAK_ROLES", "WeightThresholds", "WeightsScan",
+    "ModelFingerprint", "ReferenceModel", "RetrieveFn", "Similarity", "SketchSpec", "StackMatch", "SuspectModel",
+    "TensorComparison", "TensorFingerprint", "TensorMatch", "TokensFn", "WEAK_ROLES", "WeightThresholds", "WeightsScan",
     "align_layers", "centred_similarity", "compare", "compare_arrays", "config_facts", "describe_alignment",
     "fingerprint_checkpoint", "infer_role", "inspect_checkpoint", "merge_evidence", "raw_cosine",
     "sampled_fingerprint", "scan_weights", "suspect_fingerprints", "top_level_component", "write_heatmaps",

@@ -13,9 +13,8 @@ from modelprov.findings import Reference
 from modelprov.progress import SKETCHES, ProgressFn, report
 from modelprov.reader import SuspectReader
 
-from .fingerprint import WEAK_ROLES, ModelFingerprint, SketchSpec, TensorFingerprint
-from .naming import roles_compatible
-from .placement import PLACEMENT_STRATEGIES, Placement, prefix_sketch_rows, sketch_at
+from .fingerprint import ModelFingerprint, SketchSpec, TensorFingerprint
+from .placement import Placement, placements_for, prefix_sketch_rows, sketch_at
 from .similarity import normalise_rows
 
 @dataclass
@@ -87,15 +86,7 @@ def _sketch_pairs(suspects: list[TensorFingerprint], reader: SuspectReader, bank
         s2d = s.shape2d
         for shape2d, (idx, centred, raw) in bank.groups.items():
             # placements this reference shape admits, with the reference tensors each applies to
-            wanted: dict[Placement, list[int]] = {}
-            for row, ti in enumerate(idx):
-                rt = bank.tensors[ti].fp
-                if not roles_compatible(s.role, rt.role) or (
-                        s.role != "other" and (s.role in WEAK_ROLES) != (rt.role in WEAK_ROLES)):
-                    continue
-                for strategy in PLACEMENT_STRATEGIES:
-                    for p in strategy(s, s2d, rt):
-                        wanted.setdefault(p, []).append(row)
+            wanted = placements_for(s, s2d, (bank.tensors[ti].fp for ti in idx))
             for p, rows in wanted.items():
                 x = sketch_at(reader, s.name, shape2d, p, bank.spec).reshape(1, -1)
                 xc = normalise_rows(x, centre=True)[0].astype(np.float32)

@@ -15,7 +15,8 @@ import numpy as np
 
 from modelprov.reader import Rounded, SuspectReader
 
-from .fingerprint import SketchSpec, TensorFingerprint, gguf_qk_permutation, sketch_indices
+from .fingerprint import WEAK_ROLES, SketchSpec, TensorFingerprint, gguf_qk_permutation, sketch_indices
+from .naming import roles_compatible
 
 _FUSED_ROLES = frozenset({"attn_qkv", "mlp_gate_up", "other", "token_embedding", "lm_head", "router"})
 _PRESLICED_ROLES = frozenset({"position_embedding"})  # tables an exporter may cut to the sequence it traced
@@ -109,6 +110,22 @@ def prefix_placements(suspect: TensorFingerprint, s2d: tuple[int, int], ref: Ten
 
 PLACEMENT_STRATEGIES: list[PlacementStrategy] = [direct_placements, transposed_placements, gguf_qk_placements,
                                                  prefix_placements]
+
+
+def placements_for(suspect: TensorFingerprint, s2d: tuple[int, int], refs: Iterable[TensorFingerprint]
+                   ) -> dict[Placement, list[int]]:
+    """Every placement of the suspect tensor admitted by some reference tensor of one shape, with the positions
+    (in `refs`) of the reference tensors it applies to: roles must be compatible and a weak role (norms, biases)
+    meets only a weak role."""
+    wanted: dict[Placement, list[int]] = {}
+    for pos, rt in enumerate(refs):
+        if not roles_compatible(suspect.role, rt.role) or (
+                suspect.role != "other" and (suspect.role in WEAK_ROLES) != (rt.role in WEAK_ROLES)):
+            continue
+        for strategy in PLACEMENT_STRATEGIES:
+            for p in strategy(suspect, s2d, rt):
+                wanted.setdefault(p, []).append(pos)
+    return wanted
 
 
 def prefix_sketch_rows(ref_shape2d: tuple[int, int], placement: Placement, spec: SketchSpec) -> np.ndarray | None:

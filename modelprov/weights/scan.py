@@ -8,7 +8,7 @@ the suspect rows each sketch needs are read, plus full tensors a matcher must co
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from modelprov.errors import NothingToScanError
 from modelprov.findings import Finding, Reference
@@ -21,11 +21,15 @@ from ._findings import (
 )
 from .alignment import AlignmentCosts
 from .evidence import Evidence, TensorMatch, WeightThresholds, merge_evidence
-from .fingerprint import WEAK_ROLES, ModelFingerprint, suspect_fingerprints
+from .fingerprint import WEAK_ROLES, ModelFingerprint, TensorFingerprint, suspect_fingerprints
 from .matchers import DEFAULT_MATCHERS, Matcher, MatchContext, ScanSession, SuspectModel
 from .matchers.base import TokensFn
 from .naming import VOCAB_ROLES
 from .nonlearned import identical_nonlearned, reference_nonlearned, suspect_nonlearned
+
+
+RetrieveFn = Callable[[SuspectReader, list[TensorFingerprint], TokensFn],
+                      tuple[Sequence[tuple[Reference, ModelFingerprint]], dict[str, Any]]]
 
 
 @dataclass
@@ -41,12 +45,15 @@ def scan_weights(
     ckpt: Checkpoint, references: Sequence[tuple[Reference, ModelFingerprint]], *,
     progress: ProgressFn | None = None, thresholds: WeightThresholds = WeightThresholds(),
     verify_exact: bool = True, costs: AlignmentCosts = AlignmentCosts(), tokens: TokensFn | None = None,
-    matchers: Sequence[Matcher] = DEFAULT_MATCHERS,
+    matchers: Sequence[Matcher] = DEFAULT_MATCHERS, retrieve: RetrieveFn | None = None,
 ) -> WeightsScan:
     """Compare a checkpoint with every reference given; findings per suspect component.
 
     `tokens` returns the checkpoint's regular vocabulary (token bytes → id), asked for only if an embedding
-    must be aligned by token string; the tokenizer scan may share the read.
+    must be aligned by token string; the tokenizer scan may share the read. `retrieve` (stage 1 against a
+    large index) picks the references to verify from the suspect's learned tensors instead of `references`,
+    and returns what the report shows of the choice; it reads through the scan's reader, so rows it reads are
+    not read again.
     """
     every = suspect_fingerprints(ckpt)
     if not every:
@@ -54,6 +61,9 @@ def scan_weights(
     reader = SuspectReader(ckpt)
     buffers = suspect_nonlearned(reader, every)  # never matched, never evidence
     tensors = [t for t in every if t.name not in buffers]
+    retrieval: dict[str, Any] | None = None
+    if retrieve is not None:
+        references, retrieval = retrieve(reader, tensors, tokens or (lambda: None))
     references = list(references)
     bank = ReferenceBank([(ref, _learned(fp)) for ref, fp in references])
     suspect = SuspectModel(ckpt, tensors, reader, tokens or (lambda: None))
@@ -125,6 +135,8 @@ def scan_weights(
         "pairs_compared": len(pairs),
         "non_learned": [b.to_dict() for b in buffers.values()],
     }
+    if retrieval is not None:
+        details["retrieval"] = retrieval
     parameters = {"sketch": bank.spec.to_dict(), "thresholds": thresholds.to_dict(),
                   "alignment": asdict(costs), "verify_exact": verify_exact,
                   "matchers": [m.name for m in matchers],

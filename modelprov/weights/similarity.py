@@ -66,10 +66,13 @@ def fisher_z(r: float, n: int) -> float:
 
 
 def log10_sf(z: float) -> float:
-    """log10 of the one-sided normal tail P(Z ≥ z), accurate far into the tail, floored at `LOG10_P_FLOOR`."""
-    from scipy import stats  # deferred: scipy.stats takes 1-3 s to import, which `--help` must not pay
+    """log10 of the one-sided normal tail P(Z ≥ z), accurate far into the tail, floored at `LOG10_P_FLOOR`.
 
-    return max(LOG10_P_FLOOR, float(stats.norm.logsf(z) / math.log(10)))
+    scipy.special's `log_ndtr` ufunc: the same values as `scipy.stats.norm.logsf`, about 1,000× faster per call
+    (a scan makes one call per sketch pair: 15,600 for SmolLM2 against two references took 7–14 s)."""
+    from scipy.special import log_ndtr  # deferred: scipy.special takes ~1 s to import, which `--help` must not pay
+
+    return max(LOG10_P_FLOOR, float(log_ndtr(-z)) / math.log(10))
 
 
 def similarity(r: float, cos: float, n: int, *, candidates: int = 1) -> Similarity:
@@ -107,7 +110,7 @@ def fisher_combined_log10_p(log10_ps: Sequence[float]) -> float:
     if not log10_ps:
         return 0.0
     statistic = -2.0 * math.log(10) * float(np.sum(log10_ps))
-    from scipy import stats  # deferred: see log10_sf
+    from scipy import stats  # deferred: scipy.stats takes 1-3 s to import, which `--help` must not pay
 
     return max(LOG10_P_FLOOR, float(stats.chi2.logsf(statistic, 2 * len(log10_ps)) / math.log(10)))
 
@@ -119,6 +122,6 @@ def null_sd(n: int) -> float:
 
 def z_from_log10_p(log10_p: float) -> float:
     """The one-sided normal z whose tail probability is 10**log10_p (inverse of `log10_sf`)."""
-    from scipy import stats  # deferred: see log10_sf
+    from scipy import stats  # deferred: see fisher_combined_log10_p
 
     return float(stats.norm.isf(10.0 ** max(log10_p, LOG10_P_FLOOR)))

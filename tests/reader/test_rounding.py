@@ -73,3 +73,43 @@ def test_quantised_safetensors_rounding_holds_the_source(tmp_path: Path, small_l
     source = small_linear_sd[name].numpy()[rows]
     assert _within(source, r).all()
     assert not _within(source * 1.05, r).all()
+
+
+@pytest.mark.parametrize("qtype", ["Q2_K", "Q5_K", "Q4_K", "Q6_K", "Q5_0", "Q4_1"])
+def test_block_values_decode_like_gguf_on_arbitrary_blocks(qtype):
+    """The decoders serve the reader's values too (issue 18): any block bytes, with finite fp16 scales, decode
+    exactly as gguf's own `dequantize`."""
+    import gguf
+
+    from modelprov.reader._rounding import gguf_values
+
+    qt = gguf.GGMLQuantizationType[qtype]
+    _, type_size = gguf.GGML_QUANT_SIZES[qt]
+    rng = np.random.default_rng(11)
+    raw = rng.integers(0, 256, size=(24, type_size * 2), dtype=np.uint8)
+    scales = (rng.standard_normal((24, 2, 2)) * 0.01).astype(np.float16).view(np.uint8).reshape(24, 2, 4)
+    fields = {"Q2_K": [80], "Q5_K": [0], "Q4_K": [0], "Q6_K": [type_size - 2], "Q5_0": [0], "Q4_1": [0]}[qtype]
+    for block in range(2):
+        for at in fields:
+            width = 4 if qtype in ("Q2_K", "Q5_K", "Q4_K", "Q4_1") else 2
+            raw[:, block * type_size + at:block * type_size + at + width] = scales[:, block, :width]
+    np.testing.assert_array_equal(gguf_values(raw, qtype, type_size, 24), gguf.quants.dequantize(raw, qt))
+
+
+def test_gguf_reader_rows_equal_gguf_dequantize(smollm2_gguf: Path):
+    """Sampled rows of the real SmolLM2 Q4_1 GGUF, read by the vectorised path, equal gguf's dequantisation of
+    the whole tensor at those rows."""
+    import gguf
+
+    ckpt = open_checkpoint(smollm2_gguf)
+    reader = gguf.GGUFReader(smollm2_gguf)
+    checked = set()
+    for t in reader.tensors:
+        if t.tensor_type.name in checked or t.tensor_type.name in ("F32", "F16"):
+            continue
+        checked.add(t.tensor_type.name)
+        whole = gguf.quants.dequantize(t.data, t.tensor_type).reshape(ckpt.tensor(t.name).shape[0], -1)
+        rows = np.asarray([0, 3, 4, 5, 100, whole.shape[0] - 1, 3])
+        np.testing.assert_array_equal(ckpt.read_rows(t.name, rows).reshape(len(rows), -1), whole[rows])
+    assert checked, "the GGUF holds quantised tensors"
+    ckpt.close()

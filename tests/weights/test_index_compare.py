@@ -40,12 +40,16 @@ def test_index_digest_detects_any_change(minilm_index: Path, tmp_path: Path):
     ReferenceIndex.load(copy).verify()
     manifest = copy / "weights" / "all-MiniLM-L6-v2.json"
     manifest.write_text(manifest.read_text().replace('"Apache-2.0"', '"MIT"'))
-    with pytest.raises(ReferenceIndexError, match="digest mismatch"):
+    with pytest.raises(ReferenceIndexError, match="all-MiniLM-L6-v2.json: digest mismatch: the file is not the one sealed"):
         ReferenceIndex.load(copy).verify()
     from modelprov.scan import index_summary
 
     summary = index_summary(ReferenceIndex.load(copy))  # what a scan report records
-    assert summary["verified"] is False and "digest mismatch" in summary["verification_problem"]
+    assert summary["verified"] is False and "the file is not the one sealed" in summary["verification_problem"]
+    meta = copy / "index.json"  # the sealed file list itself is under the digest
+    meta.write_text(meta.read_text().replace('"weights/all-MiniLM-L6-v2.json": "', '"weights/all-MiniLM-L6-v2.json": "0'))
+    with pytest.raises(ReferenceIndexError, match="digest mismatch"):
+        ReferenceIndex.load(copy).verify()
 
 
 def test_bad_reference_name_is_one_line_error(cli, minilm_dir: Path, tmp_path: Path):
