@@ -118,6 +118,8 @@ def _number(statistics: dict[str, Any], *keys: str) -> float | None:
 def relation(finding: Finding, thresholds: Thresholds) -> Relation:
     """Classify a finding under `thresholds`; unknown verdict words are UNCERTAIN, never independent."""
     verdict = finding.verdict.strip().lower()
+    if finding.kind == "claim":  # a statement the card makes, not reuse: `undeclared-reuse` judges it
+        return Relation.INDEPENDENT
     if finding.kind == "weights" and verdict == "output-aligned":  # never escalated: the layers were tested
         return Relation.OUTPUT_ALIGNED
     if finding.kind == "weights":
