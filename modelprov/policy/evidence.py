@@ -122,6 +122,8 @@ def relation(finding: Finding, thresholds: Thresholds) -> Relation:
         return Relation.INDEPENDENT
     if finding.kind == "weights" and verdict == "output-aligned":  # never escalated: the layers were tested
         return Relation.OUTPUT_ALIGNED
+    if finding.kind == "weights" and verdict != "copied" and calibrated_band(finding) == "inconclusive":
+        return Relation.UNCERTAIN  # the calibration cannot tell derived from independent: a human must look
     if finding.kind == "weights":
         similarity, log_p = centred_similarity(finding), log10_p_value(finding)
         if verdict == "copied" or (similarity is not None and similarity >= thresholds.copy_similarity):
@@ -151,6 +153,13 @@ def relation(finding: Finding, thresholds: Thresholds) -> Relation:
     return Relation.INDEPENDENT if verdict in ("independent", "unrelated", "different") else Relation.DERIVED
 
 
+def calibrated_band(finding: Finding) -> str | None:
+    """The finding's calibrated band ("derived", "inconclusive", "independent"), when the scan gave one."""
+    probability = finding.statistics.get("probability")
+    band = probability.get("band") if isinstance(probability, dict) else None
+    return band if isinstance(band, str) else None
+
+
 def describe_evidence(finding: Finding) -> str:
     """`centred similarity 0.995, p=1e-40` — the numbers a reason should quote."""
     parts = []
@@ -164,6 +173,10 @@ def describe_evidence(finding: Finding) -> str:
             parts.append(f"log10 p={log_p:.0f}" if abs(log_p) < 1e9 else f"log10 p={log_p:.3g}")
     if finding.parameter_share is not None:
         parts.append(f"{finding.parameter_share:.1%} of parameters")
+    probability = finding.statistics.get("probability")
+    if isinstance(probability, dict) and isinstance(probability.get("reuse"), (int, float)):
+        n = (probability.get("calibration") or {}).get("n")
+        parts.append(f"calibrated P(reuse) {probability['reuse']:.2f} ({probability.get('band')}, n={n})")
     return ", ".join(parts)
 
 

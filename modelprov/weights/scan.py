@@ -24,6 +24,7 @@ from .evidence import Evidence, TensorMatch, WeightThresholds, merge_evidence
 from .fingerprint import WEAK_ROLES, ModelFingerprint, suspect_fingerprints
 from .matchers import DEFAULT_MATCHERS, Matcher, MatchContext, ScanSession, SuspectModel
 from .matchers.base import TokensFn
+from .calibration import Calibration, probability_statement, shipped_calibration
 from .mixture import estimate_mixture
 from .naming import VOCAB_ROLES
 from .nonlearned import identical_nonlearned, reference_nonlearned, suspect_nonlearned
@@ -42,7 +43,7 @@ def scan_weights(
     ckpt: Checkpoint, references: Sequence[tuple[Reference, ModelFingerprint]], *,
     progress: ProgressFn | None = None, thresholds: WeightThresholds = WeightThresholds(),
     verify_exact: bool = True, costs: AlignmentCosts = AlignmentCosts(), tokens: TokensFn | None = None,
-    matchers: Sequence[Matcher] = DEFAULT_MATCHERS,
+    matchers: Sequence[Matcher] = DEFAULT_MATCHERS, calibration: Calibration | None = None,
 ) -> WeightsScan:
     """Compare a checkpoint with every reference given; findings per suspect component.
 
@@ -109,6 +110,7 @@ def scan_weights(
             findings.append(finding)
     findings = merge_whole_model(findings, strong_comps, total_params, weak_only)
     findings = _with_mixture(findings, reader, bank, found_by_ref)
+    findings = _with_probability(findings, per_reference, calibration or shipped_calibration())
     closest = _closest_by_component(session)
     components = {
         comp: {"parameters": n, "share": n / total_params if total_params else 0.0,
@@ -152,6 +154,14 @@ def _with_mixture(findings: list[Finding], reader: SuspectReader, bank: Referenc
     return [replace(f, statistics={**f.statistics, "merge": mixture}, summary=f"{f.summary}; {mixture['statement']}",
                     transformations=[*f.transformations, mixture["statement"]])
             if id(f) in chosen else f for f in findings]
+
+
+def _with_probability(findings: list[Finding], per_reference: list[dict[str, Any]],
+                      calibration: Calibration) -> list[Finding]:
+    """Each finding with its calibrated probability of reuse, from its reference's combined evidence."""
+    scores = {r["reference"]: -float(r["score"]["log10_p"]) for r in per_reference}
+    return [replace(f, statistics={**f.statistics, "probability": probability_statement(
+        f, scores.get(f.reference.name, 0.0), calibration)}) for f in findings]
 
 
 def _learned(fp: ModelFingerprint) -> ModelFingerprint:
