@@ -81,13 +81,14 @@ def suggested_front_matter(findings: Iterable[Finding]) -> dict[str, Any]:
         return {}
     names = list(dict.fromkeys(f.reference.repo_id or f.reference.name for f in weights))
     merge = next((f.statistics["merge"] for f in weights if isinstance(f.statistics.get("merge"), dict)), None)
+    out: dict[str, Any] = {"base_model": names[0] if len(names) == 1 else names}
     if merge is not None:
-        relation = "merge"
+        out["base_model_relation"] = "merge"
     elif all(f.verdict == "copied" and any("quantised" in s for s in f.statistics.get("storage", [])) for f in weights):
-        relation = "quantized"
-    else:
-        relation = "finetune"
-    out: dict[str, Any] = {"base_model": names[0] if len(names) == 1 else names, "base_model_relation": relation}
+        out["base_model_relation"] = "quantized"
+    elif any(f.verdict == "derived" for f in weights):
+        out["base_model_relation"] = "finetune"
+    # else a copy re-uploaded as is or cast: the Hub's relations have no word for it, so none is suggested
     licenses = list(dict.fromkeys(f.reference.license for f in weights if f.reference.license))
     if len(licenses) == 1:
         out["license"] = _hub_license(licenses[0])

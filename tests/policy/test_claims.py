@@ -151,6 +151,8 @@ def test_suggested_relation_follows_the_findings():
     quantised.statistics["storage"] = ["quantised as Q4_K"]
     meta = suggested_front_matter([quantised])
     assert meta == {"base_model": "Qwen/Qwen2.5-7B", "base_model_relation": "quantized", "license": "apache-2.0"}
+    exact = weights("(whole model)", QWEN_BASE, "copied", similarity=1.0, log10_p=-300, share=1.0)
+    assert "base_model_relation" not in suggested_front_matter([exact])  # a re-upload: no Hub relation fits
     tuned = weights("(whole model)", LLAMA, "derived", similarity=0.99, log10_p=-300, share=1.0)
     assert suggested_front_matter([tuned])["base_model_relation"] == "finetune"
     assert suggested_front_matter([tuned])["license"] == "other"
