@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from safetensors.numpy import save_file
@@ -14,20 +13,11 @@ from benchmarks.detection import derive
 from modelprov.findings import Reference
 from modelprov.index import ReferenceIndex, add_checkpoint
 from modelprov.scan import scan
+from tests.weights.synthetic import bert_like
 
 
 def _model(seed: int) -> dict[str, torch.Tensor]:
-    """A small 4-layer BERT-named model: random matrices, norm weights near 1."""
-    rng = np.random.default_rng(seed)
-    sd = {"embeddings.word_embeddings.weight": rng.standard_normal((1000, 128)) * 0.02}
-    for i in range(4):
-        p = f"encoder.layer.{i}."
-        for name in ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"):
-            sd[p + name + ".weight"] = rng.standard_normal((128, 128)) * 0.02
-        sd[p + "intermediate.dense.weight"] = rng.standard_normal((512, 128)) * 0.02
-        sd[p + "output.dense.weight"] = rng.standard_normal((128, 512)) * 0.02
-        sd[p + "output.LayerNorm.weight"] = 1.0 + 0.05 * rng.standard_normal(128)
-    return {k: torch.from_numpy(v.astype(np.float32)) for k, v in sd.items()}
+    return {k: torch.from_numpy(v) for k, v in bert_like(seed).items()}
 
 
 def _save(sd: dict[str, torch.Tensor], folder: Path) -> Path:
