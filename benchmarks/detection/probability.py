@@ -160,7 +160,7 @@ def markdown(result: dict[str, Any], command: str, runs: list[dict[str, Any]]) -
              f"| calibration sample (reuse / not reuse) | {cal['n']} ({cal['positives']} / {cal['negatives']}) |",
              f"| isotonic fit on x = log10(1 + s): knots (s, P) | "
              + ", ".join(f"({10 ** x - 1:.1f}, {p:.2f})" for x, p in cal["points"]) + " |",
-             f"| inconclusive band: P in [{LOWER}, {UPPER}), i.e. s in [{_score_at(cal, LOWER):.1f}, "
+             f"| inconclusive band | P in [{LOWER}, {UPPER}), i.e. s in [{_score_at(cal, LOWER):.1f}, "
              f"{_score_at(cal, UPPER):.1f}) |",
              f"| Brier score, out of fold | {result['brier_out_of_fold']:.4f} |", "",
              "| band (out of fold) | reuse | not reuse |", "|---|---|---|"]

@@ -150,7 +150,7 @@ def merge_found(findings: list[dict[str, Any]]) -> dict[str, float]:
     if merge is None:
         return {}
     out = {p["reference"]: round(float(p["share"]), 4) for p in merge["parents"]}
-    if merge.get("unknown_share", 0.0) > 0:
+    if merge.get("unknown_share", 0.0) >= 0.05:  # what the statement names as an unindexed model
         out["unindexed"] = round(float(merge["unknown_share"]), 4)
     return out
 

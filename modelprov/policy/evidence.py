@@ -122,8 +122,8 @@ def relation(finding: Finding, thresholds: Thresholds) -> Relation:
         return Relation.INDEPENDENT
     if finding.kind == "weights" and verdict == "output-aligned":  # never escalated: the layers were tested
         return Relation.OUTPUT_ALIGNED
-    if finding.kind == "weights" and verdict != "copied" and calibrated_band(finding) == "inconclusive":
-        return Relation.UNCERTAIN  # the calibration cannot tell derived from independent: a human must look
+    if finding.kind == "weights" and verdict == "derived" and calibrated_band(finding) in ("inconclusive", "independent"):
+        return Relation.UNCERTAIN  # the calibration does not back the verdict: a human must look, no one is accused
     if finding.kind == "weights":
         similarity, log_p = centred_similarity(finding), log10_p_value(finding)
         if verdict == "copied" or (similarity is not None and similarity >= thresholds.copy_similarity):

@@ -90,6 +90,9 @@ def test_inconclusive_findings_go_to_review():
     result = evaluate([finding], load_policy("sovereign-foundation-model"), home_country="KR")
     assert result.rule("foreign-base-model").status is Status.REVIEW
     assert result.rule("undeclared-reuse").status is Status.REVIEW
+    finding.statistics["probability"] = probability_statement(finding, 0.5, shipped_calibration())
+    assert finding.statistics["probability"]["band"] == "independent"
+    assert relation(finding, Thresholds()) is Relation.UNCERTAIN  # not backed, but not dropped either
     finding.statistics["probability"] = probability_statement(finding, 296.0, shipped_calibration())
     assert relation(finding, Thresholds()) is Relation.DERIVED
 
