@@ -197,7 +197,7 @@ def _side_file(ckpt: Checkpoint, name: str) -> tuple[str, bytes] | None:
         folder = root if root.is_dir() else root.parent
         path = folder / name
         try:
-            st = path.lstat()
+            st = path.stat()  # follows links: the Hugging Face cache links snapshot files to its blobs
         except OSError:
             return None
         if not stat.S_ISREG(st.st_mode):

@@ -190,3 +190,17 @@ def test_a_card_that_is_not_a_regular_file_is_refused(tmp_path, minilm_dir):
     with open_checkpoint(folder) as ckpt, pytest.raises(ModelCardError) as err:
         read_model_card(ckpt)
     assert err.value.one_line().endswith("README.md: not a regular file")
+
+
+def test_a_linked_card_is_read_and_a_link_to_a_device_refused(tmp_path, minilm_dir):
+    folder = _copy(minilm_dir, tmp_path, "linked", None)
+    blob = tmp_path / "blob"
+    blob.write_text(_card(f"base_model: {MINILM_REPO}\n"))
+    (folder / "README.md").symlink_to(blob)  # as in the Hugging Face cache
+    with open_checkpoint(folder) as ckpt:
+        assert [c.value for c in read_model_card(ckpt).base_models] == [MINILM_REPO]
+    (folder / "README.md").unlink()
+    (folder / "README.md").symlink_to("/dev/zero")  # reading it would never end
+    with open_checkpoint(folder) as ckpt, pytest.raises(ModelCardError) as err:
+        read_model_card(ckpt)
+    assert err.value.one_line().endswith("README.md: not a regular file")
