@@ -15,8 +15,8 @@ from modelprov.findings import Finding, Reference
 
 from .card import Claim, ModelCard
 from .declaration import Declaration, DeclaredReuse, names_reference
+from .evidence import calibrated_band
 
-REUSE_VERDICTS = ("copied", "derived")
 _WHOLE = "(whole model)"
 
 
@@ -33,9 +33,16 @@ def card_declaration(card: ModelCard) -> Declaration | None:
                        pretrained_from_scratch=True if card.from_scratch and not card.base_models else None)
 
 
+def backed_reuse(findings: Iterable[Finding]) -> list[Finding]:
+    """Weights findings of reuse the calibration backs: copied, or derived in the `derived` band (or with no
+    calibration, as in reports of older scans). A card is never contradicted on evidence that is REVIEW."""
+    return [f for f in findings if f.kind == "weights" and (
+        f.verdict == "copied" or (f.verdict == "derived" and calibrated_band(f) in (None, "derived")))]
+
+
 def check_claims(card: ModelCard, findings: Iterable[Finding]) -> list[Finding]:
     """A `claim` finding (verdict "contradicted") for each claim the weights findings contradict, both sides quoted."""
-    weights = [f for f in findings if f.kind == "weights" and f.verdict in REUSE_VERDICTS]
+    weights = backed_reuse(findings)
     out: list[Finding] = []
     if card.base_models:
         for f in weights:
@@ -76,7 +83,7 @@ def check_claims(card: ModelCard, findings: Iterable[Finding]) -> list[Finding]:
 
 def suggested_front_matter(findings: Iterable[Finding]) -> dict[str, Any]:
     """The `base_model` / `base_model_relation` / `license` front matter the findings support (empty: none)."""
-    weights = [f for f in findings if f.kind == "weights" and f.verdict in REUSE_VERDICTS]
+    weights = backed_reuse(findings)
     if not weights:
         return {}
     names = list(dict.fromkeys(f.reference.repo_id or f.reference.name for f in weights))
