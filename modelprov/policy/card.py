@@ -26,9 +26,11 @@ MAX_FRONT_MATTER_BYTES = 64 << 10
 MAX_BASE_MODELS = 64
 MAX_NAME_CHARS = 200
 RELATIONS = ("finetune", "adapter", "merge", "quantized")
-# Prose that claims the weights were not initialised from anyone's model.
-_SCRATCH = re.compile(r"[^.\n]*\b(?:trained|pre-?trained|built)\s+(?:entirely\s+|fully\s+|completely\s+)?from\s+scratch\b[^.\n]*",
+# Prose that claims the weights were not initialised from anyone's model ("trained this model from scratch"),
+# unless the sentence denies it ("was not trained from scratch", "instead of training from scratch").
+_SCRATCH = re.compile(r"[^.\n]*\b(?:trained|pre-?trained|built|training|pre-?training)\b[^.\n]{0,60}?\bfrom[\s-]+scratch\b[^.\n]*",
                       re.IGNORECASE)
+_DENIAL = re.compile(r"\b(?:not|never|no|without|instead|rather)\b|n't\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,7 @@ def parse_claims(card: tuple[str, bytes] | None, adapter: tuple[str, bytes] | No
         lic = meta.get("license")
         if lic is not None:
             license = Claim("license", _scalar(where, lic, "license"), f"{where}: license")
-        found = _SCRATCH.search(body)
+        found = next((m for m in _SCRATCH.finditer(body) if not _DENIAL.search(m.group(0))), None)
         if found:
             scratch = Claim("from_scratch", " ".join(found.group(0).split())[:MAX_NAME_CHARS], f"{where}: prose")
     if adapter is not None:

@@ -215,3 +215,16 @@ def test_evidence_the_calibration_does_not_back_contradicts_no_claim():
     assert check_claims(card, [finding]) == [] and suggested_front_matter([finding]) == {}
     finding.statistics["probability"] = {"reuse": 1.0, "band": "derived"}
     assert len(check_claims(card, [finding])) == 1 and suggested_front_matter([finding])["base_model"]
+
+
+@pytest.mark.parametrize("prose, claimed", [
+    ("We trained this model from scratch on 2T tokens.", True),
+    ("Pre-trained entirely from scratch by our lab.", True),
+    ("This model was not trained from scratch; it continues Qwen2.5.", False),
+    ("Instead of training from scratch, we fine-tuned Llama.", False),
+    ("We didn't pre-train from scratch.", False),
+    ("Scratch that: the model is a fine-tune.", False),
+])
+def test_from_scratch_prose_is_a_claim_only_when_affirmed(prose, claimed):
+    card = parse_claims_text(_card("license: mit\n", prose + "\n"))
+    assert (card.from_scratch is not None) is claimed
