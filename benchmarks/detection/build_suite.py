@@ -465,11 +465,13 @@ def build_suite(out: Path = DEFAULT_OUT, only: set[str] | None = None, force: bo
     records = []
     extra_refs: dict[str, dict[str, str]] = {}
     for case in cases():
+        cached = previous.get(case.case)
+        if only and case.case not in only and not cached:
+            continue  # neither built nor kept: its reference index (a trained model) is not needed either
         if case.reference is not None:  # an independent pair: the other model is indexed as the reference
             extra_refs[case.source_reference] = _pair_reference(case, src, out)
         if case.source_reference == MERGE_REFERENCE and MERGE_REFERENCE not in extra_refs:
             extra_refs[MERGE_REFERENCE] = _merge_reference(src, out)
-        cached = previous.get(case.case)
         if (only and case.case not in only) or (cached and (out / case.case).exists() and not force):
             if cached:  # the model is kept; its ground truth is today's definition of the case
                 log(f"{case.case}: cached")
