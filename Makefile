@@ -62,6 +62,7 @@ screenshots: install browser
 detection: install
 	$(BIN)/python -m benchmarks.detection.build_suite
 	$(BIN)/python -m benchmarks.detection.run --markdown --results benchmarks/detection/results.json
+	$(BIN)/python -m benchmarks.detection.probability --markdown --detection benchmarks/detection/results.json
 	$(BIN)/python -m benchmarks.detection.calibrate --markdown
 	$(BIN)/python -m benchmarks.neuron_null
 

@@ -37,3 +37,7 @@ class ReferenceIndexError(ProvenanceError):
 
 class PolicyError(ProvenanceError):
     """A malformed policy or declaration file."""
+
+
+class ModelCardError(ProvenanceError):
+    """A model card (README.md front matter) or adapter_config.json that cannot be read as lineage claims."""

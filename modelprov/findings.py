@@ -9,12 +9,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-FindingKind = Literal["weights", "tokenizer", "code", "architecture"]
+FindingKind = Literal["weights", "tokenizer", "code", "architecture", "claim"]
+FINDING_KINDS = ("weights", "tokenizer", "code", "architecture", "claim")
 
 # Verdict words, per kind. Weights and code: how much of the reference is in the subject.
 WEIGHT_VERDICTS = ("copied", "derived", "output-aligned", "independent")
 TOKENIZER_VERDICTS = ("identical", "extended", "pruned", "modified", "unrelated")
 CODE_VERDICTS = ("copied", "derived", "independent")
+# Claims: a model card's lineage statement the weights contradict.
+CLAIM_VERDICTS = ("contradicted",)
 
 
 @dataclass(frozen=True)

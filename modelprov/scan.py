@@ -10,9 +10,10 @@ from typing import Any
 
 from . import __version__
 from .code import CodeIndex, CodeScanResult, scan_code, source_files
-from .errors import ReferenceIndexError
-from .findings import Reference, ScanReport, Subject
+from .errors import ModelCardError, ReferenceIndexError
+from .findings import Finding, Reference, ScanReport, Subject
 from .index import ReferenceIndex, shortlist
+from .policy import check_claims, front_matter_text, read_model_card, suggested_front_matter
 from .progress import CODE, HASHING, RETRIEVAL, TOKENIZER, ProgressFn, byte_counter, report
 from .reader import Checkpoint, CheckpointTokenizer, SuspectReader, open_checkpoint
 from .report import report_timestamp
@@ -55,6 +56,8 @@ def scan(path: str | os.PathLike[str] | Checkpoint, index: ReferenceIndex | str 
         if code_result is not None:
             findings.extend(code_result.findings)
             details["code"] = code_result.to_dict()
+        claims, details["claims"] = _claims(ckpt, findings)
+        findings.extend(claims)
     finally:
         if owned:
             ckpt.close()
@@ -82,6 +85,22 @@ def _scan_checkpoint_code(ckpt: Checkpoint, idx: ReferenceIndex, progress: Progr
     result = scan_code(folder, code_index)
     report(progress, CODE, len(files), len(files))
     return result
+
+
+def _claims(ckpt: Checkpoint, findings: list[Finding]) -> tuple[list[Finding], dict[str, Any]]:
+    """What the checkpoint's model card claims, the claims its weights contradict, and the front matter the
+    findings support. An unreadable card is reported in one line, not fatal: the weights were still scanned."""
+    suggested = suggested_front_matter(findings)
+    out: dict[str, Any] = {"card": None, "error": None, "contradictions": 0,
+                           "suggested_front_matter": suggested, "suggested_front_matter_text": front_matter_text(suggested)}
+    try:
+        card = read_model_card(ckpt)
+    except ModelCardError as err:
+        out["error"] = err.one_line()
+        return [], out
+    contradictions = check_claims(card, findings)
+    out.update(card=card.to_dict(), contradictions=len(contradictions))
+    return contradictions, out
 
 
 def _retriever(idx: ReferenceIndex, progress: ProgressFn | None) -> RetrieveFn | None:

@@ -18,6 +18,8 @@ build_seconds}:
   "output-aligned" (trained only to imitate the reference's outputs; no weights reused) or "none".
 - `index` (optional): a case-specific reference index (relative path) holding its reference, for pairs of
   independent models compared with each other; `reference` names that reference.
+- `parents` (merges only): {reference key: share} of the models merged, "unindexed" for a parent the index
+  does not hold; a merge's `relation` is "derived" and its `source_reference` the first indexed parent.
 """
 
 from __future__ import annotations
@@ -53,9 +55,12 @@ class Case:
     expected_layers: list[list[int]] = field(default_factory=list)
     relation: str = ""  # "" → "derived" for derived cases, "none" for independent ones
     reference: Callable[["Sources"], Path] | None = field(default=None, repr=False)  # a case-specific reference
+    parents: dict[str, float] = field(default_factory=dict)  # merges: reference key (or "unindexed") → share
 
     def record(self, path: Path, seconds: float, root: Path) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if k not in ("build", "reference")}
+        if not self.parents:
+            del out["parents"]
         out["relation"] = self.relation or ("derived" if self.derived else "none")
         if not self.derived:
             out["expected_component"] = None
@@ -356,10 +361,66 @@ def cases() -> list[Case]:
         Case("minilm_arch_long_seed11", "minilm_arch_long_seed10", False, ["train_from_scratch(seed=11, steps=300)"],
              _copy_case(_minilm_trained_long(11, 300)), None, reference=_minilm_trained_long(10, 300)),
     ]
+    out += merge_cases()
     for case in out:
         if case.case in COPIED:
             case.relation = "copied"
     return out
+
+
+# Merges of MiniLM with a MiniLM-shaped model trained from scratch (seed 10 is indexed beside MiniLM in
+# MERGE_INDEX, seed 11 is not): mergekit's methods at several weights, task vectors against zero (no shared base).
+MERGE_INDEX = "minilm_merge_parents"
+MERGE_REFERENCE = "minilm_with_merge_parents"  # MiniLM as the merge index names it
+MERGE_OTHER = "minilm_arch_long_seed10"
+
+
+def _merged(other_seed: int, merge: Callable[[derive.StateDict, derive.StateDict], derive.StateDict]
+            ) -> Callable[[Path, Sources], Path]:
+    def build(out: Path, src: Sources) -> Path:
+        sd, config = derive.load_checkpoint(src.minilm)
+        other, _ = derive.load_checkpoint(_minilm_trained_long(other_seed, 300)(src))
+        return derive.save_checkpoint(merge(sd, other), config, out, tokenizer_from=src.minilm)
+    return build
+
+
+def merge_cases() -> list[Case]:
+    """Merges of MiniLM with an indexed or an unindexed model, by linear, SLERP, TIES and DARE."""
+    def case(name: str, other_seed: int, share: float, step: str,
+             merge: Callable[[derive.StateDict, derive.StateDict], derive.StateDict]) -> Case:
+        indexed = other_seed == 10
+        parents = {MERGE_REFERENCE if indexed else "minilm": share,
+                   MERGE_OTHER if indexed else "unindexed": round(1 - share, 4)}
+        return Case(name, MERGE_REFERENCE if indexed else "minilm", True,
+                    [f"{step}(minilm, minilm_arch_long_seed{other_seed})"], _merged(other_seed, merge), "",
+                    _identity(MINILM_LAYERS), relation="derived", parents=parents)
+
+    return [
+        case("minilm_merge_linear_30_70", 10, 0.3, "merge_linear(0.3, 0.7)",
+             lambda a, b: derive.merge_linear([a, b], [0.3, 0.7])),
+        case("minilm_merge_linear_50_50", 10, 0.5, "merge_linear(0.5, 0.5)",
+             lambda a, b: derive.merge_linear([a, b], [0.5, 0.5])),
+        case("minilm_merge_slerp_70_30", 10, 0.7, "merge_slerp(t=0.3)", lambda a, b: derive.merge_slerp(a, b, 0.3)),
+        case("minilm_merge_ties_60_40", 10, 0.6, "merge_ties(0.6, 0.4, density=0.5)",
+             lambda a, b: derive.merge_ties([a, b], [0.6, 0.4], density=0.5)),
+        case("minilm_merge_dare_40_60", 10, 0.4, "merge_dare(0.4, 0.6, drop=0.5, seed=12)",
+             lambda a, b: derive.merge_dare([a, b], [0.4, 0.6], drop=0.5, seed=12)),
+        case("minilm_merge_linear_unindexed_50", 11, 0.5, "merge_linear(0.5, 0.5)",
+             lambda a, b: derive.merge_linear([a, b], [0.5, 0.5])),
+    ]
+
+
+def _merge_reference(src: Sources, root: Path) -> dict[str, str]:
+    """Build (once) the index of both merge parents: MiniLM and the seed-10 model, with the library's own `add`."""
+    from modelprov.findings import Reference
+    from modelprov.index import ReferenceIndex, add_checkpoint
+
+    index = root / "_indexes" / MERGE_INDEX
+    if not (index / "index.json").is_file():
+        created = ReferenceIndex.create(index)
+        add_checkpoint(created, src.minilm, Reference(name=MERGE_REFERENCE, repo_id="sentence-transformers/all-MiniLM-L6-v2"))
+        add_checkpoint(created, _minilm_trained_long(10, 300)(src), Reference(name=MERGE_OTHER))
+    return {"name": MERGE_REFERENCE, "path": str(src.minilm), "index": str(index.relative_to(root))}
 
 
 # Derived cases whose weights are the reference's once layout is undone, up to the storage's rounding.
@@ -407,9 +468,13 @@ def build_suite(out: Path = DEFAULT_OUT, only: set[str] | None = None, force: bo
     records = []
     extra_refs: dict[str, dict[str, str]] = {}
     for case in cases():
+        cached = previous.get(case.case)
+        if only and case.case not in only and not cached:
+            continue  # neither built nor kept: its reference index (a trained model) is not needed either
         if case.reference is not None:  # an independent pair: the other model is indexed as the reference
             extra_refs[case.source_reference] = _pair_reference(case, src, out)
-        cached = previous.get(case.case)
+        if case.source_reference == MERGE_REFERENCE and MERGE_REFERENCE not in extra_refs:
+            extra_refs[MERGE_REFERENCE] = _merge_reference(src, out)
         if (only and case.case not in only) or (cached and (out / case.case).exists() and not force):
             if cached:  # the model is kept; its ground truth is today's definition of the case
                 log(f"{case.case}: cached")

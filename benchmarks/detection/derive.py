@@ -1743,3 +1743,71 @@ def random_llama(config: dict[str, Any] = TINY_LLAMA_CONFIG, seed: int = 0, norm
         if k.endswith("norm.weight"):
             sd[k] = 1 + norm_noise * torch.randn(sd[k].shape, generator=gen)
     return sd
+
+
+# --- Merges (mergekit's linear, SLERP, TIES and DARE, per tensor) ------------------------------------------
+
+def _merge_each(sds: Sequence[StateDict], combine: Callable[[str, list[torch.Tensor]], torch.Tensor]) -> StateDict:
+    """Every floating tensor combined across same-named, same-shaped tensors of `sds`; others from the first."""
+    first = sds[0]
+    for sd in sds[1:]:
+        if set(sd) != set(first) or any(sd[k].shape != first[k].shape for k in first):
+            raise ValueError("merged models must have the same tensor names and shapes")
+    return {k: combine(k, [sd[k].float() for sd in sds]).to(v.dtype) if v.is_floating_point() else v.clone()
+            for k, v in first.items()}
+
+
+def merge_linear(sds: Sequence[StateDict], weights: Sequence[float]) -> StateDict:
+    """Σ wᵢ·Mᵢ per tensor (mergekit `linear` without normalisation)."""
+    return _merge_each(sds, lambda _, ts: sum(w * t for w, t in zip(weights, ts)))
+
+
+def merge_slerp(a: StateDict, b: StateDict, t: float) -> StateDict:
+    """Spherical interpolation per tensor (mergekit `slerp`): the angle from the normalised tensors, applied to the
+    tensors themselves; nearly parallel tensors are interpolated linearly."""
+    def combine(_: str, ts: list[torch.Tensor]) -> torch.Tensor:
+        x, y = ts
+        cos = float(torch.dot(x.flatten(), y.flatten()) / (x.norm() * y.norm()).clamp_min(1e-12))
+        if abs(cos) > 0.9995:
+            return (1 - t) * x + t * y
+        theta = math.acos(max(-1.0, min(1.0, cos)))
+        return (math.sin((1 - t) * theta) * x + math.sin(t * theta) * y) / math.sin(theta)
+    return _merge_each([a, b], combine)
+
+
+def _task_vectors(ts: list[torch.Tensor], base: torch.Tensor | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    zero = torch.zeros_like(ts[0]) if base is None else base.float()
+    return zero, [t - zero for t in ts]
+
+
+def merge_ties(sds: Sequence[StateDict], weights: Sequence[float], density: float = 0.5,
+               base: StateDict | None = None) -> StateDict:
+    """TIES (mergekit `ties`, normalised): task vectors against `base` (zeros when the parents share none) trimmed to
+    their top `density` magnitudes, a sign elected per entry by the weighted sum, and the agreeing entries averaged."""
+    def combine(name: str, ts: list[torch.Tensor]) -> torch.Tensor:
+        zero, taus = _task_vectors(ts, None if base is None else base[name])
+        trimmed = []
+        for tau in taus:
+            k = max(1, int(round(density * tau.numel())))
+            cut = tau.abs().flatten().kthvalue(tau.numel() - k + 1).values if k < tau.numel() else -1.0
+            trimmed.append(torch.where(tau.abs() >= cut, tau, torch.zeros_like(tau)))
+        weighted = [w * t for w, t in zip(weights, trimmed)]
+        sign = torch.sign(sum(weighted))
+        agree = [((torch.sign(t) == sign) & (t != 0)).float() for t in trimmed]
+        total = sum(w * a for w, a in zip(weights, agree))
+        merged = sum(wt * a for wt, a in zip(weighted, agree)) / total.clamp_min(1e-12)
+        return zero + merged
+    return _merge_each(sds, combine)
+
+
+def merge_dare(sds: Sequence[StateDict], weights: Sequence[float], drop: float = 0.5, seed: int = 0,
+               base: StateDict | None = None) -> StateDict:
+    """DARE (mergekit `dare_linear`): each task vector keeps a seeded random 1 − `drop` of its entries, rescaled by
+    1/(1 − drop), then the weighted sum is added to `base` (zeros when the parents share none)."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def combine(name: str, ts: list[torch.Tensor]) -> torch.Tensor:
+        zero, taus = _task_vectors(ts, None if base is None else base[name])
+        kept = [t * (torch.rand(t.shape, generator=gen) >= drop).float() / (1 - drop) for t in taus]
+        return zero + sum(w * t for w, t in zip(weights, kept))
+    return _merge_each(sds, combine)

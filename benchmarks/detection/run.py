@@ -65,6 +65,8 @@ class CaseResult:
     seconds: float = 0.0
     error: str | None = None
     relation: str = ""  # ground truth: copied / derived / output-aligned / none ("" in results of older suites)
+    merge_truth: dict[str, float] = field(default_factory=dict)  # merges: reference name (or "unindexed") → share
+    merge_found: dict[str, float] = field(default_factory=dict)  # what the scan stated, same keys
 
     @property
     def positive(self) -> bool:
@@ -103,7 +105,8 @@ def extract(report: Any, case: dict[str, Any], ref: str) -> dict[str, Any]:
     per_ref = next((r for r in weights.get("references", []) if r.get("reference") == ref), {})
     findings = [f for f in _findings(report) if f["kind"] == "weights"]
     mine = [f for f in findings if f["reference"]["name"] == ref]
-    spurious = sorted({f["reference"]["name"] for f in findings if f["reference"]["name"] != ref})
+    parents = set(case.get("merge_parents", {})) | {ref}  # a merge's other indexed parents are no spurious finding
+    spurious = sorted({f["reference"]["name"] for f in findings if f["reference"]["name"] not in parents})
     if isinstance(per_ref.get("score"), dict) and "log10_p" in per_ref["score"]:
         log10_p, source = float(per_ref["score"]["log10_p"]), "score"
     elif mine:
@@ -136,8 +139,28 @@ def extract(report: Any, case: dict[str, Any], ref: str) -> dict[str, Any]:
                                        strong),
         layer_precision=precision, layer_recall=recall,
         transformations_found=list(dict.fromkeys(t for f in mine for t in f.get("transformations", []))),
+        merge_found=merge_found(mine),
     )
     return out
+
+
+def merge_found(findings: list[dict[str, Any]]) -> dict[str, float]:
+    """The merge the findings state: reference name → share, plus "unindexed" for the unknown share ({} if none)."""
+    merge = next((f["statistics"]["merge"] for f in findings if isinstance(f["statistics"].get("merge"), dict)), None)
+    if merge is None:
+        return {}
+    out = {p["reference"]: round(float(p["share"]), 4) for p in merge["parents"]}
+    if merge.get("unknown_share", 0.0) >= 0.05:  # what the statement names as an unindexed model
+        out["unindexed"] = round(float(merge["unknown_share"]), 4)
+    return out
+
+
+def merge_error(r: "CaseResult") -> float | None:
+    """Largest |stated − true| share over a merge case's parents (a parent not stated counts as 0); None if no merge."""
+    if not r.merge_truth:
+        return None
+    keys = set(r.merge_truth) | set(r.merge_found)
+    return max(abs(r.merge_found.get(k, 0.0) - r.merge_truth.get(k, 0.0)) for k in keys)
 
 
 ScanFn = Callable[..., Any]
@@ -155,7 +178,10 @@ def run_case(case: dict[str, Any], suite: dict[str, Any], folder: Path, scan_fn:
     result = CaseResult(case["case"], bool(case["derived"]), ref, 0.0, "none", "none", None,
                         case.get("expected_component") if case["derived"] else None,
                         transformations_truth=list(case.get("transformations", [])),
-                        relation=case.get("relation") or ("derived" if case["derived"] else "none"))
+                        relation=case.get("relation") or ("derived" if case["derived"] else "none"),
+                        merge_truth={k if k == "unindexed" else reference_name(suite, k): v
+                                     for k, v in case.get("parents", {}).items()})
+    case = {**case, "merge_parents": result.merge_truth}
     index = suite["references"][case["source_reference"]].get("index")
     start = time.perf_counter()
     try:
@@ -335,6 +361,10 @@ def ran_on(code: dict[str, Any] | None) -> str:
     return f" on commit {code['commit'][:10]}" + (f" plus uncommitted {', '.join(dirty)}" if dirty else "")
 
 
+def _shares(shares: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.2f}" for k, v in sorted(shares.items(), key=lambda kv: -kv[1]))
+
+
 def markdown_tables(results: list[CaseResult], summary: dict[str, Any], command: str,
                     code: dict[str, Any] | None = None) -> str:
     """The summary and per-case tables as Markdown (what --markdown writes into docs/detection.md)."""
@@ -348,6 +378,11 @@ def markdown_tables(results: list[CaseResult], summary: dict[str, Any], command:
               "|---|---|---|---|"]
     lines += [f"| {k} | {v['cases']} | {v['detected']} | {v['localised']} |"
               for k, v in summary["by_transformation"].items()]
+    merges = [r for r in results if r.merge_truth]
+    if merges:
+        lines += ["", "| merge case | parents (truth) | parents (stated) | largest share error |", "|---|---|---|---|"]
+        lines += [f"| {r.case} | {_shares(r.merge_truth)} | {_shares(r.merge_found) or 'no merge stated'} | "
+                  f"{_fmt(merge_error(r))} |" for r in merges]
     lines += ["", "| " + " | ".join(CASE_COLUMNS) + " |", "|" + "---|" * len(CASE_COLUMNS)]
     lines += ["| " + " | ".join(md_escape(x) for x in row) + " |" for row in case_rows(results)]
     lines += ["", "Score: −log10 p of the combined evidence for the case's source reference "

@@ -77,9 +77,36 @@ def print_report(data: dict[str, Any]) -> None:
     for f in data["findings"]:
         if f["kind"] == "weights" and f["transformations"]:
             out.print(Text(f"  {f['subject']} vs {f['reference']['name']}: {'; '.join(f['transformations'])}"))
+    for line in probability_lines(data):
+        out.print(Text(line))
+    for line in claims_lines(data):
+        out.print(Text(line))
     counts = (details.get("weights") or {}).get("bytes")
     if counts:
         out.print(Text(bytes_statement(counts)))
+
+
+def probability_lines(data: dict[str, Any]) -> list[str]:
+    """Per weights finding: its calibrated probability of reuse, band and calibration sample."""
+    out = []
+    for f in data["findings"]:
+        p = (f.get("statistics") or {}).get("probability") if f["kind"] == "weights" else None
+        if isinstance(p, dict) and isinstance(p.get("reuse"), (int, float)):
+            n = (p.get("calibration") or {}).get("n")
+            out.append(f"  {f['subject']} vs {f['reference']['name']}: calibrated probability of reuse "
+                       f"{p['reuse']:.2f} ({p.get('band')}; calibrated on {n} suite cases)")
+    return out
+
+
+def claims_lines(data: dict[str, Any]) -> list[str]:
+    """The model card's claims the weights contradict, an unreadable card, and the front matter to publish."""
+    claims = (data.get("details") or {}).get("claims") or {}
+    out = [f"model card: {claims['error']}"] if claims.get("error") else []
+    out += [f"model card contradicted: {f['summary']}" for f in data["findings"] if f["kind"] == "claim"]
+    text = claims.get("suggested_front_matter_text")
+    if text:
+        out.append("front matter the findings support (README.md):\n" + text.rstrip("\n"))
+    return out
 
 
 def _verdict(verdict: str) -> Text:

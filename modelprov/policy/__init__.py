@@ -5,6 +5,8 @@
     result.overall, result.exit_code(fail_on="review"), result.to_dict()
 """
 
+from .card import Claim, ModelCard, card_from_dict, parse_claims_text, read_model_card
+from .claims import card_declaration, check_claims, front_matter_text, suggested_front_matter
 from .declaration import Declaration, DeclaredReuse, load_declaration
 from .evaluate import FAIL_ON_CHOICES, PolicyResult, RuleResult, apply_policy, check_report, evaluate, validate_file
 from .evidence import Relation, Thresholds, relation
@@ -16,6 +18,15 @@ from .status import Status
 
 __all__ = [
     "FAIL_ON_CHOICES",
+    "Claim",
+    "ModelCard",
+    "card_declaration",
+    "card_from_dict",
+    "check_claims",
+    "front_matter_text",
+    "parse_claims_text",
+    "read_model_card",
+    "suggested_front_matter",
     "RULES",
     "Declaration",
     "DeclaredReuse",

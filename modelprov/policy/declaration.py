@@ -140,6 +140,7 @@ class Declaration:
     """What the bidder declares; build with `load_declaration` or directly in code."""
 
     path: str | None = None
+    origin: str = "file"  # "file" (explicit, overrides the card) or "model card" (implicit, from the checkpoint)
     bidder: dict[str, str] = field(default_factory=dict)
     model_name: str | None = None
     backbone: tuple[str, ...] = ()

@@ -11,9 +11,11 @@ from pathlib import Path
 from modelprov.errors import NothingToScanError
 from modelprov.findings import Finding, ScanReport, Subject
 
+from .card import card_from_dict
+from .claims import card_declaration
 from .declaration import Declaration, load_declaration
 from .policy import Policy, load_policy
-from .report_input import load_report_findings
+from .report_input import load_report_findings, load_report_details
 from .rules import Context, Issue
 from .source import read_document
 from .status import Status, cap, worst
@@ -150,8 +152,7 @@ def apply_policy(
     the verdicts in `report.policy`, so the JSON and HTML reports carry them."""
     if not isinstance(policy, Policy):
         policy = load_policy(policy)
-    if declaration is not None and not isinstance(declaration, Declaration):
-        declaration = load_declaration(declaration)
+    declaration = _declaration(declaration, report.details)
     result = evaluate(report.findings, policy, declaration, subject=report.subject, home_country=home_country)
     report.policy = result.to_dict()
     return result
@@ -170,9 +171,17 @@ def check_report(
         raise NothingToScanError(report, "the report's subject holds no tensors: nothing was scanned")
     if not isinstance(policy, Policy):
         policy = load_policy(policy)
-    if declaration is not None and not isinstance(declaration, Declaration):
-        declaration = load_declaration(declaration)
+    declaration = _declaration(declaration, load_report_details(report) if declaration is None else {})
     return evaluate(findings, policy, declaration, subject=subject, home_country=home_country)
+
+
+def _declaration(declaration: Declaration | str | Path | None, details: dict[str, Any]) -> Declaration | None:
+    """The explicit declaration when given (it overrides the card), else the model card's claims, if any."""
+    if declaration is not None:
+        return declaration if isinstance(declaration, Declaration) else load_declaration(declaration)
+    claims = details.get("claims") if isinstance(details, dict) else None
+    card = card_from_dict(claims.get("card")) if isinstance(claims, dict) else None
+    return card_declaration(card) if card is not None else None
 
 
 def validate_file(path: str | Path, kind: str = "auto") -> Policy | Declaration:

@@ -118,8 +118,12 @@ def _number(statistics: dict[str, Any], *keys: str) -> float | None:
 def relation(finding: Finding, thresholds: Thresholds) -> Relation:
     """Classify a finding under `thresholds`; unknown verdict words are UNCERTAIN, never independent."""
     verdict = finding.verdict.strip().lower()
+    if finding.kind == "claim":  # a statement the card makes, not reuse: `undeclared-reuse` judges it
+        return Relation.INDEPENDENT
     if finding.kind == "weights" and verdict == "output-aligned":  # never escalated: the layers were tested
         return Relation.OUTPUT_ALIGNED
+    if finding.kind == "weights" and verdict == "derived" and calibrated_band(finding) in ("inconclusive", "independent"):
+        return Relation.UNCERTAIN  # the calibration does not back the verdict: a human must look, no one is accused
     if finding.kind == "weights":
         similarity, log_p = centred_similarity(finding), log10_p_value(finding)
         if verdict == "copied" or (similarity is not None and similarity >= thresholds.copy_similarity):
@@ -149,6 +153,13 @@ def relation(finding: Finding, thresholds: Thresholds) -> Relation:
     return Relation.INDEPENDENT if verdict in ("independent", "unrelated", "different") else Relation.DERIVED
 
 
+def calibrated_band(finding: Finding) -> str | None:
+    """The finding's calibrated band ("derived", "inconclusive", "independent"), when the scan gave one."""
+    probability = finding.statistics.get("probability")
+    band = probability.get("band") if isinstance(probability, dict) else None
+    return band if isinstance(band, str) else None
+
+
 def describe_evidence(finding: Finding) -> str:
     """`centred similarity 0.995, p=1e-40` — the numbers a reason should quote."""
     parts = []
@@ -162,6 +173,10 @@ def describe_evidence(finding: Finding) -> str:
             parts.append(f"log10 p={log_p:.0f}" if abs(log_p) < 1e9 else f"log10 p={log_p:.3g}")
     if finding.parameter_share is not None:
         parts.append(f"{finding.parameter_share:.1%} of parameters")
+    probability = finding.statistics.get("probability")
+    if isinstance(probability, dict) and isinstance(probability.get("reuse"), (int, float)):
+        n = (probability.get("calibration") or {}).get("n")
+        parts.append(f"calibrated P(reuse) {probability['reuse']:.2f} ({probability.get('band')}, n={n})")
     return ", ".join(parts)
 
 

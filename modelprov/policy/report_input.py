@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from modelprov.errors import PolicyError
-from modelprov.findings import Finding, Reference
+from modelprov.findings import FINDING_KINDS, Finding, Reference
 
 from .source import read_document
 
-_KINDS = ("weights", "tokenizer", "code", "architecture")
+_KINDS = FINDING_KINDS
 _REFERENCE_FIELDS = {f.name for f in fields(Reference)}
 
 
@@ -64,3 +64,9 @@ def load_report_findings(path: str | Path) -> tuple[list[Finding], dict[str, Any
             raise PolicyError(path, str(err)) from None
     subject = document.data.get("subject")
     return findings, subject if isinstance(subject, dict) else {}
+
+
+def load_report_details(path: str | Path) -> dict[str, Any]:
+    """The `details` block of a saved scan report ({} when absent), e.g. the model card's claims."""
+    details = read_document(path).data.get("details")
+    return details if isinstance(details, dict) else {}

@@ -226,14 +226,20 @@ def undeclared_reuse(ctx: Context) -> list[Issue]:
     """Everything the scan found reused must appear in the declaration."""
     kinds = set(ctx.parameters["kinds"])
     issues = []
+    card = ctx.declaration is not None and ctx.declaration.origin == "model card"
     for f in ctx.findings:
+        if f.kind == "claim":  # the card's claims are judged only when the card is the declaration
+            if card:
+                issues.append(Issue(Status.FAIL, f"the model card contradicts the weights: {f.summary}", f.id))
+            continue
         rel = ctx.relation(f)
         if f.kind not in kinds or rel is Relation.INDEPENDENT:
             continue
         item = ctx.declaration.match(f) if ctx.declaration is not None else None
         if item is None:
             violation = ctx.parameters["without_declaration"] if ctx.declaration is None else Status.FAIL
-            why = "no declaration supplied" if ctx.declaration is None else "not in the declaration"
+            why = ("no declaration supplied" if ctx.declaration is None
+                   else "not in the model card" if card else "not in the declaration")
             issues.append(Issue(violation if rel.is_reuse else Status.REVIEW,
                                 f"undeclared {f.kind} reuse ({why}): {f.subject} is {rel.phrase} "
                                 f"{_ref(f)}{_with_evidence(f)}", f.id))

@@ -204,6 +204,11 @@ def _weights_statements(stats: Mapping[str, Any], share: Any) -> list[str]:
         out.append("every matched parameter bit-identical" if exact >= 0.9995 else
                    f"{fmt_share(exact)} of matched parameters bit-identical" if exact > 0 else
                    "no matched tensor bit-identical")
+    probability = stats.get("probability")
+    if isinstance(probability, Mapping) and _is_number(probability.get("reuse")):
+        sample = probability.get("calibration") or {}
+        out.append(f"calibrated probability of reuse {probability['reuse']:.2f} ({probability.get('band')}; "
+                   f"calibrated on {sample.get('n', '?')} suite cases)")
     return out
 
 

@@ -24,6 +24,8 @@ from .evidence import Evidence, TensorMatch, WeightThresholds, merge_evidence
 from .fingerprint import WEAK_ROLES, ModelFingerprint, TensorFingerprint, suspect_fingerprints
 from .matchers import DEFAULT_MATCHERS, Matcher, MatchContext, ScanSession, SuspectModel
 from .matchers.base import TokensFn
+from .calibration import Calibration, probability_statement, shipped_calibration
+from .mixture import estimate_mixture
 from .naming import VOCAB_ROLES
 from .nonlearned import identical_nonlearned, reference_nonlearned, suspect_nonlearned
 
@@ -46,6 +48,7 @@ def scan_weights(
     progress: ProgressFn | None = None, thresholds: WeightThresholds = WeightThresholds(),
     verify_exact: bool = True, costs: AlignmentCosts = AlignmentCosts(), tokens: TokensFn | None = None,
     matchers: Sequence[Matcher] = DEFAULT_MATCHERS, retrieve: RetrieveFn | None = None,
+    calibration: Calibration | None = None,
 ) -> WeightsScan:
     """Compare a checkpoint with every reference given; findings per suspect component.
 
@@ -85,11 +88,12 @@ def scan_weights(
     findings: list[Finding] = []
     per_reference: list[dict[str, Any]] = []
     stack_of = {t.name: t.stack for t in tensors}
+    found_by_ref: dict[int, Evidence] = {}
     for ref in session.references():
         context = MatchContext(session, ref)
         for matcher in matchers:
             context.found = merge_evidence(context.found, matcher.match(suspect, ref, context))
-        found = context.found
+        found = found_by_ref[ref.index] = context.found
         ref_pairs = session.pairs_of(ref.index)
         notes = {c: list(v) for c, v in found.notes.items()}
         for comp, extra in structure_notes(found.matches, tensors, bank, ref_pairs, ref.index, found.stacks,
@@ -116,6 +120,8 @@ def scan_weights(
                 finding = output_aligned(finding, layers_tested(tensors, found, details), thresholds)
             findings.append(finding)
     findings = merge_whole_model(findings, strong_comps, total_params, weak_only)
+    findings = _with_mixture(findings, reader, bank, found_by_ref)
+    findings = _with_probability(findings, per_reference, calibration or shipped_calibration())
     closest = _closest_by_component(session)
     components = {
         comp: {"parameters": n, "share": n / total_params if total_params else 0.0,
@@ -144,6 +150,31 @@ def scan_weights(
                            "statistic": "Fisher z = atanh(r)*sqrt(n-3), one-sided; Stouffer across layers; "
                                         "Bonferroni over candidates per tensor"}}
     return WeightsScan(findings, details, parameters)
+
+
+def _with_mixture(findings: list[Finding], reader: SuspectReader, bank: ReferenceBank,
+                  found: dict[int, Evidence]) -> list[Finding]:
+    """The reuse findings with the merge their references' weights describe, if any ("merge of A (≈0.3) and B")."""
+    index = {r.name: i for i, r in enumerate(bank.references)}
+    reuse = [f for f in findings if f.verdict in ("copied", "derived") and f.reference.name in index]
+    if not reuse:
+        return findings
+    mixture = estimate_mixture(reader, bank, found, sorted({index[f.reference.name] for f in reuse}))
+    if mixture is None:
+        return findings
+    parents = {p["reference"] for p in mixture["parents"]}
+    chosen = {id(f) for f in reuse if f.reference.name in parents}
+    return [replace(f, statistics={**f.statistics, "merge": mixture}, summary=f"{f.summary}; {mixture['statement']}",
+                    transformations=[*f.transformations, mixture["statement"]])
+            if id(f) in chosen else f for f in findings]
+
+
+def _with_probability(findings: list[Finding], per_reference: list[dict[str, Any]],
+                      calibration: Calibration) -> list[Finding]:
+    """Each finding with its calibrated probability of reuse, from its reference's combined evidence."""
+    scores = {r["reference"]: -float(r["score"]["log10_p"]) for r in per_reference}
+    return [replace(f, statistics={**f.statistics, "probability": probability_statement(
+        f, scores.get(f.reference.name, 0.0), calibration)}) for f in findings]
 
 
 def _learned(fp: ModelFingerprint) -> ModelFingerprint:

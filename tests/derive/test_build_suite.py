@@ -15,7 +15,13 @@ def test_suite_covers_enough_derived_and_independent_cases():
     derived = [c for c in cases if c.derived]
     independent = [c for c in cases if not c.derived]
     assert len(derived) >= 12 and len(independent) >= 5
-    assert {c.source_reference for c in derived} == {"minilm", "smollm2"}
+    assert {c.source_reference for c in derived} == {"minilm", "smollm2", build_suite.MERGE_REFERENCE}
+    merges = [c for c in cases if c.parents]
+    assert len(merges) >= 5 and all(c.derived and c.relation == "derived" for c in merges)
+    assert all(abs(sum(c.parents.values()) - 1) < 1e-9 and c.source_reference in c.parents for c in merges)
+    assert any("unindexed" in c.parents for c in merges)
+    assert {c.transformations[0].split("(")[0] for c in merges} >= {"merge_linear", "merge_slerp", "merge_ties",
+                                                                    "merge_dare"}
     assert all(c.transformations for c in cases)
     assert all(c.expected_layers for c in derived) and not any(c.expected_layers for c in independent)
 

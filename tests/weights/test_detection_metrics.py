@@ -14,7 +14,9 @@ from benchmarks.detection.metrics import (
     confusion, empirical_fpr, fisher_z_array, layer_pair_scores, localisation_matches, null_summary,
     rate_upper_bound, replace_between_markers, roc_auc, separation_margin, threshold_for_fpr,
 )
-from benchmarks.detection.run import CaseResult, by_transformation, extract, main, reference_name, run
+from benchmarks.detection.run import (
+    CaseResult, by_transformation, extract, main, merge_error, merge_found, reference_name, run,
+)
 
 
 def test_confusion_counts_each_cell() -> None:
@@ -139,6 +141,22 @@ def test_extract_prefers_the_per_reference_score() -> None:
     report["details"]["weights"]["references"][0]["score"] = {"log10_p": -55.0}
     assert extract(report, case, "ref")["score"] == 55.0
     assert extract({"findings": [], "details": {}}, case, "ref")["verdict"] == "none"
+
+
+def test_a_merge_states_its_parents_and_its_other_parent_is_not_spurious() -> None:
+    merge = {"parents": [{"reference": "ref", "share": 0.31}, {"reference": "other", "share": 0.69}],
+             "unknown_share": 0.0}
+    finding = {"kind": "weights", "verdict": "derived", "reference": {"name": "ref"}, "subject": "(whole model)",
+               "transformations": [], "statistics": {"log10_p": -300.0, "merge": merge}}
+    report = {"findings": [finding, {**finding, "reference": {"name": "other"}}], "details": {}}
+    case = {"derived": True, "expected_component": "", "expected_layers": [], "merge_parents": {"ref": 0.3, "other": 0.7}}
+    got = extract(report, case, "ref")
+    assert got["spurious_references"] == [] and got["merge_found"] == {"ref": 0.31, "other": 0.69}
+    assert extract(report, {**case, "merge_parents": {}}, "ref")["spurious_references"] == ["other"]
+    result = CaseResult("m", True, "ref", 300.0, "score", "derived", 1.0, "", merge_truth={"ref": 0.3, "unindexed": 0.7},
+                        merge_found={"ref": 0.31})
+    assert merge_error(result) == pytest.approx(0.7)  # the unindexed share was not stated
+    assert merge_found([{**finding, "statistics": {}}]) == {}
 
 
 def test_by_transformation_counts_cases_per_kind() -> None:

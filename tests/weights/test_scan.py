@@ -11,6 +11,7 @@ from safetensors.numpy import load_file, save_file
 
 from modelprov.cli.main import app
 from modelprov.scan import scan
+from tests.weights.synthetic import bert_like
 
 
 def _weights(report):
@@ -88,20 +89,8 @@ def test_independent_models_are_not_found(model: str, request: pytest.FixtureReq
 
 
 def _bert_like(path: Path, seed: int, norms: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
-    """A small 4-layer BERT-named model with random matrices and norm weights near 1.0."""
-    rng = np.random.default_rng(seed)
-    sd: dict[str, np.ndarray] = {"embeddings.word_embeddings.weight": rng.standard_normal((1000, 128)) * 0.02}
-    for i in range(4):
-        p = f"encoder.layer.{i}."
-        for name in ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"):
-            sd[p + name + ".weight"] = rng.standard_normal((128, 128)) * 0.02
-        sd[p + "intermediate.dense.weight"] = rng.standard_normal((512, 128)) * 0.02
-        sd[p + "output.dense.weight"] = rng.standard_normal((128, 512)) * 0.02
-        for ln in ("attention.output.LayerNorm", "output.LayerNorm"):
-            sd[p + ln + ".weight"] = 1.0 + 0.05 * rng.standard_normal(128)
-            sd[p + ln + ".bias"] = 0.01 * rng.standard_normal(128)
-    sd.update(norms or {})
-    sd = {k: v.astype(np.float32) for k, v in sd.items()}
+    """A small 4-layer BERT-named model with random matrices and norm weights near 1.0, saved in `path`."""
+    sd = bert_like(seed, norms)
     path.mkdir(parents=True, exist_ok=True)
     save_file(sd, str(path / "model.safetensors"))
     return sd
