@@ -1,7 +1,7 @@
 """Read tokenizers from the files checkpoints ship: tokenizer.json, tiktoken rank files, sentencepiece models,
 vocab.txt / vocab.json + merges.txt, and the tokenizer arrays in GGUF metadata.
 
-Files are parsed as data (JSON, base64 lines, protobuf via sentencepiece, GGUF via `gguf`); nothing is
+Files are parsed as data (JSON, base64 lines, protobuf via sentencepiece, GGUF via our bounded header parser); nothing is
 executed and no remote code is trusted. Every malformed file raises `TokenizerFileError` naming the file.
 """
 
@@ -17,8 +17,9 @@ from typing import Any
 
 import sentencepiece
 
-from modelprov.errors import ProvenanceError
+from modelprov.errors import CheckpointError, ProvenanceError
 
+from .._gguf_format import read_header
 from .._layout import nested_root, transformer_folder
 from ._model import Tokenizer
 from ._normalise import byte_level_to_bytes, metaspace_to_bytes, wordpiece_to_bytes
@@ -383,16 +384,14 @@ def read_gpt2_vocab(vocab_path: str | Path, merges_path: str | Path) -> Tokenize
 
 def read_gguf_tokenizer(path: str | Path) -> Tokenizer:
     """Read the tokenizer llama.cpp embeds in a GGUF file's metadata (`tokenizer.ggml.*`)."""
-    from gguf import GGUFReader  # deferred: gguf takes ~0.3 s to import; only GGUF files need it
+    import gguf  # deferred: gguf takes ~0.3 s to import; only GGUF files need it (for its type sizes)
 
     path = Path(path)
     try:
-        reader = GGUFReader(path)
-    except Exception as err:  # gguf raises ValueError/struct errors on bad magic or truncation
-        problem = " ".join(str(err).split()) or type(err).__name__
-        raise TokenizerFileError(path, f"not a readable GGUF file: {problem}") from None
-    keys = ("tokenizer.ggml.tokens", "tokenizer.ggml.token_type", "tokenizer.ggml.merges", "tokenizer.ggml.model")
-    return tokenizer_from_gguf_metadata({k: reader.fields[k].contents() for k in keys if k in reader.fields}, path)
+        header = read_header(path, {int(t): sizes for t, sizes in gguf.GGML_QUANT_SIZES.items()})
+    except CheckpointError as err:
+        raise TokenizerFileError(path, err.problem) from None
+    return tokenizer_from_gguf_metadata(header.metadata, path)
 
 
 def tokenizer_from_gguf_metadata(metadata: dict[str, Any], path: str | Path) -> Tokenizer:
