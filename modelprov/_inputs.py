@@ -98,34 +98,26 @@ def json_depth(raw: bytes | str) -> int:
 
 
 def parse_json(raw: bytes | str, path: str | os.PathLike[str] | None, error: ErrorType = ProvenanceError,
-               max_depth: int = MAX_JSON_DEPTH, what: str = "JSON", **kwargs: Any) -> Any:
-    """`json.loads` of untrusted text: nesting deeper than `max_depth` is refused before parsing."""
+               max_depth: int = MAX_JSON_DEPTH, what: str | None = None, **kwargs: Any) -> Any:
+    """`json.loads` of untrusted text: nesting deeper than `max_depth` is refused before parsing.
+
+    `what` names the text in messages when the path does not ("header", "weight-map index"); `kwargs` go to
+    `json.loads`.
+    """
     depth = json_depth(raw)
     if depth > max_depth:
-        raise error(path, f"{what}: nesting deeper than {max_depth} ({depth} levels)")
+        raise error(path, f"{what + ': ' if what else ''}JSON nesting deeper than {max_depth} levels ({depth}); refused")
     try:
         return json.loads(raw, **kwargs)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise error(path, f"not valid {what}: {_first_line(exc)}") from None
+        raise error(path, f"{what or 'file'} is not valid JSON ({_first_line(exc)})") from None
 
 
 def load_json(path: str | os.PathLike[str], error: ErrorType = ProvenanceError, *,
-              max_bytes: int = MAX_JSON_BYTES, max_depth: int = MAX_JSON_DEPTH, what: str = "JSON",
+              max_bytes: int = MAX_JSON_BYTES, max_depth: int = MAX_JSON_DEPTH, what: str | None = None,
               **kwargs: Any) -> Any:
     """A JSON file a user handed us: regular file, at most `max_bytes`, nesting at most `max_depth`."""
     return parse_json(read_regular(path, error, max_bytes), path, error, max_depth, what, **kwargs)
-
-
-def printable(text: object) -> str:
-    """`text` with control characters (ESC, CR, BEL, C1, bidi overrides…) shown as escapes, e.g. `\\x1b`."""
-    s = str(text)
-    if _CONTROL.search(s) is None:
-        return s
-    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), s)
-
-
-# C0 and C1 controls, DEL, and the Unicode format characters that reorder or hide text in a terminal
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 
 
 def _kind(mode: int) -> str:

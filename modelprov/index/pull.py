@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from modelprov._hub import HubClient, HubRef, parse_hub_ref
-from modelprov.errors import CheckpointError
+from modelprov._inputs import load_json
+from modelprov.errors import CheckpointError, ReferenceIndexError
 from modelprov.findings import Reference
 from modelprov.progress import ProgressFn
 from modelprov.reader import open_hub_checkpoint
@@ -105,8 +105,8 @@ def _pulled_entry(index: ReferenceIndex, name: str, repo_id: str, commit: str, m
         if entry.name == name and entry.kind == "weights" and entry.reference.repo_id == repo_id \
                 and entry.reference.revision == commit:
             try:
-                manifest = json.loads((Path(index.root) / f"weights/{name}.json").read_text(encoding="utf-8"))
-            except (OSError, ValueError):
+                manifest = load_json(Path(index.root) / f"weights/{name}.json", ReferenceIndexError)
+            except ReferenceIndexError:
                 return None
             read = manifest.get("source", {}).get("read")
             return entry if read == ("full-read" if mode == "full" else "sampled-rows") else None

@@ -156,7 +156,7 @@ class _Parser:
         n_kv = self.unpack("<Q", "key/value count")
         if n_tensors * _MIN_TENSOR_BYTES + n_kv * _MIN_KV_BYTES > self.size - self.pos:
             raise self.fail(f"{n_tensors:,} tensors and {n_kv:,} key/value pairs cannot fit in "
-                            f"{self.size:,} bytes")
+                            f"{self.size:,} bytes (truncated or a false count)")
         metadata = GgufMetadata(self.path)
         for _ in range(n_kv):
             key = self.string("key")

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from modelprov._atomic import atomic_write
+from modelprov._inputs import load_json
 from modelprov.errors import ReferenceIndexError
 from modelprov.findings import Reference
 from modelprov._hashing import sha256_file
@@ -197,7 +198,7 @@ def load_reference_entries(index_dir: str | Path | None = None) -> list[Referenc
     if not path.is_file():
         return []
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = load_json(path, ReferenceIndexError, what="tokenizer manifest")
         entries = []
         for e in doc["references"]:
             ref = Reference(**{k: v for k, v in e["reference"].items() if k in Reference.__dataclass_fields__})
