@@ -25,7 +25,8 @@ from typing import Callable
 
 import numpy as np
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "reader.md"
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "reader.md"
 _MARK_START, _MARK_END = "<!-- hostile-inputs:start -->", "<!-- hostile-inputs:end -->"
 TIMEOUT_S = 60.0  # a hang guard for tests and this command, far above the 10 s bound measured
 
@@ -72,12 +73,14 @@ def safetensors_bytes(header: dict, data: bytes) -> bytes:
     return struct.pack("<Q", len(raw)) + raw + data
 
 
-def tiny_safetensors(names: list[str]) -> bytes:
-    """Float32 2x2 tensors under the given (hostile) names."""
+def tiny_safetensors(names: list[str], shape: tuple[int, int] = (2, 2)) -> bytes:
+    """Float32 tensors of random values under the given (hostile) names."""
+    rng = np.random.default_rng(17)
     header, data = {}, b""
-    for i, name in enumerate(names):
-        header[name] = {"dtype": "F32", "shape": [2, 2], "data_offsets": [len(data), len(data) + 16]}
-        data += np.full(4, i + 1, np.float32).tobytes()
+    for name in names:
+        raw = rng.standard_normal(shape).astype(np.float32).tobytes()
+        header[name] = {"dtype": "F32", "shape": list(shape), "data_offsets": [len(data), len(data) + len(raw)]}
+        data += raw
     return safetensors_bytes(header, data)
 
 
@@ -120,9 +123,9 @@ def _gguf_string_2e62(tmp: Path) -> list[str]:
     return ["inspect", str(_write(tmp / "long_string.gguf", gguf_file([kv]))), "--no-hash"]
 
 
-def _names(names: list[str], *extra: str) -> Callable[[Path], list[str]]:
+def _names(names: list[str], *extra: str, shape: tuple[int, int] = (2, 2)) -> Callable[[Path], list[str]]:
     def build(tmp: Path) -> list[str]:
-        f = _write(tmp / "model.safetensors", tiny_safetensors(names))
+        f = _write(tmp / "model.safetensors", tiny_safetensors(names, shape))
         args = [a.replace("{tmp}", str(tmp)) for a in extra]
         return [args[0], str(f), *args[1:]]
     return build
@@ -210,7 +213,7 @@ CASES: tuple[Case, ...] = (
     Case("name-[/]-inspect", "tensor named [/]", _names(["[/]"], "inspect", "--no-hash", "--tensors"), 0, "[/]"),
     Case("name-[/]-scan-policy", "tensor named [/]",
          _names(["[/]"], "scan", "--no-hash", "--report", "{tmp}/out", "--policy",
-                "sovereign-foundation-model"), 0, "[/]"),
+                "sovereign-foundation-model", shape=(256, 256)), 0, "[/]"),
     Case("name-markup-and-escapes", "tensor named [bold red]…, ESC[2J, OSC title",
          _names(["[bold red]RED[/bold red]", "a\x1b[2Jb", "\x1b]0;owned\x07c"], "inspect", "--no-hash",
                 "--tensors"), 0, "\\x1b[2J"),
@@ -249,11 +252,12 @@ def run_case(case: Case, tmp: Path, timeout: float = TIMEOUT_S, env: dict[str, s
     """Build the case under `tmp` and run the CLI on it in a fresh process, killed after `timeout` seconds."""
     args = case.build(tmp)
     peak_file = tmp / ".peak"
-    full_env = {**os.environ, "MODELPROV_PEAK_FILE": str(peak_file), "COLUMNS": "200", **(env or {})}
+    full_env = {**os.environ, "MODELPROV_PEAK_FILE": str(peak_file), "COLUMNS": "200",
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])), **(env or {})}
     start = time.monotonic()
     try:
         done = subprocess.run([sys.executable, "-c", _WRAPPER, *args], capture_output=True, text=True,
-                              timeout=timeout, env=full_env, errors="replace")
+                              timeout=timeout, env=full_env, errors="replace", cwd=ROOT)
         code, out, err = done.returncode, done.stdout, done.stderr
     except subprocess.TimeoutExpired as exc:
         code = None

@@ -117,8 +117,30 @@ def read_reference_source(source: ReferenceSource) -> Tokenizer:
     tok.source = f"{source.package}:{source.relative_path}"  # portable: not where this machine installed it
     if source.special_tokens:
         start = source.special_start if source.special_start is not None else tok.vocab_size
-        tok.special_tokens = {**{t: start + k for k, t in enumerate(source.special_tokens)}, **tok.special_tokens}
+        tok.special_tokens = place_special_tokens(tok, source.special_tokens, start, source.path())
     return tok
+
+
+def place_special_tokens(tok: Tokenizer, specials: tuple[str, ...], start: int, path: Path) -> dict[str, int]:
+    """The tokenizer's special tokens with `specials` added from id `start` on, each at the next id no token of
+    the file holds (a rank file may continue past `start`); a special the file already holds keeps its id.
+
+    A special token whose text is also a regular token of the file is a real clash, refused by name.
+    """
+    out = dict(tok.special_tokens)
+    taken = set(tok.tokens.values()) | set(out.values())
+    next_id = start
+    for text in specials:
+        if text in out:
+            continue
+        if text.encode("utf-8") in tok.tokens:
+            raise ReferenceIndexError(path, f"special token {text!r} is also regular token "
+                                            f"{tok.tokens[text.encode('utf-8')]} of the file")
+        while next_id in taken:
+            next_id += 1
+        out[text] = next_id
+        taken.add(next_id)
+    return out
 
 
 # --- storage -----------------------------------------------------------------------------------------------
