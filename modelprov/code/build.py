@@ -61,8 +61,11 @@ class WheelSource:
             return pin + ["--only-binary=:all:"]
         interpreter = python.split(".")[0]
         version = interpreter[2:]
+        # an abi3 wheel's tag names its oldest Python; its Requires-Python may exclude that one (vLLM: cp38-abi3,
+        # Python ≥ 3.10), so ask for it as the running Python would
+        target = f"{sys.version_info.major}.{sys.version_info.minor}" if abi == "abi3" else f"{version[0]}.{version[1:]}"
         return pin + ["--only-binary=:all:", "--platform", platform, "--implementation", interpreter[:2],
-                      "--python-version", f"{version[0]}.{version[1:]}", "--abi", abi]
+                      "--python-version", target, "--abi", abi]
 
 
 @dataclass(frozen=True)

@@ -174,9 +174,14 @@ def reused_weights_retrained(ctx: Context) -> list[Issue]:
     issues = []
     for f in ctx.weights(backbone=False):
         rel = ctx.relation(f)
-        if rel is Relation.COPY:
+        if rel is Relation.COPY and f.verdict == "copied":
             issues.append(Issue(Status.FAIL, f"{f.subject} matches {_ref(f)} at copy level: its weights were copied "
                                              f"or frozen, not re-initialised and trained{_with_evidence(f)}", f.id))
+        elif rel is Relation.COPY:  # the policy's similarity threshold, not a confirmed copy: say which
+            issues.append(Issue(Status.FAIL, f"{f.subject} matches {_ref(f)} at copy level under this policy's "
+                                             f"copy_similarity: its weights were reused with at most light training "
+                                             f"(the scanner found them {f.verdict}, not a frozen copy), not "
+                                             f"re-initialised{_with_evidence(f)}", f.id))
         elif rel is Relation.NEAR_COPY:
             issues.append(Issue(Status.REVIEW, f"{f.subject} is nearly identical to {_ref(f)}: copied and lightly "
                                                f"trained, or frozen with small changes{_with_evidence(f)}", f.id))

@@ -116,15 +116,20 @@ def grid_rounding(values: np.ndarray) -> Rounded | None:
         return None
     half = np.empty_like(v)
     for i, row in enumerate(v):
-        levels = np.unique(row[np.isfinite(row)])
+        if not np.isfinite(row).all():  # a dequantised grid holds finite values only
+            return None
+        levels = np.unique(row)
         if len(levels) < 3:
             return None
         step = float(np.min(np.diff(levels)))
         span = float(levels[-1] - levels[0])
         if step <= 0 or span / step > _MAX_GRID_LEVELS:
             return None
-        codes = (row - levels[0]) / step
-        if np.max(np.abs(codes - np.round(codes))) > _GRID_TOLERANCE:
+        # the smallest gap carries the storage's own rounding (a float32 ULP at the level, times 200 codes can
+        # exceed the tolerance): refit the step and offset on the integer codes before testing them
+        codes = np.round((row - levels[0]) / step)
+        step, offset = np.polyfit(codes, row, 1)
+        if step <= 0 or np.max(np.abs(row - offset - step * codes)) > _GRID_TOLERANCE * step:
             return None
         half[i] = step / 2
     # the row's own extremes may be clipped codes: like a quantiser's end codes, open outwards

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import zipfile
 from pathlib import Path
 
@@ -106,3 +107,6 @@ def test_pinned_sources_name_their_wheels_exactly():
     assert {w.name for w in wheels} == {"transformers", "vllm", "sglang"} and backgrounds
     vllm = next(w for w in wheels if w.name == "vllm")
     assert vllm.pip_arguments()[0] == "vllm==0.34.0" and "--platform" in vllm.pip_arguments()
+    # cp38-abi3 names the oldest Python; vLLM requires ≥ 3.10, so pip must be asked as the running Python
+    args = vllm.pip_arguments()
+    assert args[args.index("--python-version") + 1] == f"{sys.version_info.major}.{sys.version_info.minor}"

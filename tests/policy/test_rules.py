@@ -268,7 +268,9 @@ def test_grey_zone_evidence_needs_review_not_failure():
 
 def test_policy_thresholds_escalate_but_never_downgrade_a_verdict(tmp_path):
     quantised = weights("model.visual", QWEN_VL, "derived", similarity=0.993, log10_p=-300, share=0.12)
-    assert judge([quantised]).rule("reused-weights-retrained").status is Status.FAIL  # ≥ 0.98: copy level
+    strict = judge([quantised]).rule("reused-weights-retrained")
+    assert strict.status is Status.FAIL  # ≥ 0.98: copy level under the policy's threshold ...
+    assert "not a frozen copy" in strict.reasons[0] and "were copied or frozen" not in strict.reasons[0]  # ... said so
     preset = preset_path(SOVEREIGN).read_text()
     lenient = write(tmp_path / "lenient.toml", preset.replace("copy_similarity = 0.98\n", "copy_similarity = 0.999\n"))
     assert evaluate([quantised], load_policy(lenient)).rule("reused-weights-retrained").status is Status.REVIEW

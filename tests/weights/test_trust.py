@@ -14,6 +14,7 @@ from modelprov.findings import Reference
 from modelprov.index import ReferenceIndex, add_checkpoint
 from modelprov.policy import Status, apply_policy
 from modelprov.scan import scan
+from modelprov.weights import storage
 from modelprov.weights.nonlearned import reason_by_name, reason_by_value
 
 CONFIG = {**derive.TINY_LLAMA_CONFIG, "num_hidden_layers": 4, "intermediate_size": 256, "vocab_size": 512,
@@ -85,6 +86,25 @@ def test_a_round_to_nearest_quantised_copy_is_copied_not_derived(pair, tmp_path:
     _, [finding] = _weights(out, index)
     assert finding.verdict == "copied"  # the old scanner said "derived": no digest matches a rounded copy
     assert any(storage in s for s in finding.statistics["storage"])
+
+
+def test_a_copy_dequantised_to_float32_is_copied_on_its_grid(pair, tmp_path: Path):
+    """W8A16 export: int8 codes times a per-row scale written back as float32. The float32 rounding of each
+    level once made 200-level rows miss the grid test, and the copy was called derived."""
+    ref, _, index = pair
+    out = derive.save_checkpoint(derive.fake_int8(ref), CONFIG, tmp_path / "w8")
+    _, [finding] = _weights(out, index)
+    assert finding.verdict == "copied"
+    assert any("dequantised grid" in s for s in finding.statistics["storage"])
+
+
+def test_the_grid_of_float32_dequantised_rows_is_found_and_plain_floats_have_none():
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((64, 384)).astype(np.float32)
+    scale = np.abs(w).max(axis=1, keepdims=True) / 127
+    grid = storage.grid_rounding((np.round(w / scale) * scale).astype(np.float32))
+    assert grid is not None and np.allclose(grid.below[grid.below < np.inf], np.repeat(scale / 2, 384, axis=1)[grid.below < np.inf], rtol=1e-3)
+    assert storage.grid_rounding(w) is None
 
 
 def test_a_quantised_finetune_stays_derived(pair, tmp_path: Path):
