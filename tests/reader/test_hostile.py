@@ -129,3 +129,8 @@ def test_control_characters_become_visible() -> None:
     assert printable("two\nlines", newlines=True) == "two\nlines"
     assert printable("plain name.weight") == "plain name.weight"
     assert json.loads(json.dumps(printable("\x9b31m"))) == "\\x9b31m"  # C1 CSI too
+
+
+def test_error_lines_show_escapes_from_file_names() -> None:
+    err = CheckpointError("model\x1b[2J.safetensors", "tensor 'a\x1b]0;t\x07' is bad")
+    assert err.one_line() == "model\\x1b[2J.safetensors: tensor 'a\\x1b]0;t\\x07' is bad"
