@@ -95,7 +95,7 @@ class Case:
 
     name: str
     row: str
-    build: Callable[[Path], list[str]]
+    build: Callable[[Path], list[str] | tuple[list[str], dict[str, str]]]  # CLI arguments (and environment)
     exit_code: int = 2
     expect: str = ""  # text the one error line (exit 2) or stdout (otherwise) must contain
 
@@ -196,6 +196,23 @@ def _tiktoken_continued(tmp: Path) -> list[str]:
     return ["tokenizer", "compare", str(_write(tmp / "extended.tiktoken", text)), "ref:qwen3"]
 
 
+_SILENT_HUB: list = []  # one server per process, kept until exit (its threads are daemons)
+
+
+def _silent_hub(tmp: Path) -> tuple[list[str], dict[str, str]]:
+    """The test Hub server made to accept every connection and never answer."""
+    from tests.hub.hub_server import HubServer
+
+    if not _SILENT_HUB:
+        server = HubServer([])
+        server.state.silent = True
+        server.__enter__()
+        _SILENT_HUB.append(server)
+    env = {"HF_ENDPOINT": _SILENT_HUB[0].url, "HF_HOME": str(tmp / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1",
+           "MODELPROV_HUB_TIMEOUT": "5"}
+    return ["inspect", "hf://stalled-org/stalled-model", "--no-hash"], env
+
+
 def _compare_self(tmp: Path) -> list[str]:
     import importlib.util
 
@@ -236,6 +253,8 @@ CASES: tuple[Case, ...] = (
     Case("tiktoken-continued-ranks", ".tiktoken ranks continuing after the BPE ranks", _tiktoken_continued, 0,
          "verdict"),
     Case("compare-self", "compare A A", _compare_self, 0, "all identical"),
+    Case("hub-never-answers", "Hub endpoint that accepts and never answers ($MODELPROV_HUB_TIMEOUT=5)",
+         _silent_hub, expect="no answer from the Hub within 5 s"),
 )
 
 
@@ -250,10 +269,12 @@ class Outcome:
 
 def run_case(case: Case, tmp: Path, timeout: float = TIMEOUT_S, env: dict[str, str] | None = None) -> Outcome:
     """Build the case under `tmp` and run the CLI on it in a fresh process, killed after `timeout` seconds."""
-    args = case.build(tmp)
+    built = case.build(tmp)
+    args, case_env = built if isinstance(built, tuple) else (built, {})
     peak_file = tmp / ".peak"
     full_env = {**os.environ, "MODELPROV_PEAK_FILE": str(peak_file), "COLUMNS": "200",
-                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])), **(env or {})}
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+                **case_env, **(env or {})}
     start = time.monotonic()
     try:
         done = subprocess.run([sys.executable, "-c", _WRAPPER, *args], capture_output=True, text=True,
@@ -294,8 +315,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.markdown:
         load = " ".join(open("/proc/loadavg").read().split()[:3])
         note = (f"Measured {time.strftime('%Y-%m-%d')} ({platform.machine()}, {len(os.sched_getaffinity(0))} cpus, "
-                f"load average {load}); each a fresh `modelprov` process, peak RSS from `VmHWM`. The Hub row is "
-                "measured by tests/hub/test_hub_deadline.py.")
+                f"load average {load}); each a fresh `modelprov` process, peak RSS from `VmHWM`. stderr lines of exit-0 "
+                "rows are progress lines; the Hub row's extra lines are its waiting notices before the one error line.")
         text = DOC.read_text()
         head, rest = text.split(_MARK_START, 1)
         _, tail = rest.split(_MARK_END, 1)
