@@ -121,6 +121,14 @@ def test_symlinked_shard_is_named_in_the_report(tmp_path: Path) -> None:
     assert shard.link_target == str((tmp_path / "elsewhere" / "secret.safetensors").resolve())
     with pytest.raises(CheckpointError, match="outside the checkpoint folder"):
         open_checkpoint(tmp_path / "ckpt", follow_symlinks=False)
+    from modelprov.report import render
+    from modelprov.scan import scan
+
+    report = scan(tmp_path / "ckpt", hash_files=False, tokenizer=False, code=False)
+    target = str((tmp_path / "elsewhere" / "secret.safetensors").resolve())
+    assert report.to_dict()["subject"]["files"][0]["link_target"] == target
+    for fmt in ("md", "html"):
+        assert "symbolic link: leaves the checkpoint folder" in render(report, fmt), fmt
 
 
 def test_control_characters_become_visible() -> None:
