@@ -10,6 +10,7 @@ import json
 import os
 import re
 import stat
+import zlib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -87,6 +88,19 @@ def read_text(path: str | os.PathLike[str], error: ErrorType = ProvenanceError,
         raise error(path, f"not UTF-8 text (byte {exc.start})") from None
 
 
+def gunzip(raw: bytes, path: str | os.PathLike[str] | None, error: ErrorType = ProvenanceError,
+           max_bytes: int = MAX_JSON_BYTES) -> bytes:
+    """The gzip data `raw` decompressed, refused once it would pass `max_bytes` (a gzip bomb stops there)."""
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        out = inflater.decompress(raw, max_bytes + 1)
+    except zlib.error as exc:
+        raise error(path, f"not valid gzip data ({exc})") from None
+    if len(out) > max_bytes or inflater.unconsumed_tail:
+        raise error(path, f"decompresses to more than {max_bytes:,} bytes; refused")
+    return out
+
+
 def json_depth(raw: bytes | str) -> int:
     """The deepest nesting of arrays and objects in JSON text, brackets inside strings not counted (linear time)."""
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
@@ -110,7 +124,7 @@ def parse_json(raw: bytes | str, path: str | os.PathLike[str] | None, error: Err
     try:
         return json.loads(raw, **kwargs)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise error(path, f"{what or 'file'} is not valid JSON ({_first_line(exc)})") from None
+        raise error(path, f"{what + ': ' if what else ''}not valid JSON ({_first_line(exc)})") from None
 
 
 def load_json(path: str | os.PathLike[str], error: ErrorType = ProvenanceError, *,

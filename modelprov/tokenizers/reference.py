@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from modelprov._atomic import atomic_write
-from modelprov._inputs import load_json
+from modelprov._inputs import gunzip, load_json, parse_json
 from modelprov.errors import ReferenceIndexError
 from modelprov.findings import Reference
 from modelprov._hashing import sha256_file
@@ -207,8 +207,9 @@ def _load_stored(path: str, sha256: str, name: str) -> Tokenizer:
         raise ReferenceIndexError(p, f"reference tokenizer cannot be read: {err}") from None
     if hashlib.sha256(blob).hexdigest() != sha256:
         raise ReferenceIndexError(p, "sha256 differs from tokenizers/manifest.json; rebuild the tokenizer index")
+    doc = parse_json(gunzip(blob, p, ReferenceIndexError), p, ReferenceIndexError, what="malformed reference tokenizer")
     try:
-        return _tokenizer_from_dict(json.loads(gzip.decompress(blob)), name)
+        return _tokenizer_from_dict(doc, name)
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ReferenceIndexError(p, f"malformed reference tokenizer ({type(err).__name__}: {err})") from None
 
@@ -220,7 +221,7 @@ def load_reference_entries(index_dir: str | Path | None = None) -> list[Referenc
     if not path.is_file():
         return []
     try:
-        doc = load_json(path, ReferenceIndexError, what="tokenizer manifest")
+        doc = load_json(path, ReferenceIndexError, what="malformed tokenizer manifest")
         entries = []
         for e in doc["references"]:
             ref = Reference(**{k: v for k, v in e["reference"].items() if k in Reference.__dataclass_fields__})
