@@ -331,8 +331,7 @@ def main(argv: list[str] | None = None) -> None:
         load = " ".join(open("/proc/loadavg").read().split()[:3])
         note = (f"Measured {time.strftime('%Y-%m-%d')} with atheris (libFuzzer, coverage of `modelprov` only), "
                 f"`python -m benchmarks.fuzz --runs {results[0].get('runs_requested')}` ({platform.machine()}, "
-                f"{len(os.sched_getaffinity(0))} cpus, load average {load}); "
-                f"{sum(r.get('seconds', 0) for r in results) / 60:.0f} minutes in all.")
+                f"{len(os.sched_getaffinity(0))} cpus, load average {load}).")
         text = DOC.read_text()
         head, rest = text.split(_MARK_START, 1)
         _, tail = rest.split(_MARK_END, 1)
