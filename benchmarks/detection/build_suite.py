@@ -370,6 +370,9 @@ COPIED = frozenset({
     "composite_minilm_vision_subfolders", "smollm2_bf16_megatron_fused", "smollm2_permuted", "smollm2_solar_upscaled",
     "smollm2_pruned", "smollm2_vocab_extended", "smollm2_gptq_int4", "smollm2_awq_int4", "smollm2_fp8_block",
     "smollm2_gguf_q4_0", "smollm2_gguf_q4_k", "composite_smollm2_language_model", "smollm2_conv1d_fused_fp16",
+    # every reference tensor is held unchanged (attention as is, the dense MLP as the shared expert); the noisy
+    # routed experts are new parameters beside them, as added vocabulary rows are
+    "smollm2_moe_deepseek",
 })
 
 

@@ -1,11 +1,11 @@
 """Scan source code against the code index: nearest sources, canonical origins, rename maps, licenses.
 
-Pipeline: tokenise the subject → winnowed fingerprints per function → the reference files holding them,
-each fingerprint weighted by how rare it is across the index (1 / number of files holding it), ranked by
-greedy cover into the file's *nearest sources* (what was copied) → candidate reference functions that
+Pipeline: tokenise the subject → winnowed fingerprints per function → candidate reference functions that
 share non-boilerplate fingerprints → greedy string tiling on the abstracted streams confirms and measures
-each candidate → among near-equal copies, the one in the best-ranked source file is the function's
-nearest source, and the root of the declared-parent chain its *canonical origin* (earliest author) →
+each candidate → the reference files holding a copy of each matched function, its evidence weighted by how
+rare that copy is across the index (log((N + 1) / n)), ranked by greedy cover into the file's *nearest
+sources* (what was copied) → among near-equal copies, the one in the best-ranked source file is the
+function's nearest source, and the root of the declared-parent chain its *canonical origin* (earliest author) →
 verbatim tokens of the tiles give the identifier rename map and the side-by-side regions → license
 obligations of the nearest source.
 """
@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import math
 import os
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -45,11 +47,12 @@ MIN_EVIDENCE_TOKENS = 40  # matched tokens outside boilerplate needed before a m
 # two short coincidental matches of scikit-learn functions against the 1,541-file shipped index, 31 and 32 tokens)
 MAX_CANDIDATES = 6  # distinct reference token streams confirmed by tiling per subject function
 TIE_TOLERANCE = 0.98  # matches within 2% of the best are copies of one another: attribute to the origin
-HOLDS_COPY = 0.9  # for the source ranking, a file holds a copy of a function within 10% of the closest match
-PREFER_ORIGINAL = 0.9  # a declared original within 10% of its copy's evidence is the nearer source
+HOLDS_COPY = 0.95  # for the source ranking, a file holds a copy of a function within 5% of the closest match
 MAX_SOURCES = 5  # nearest source files listed per subject file
 MIN_SOURCE_GAIN = 0.1  # a further source must add this share of the first one's weighted evidence
 MAX_PARENT_DEPTH = 16
+UNDATED = 10_000  # the year of a reference file without a dated copyright line: after every dated one
+_YEAR = re.compile(r"\b(?:19|20)\d\d\b")
 
 
 @dataclass
@@ -72,7 +75,7 @@ class SourceFile:
 
     reference: str  # name@version
     path: str
-    evidence: float  # evidence tokens of the functions it holds, each shared among the files holding a copy
+    evidence: float  # evidence tokens of the functions it newly explains, each weighted by its rarity log((N+1)/n)
     functions: int  # subject functions it newly explains (not explained by a file ranked before it)
     share: float  # of the subject file's matched evidence tokens, the part it newly explains
     tags: dict[str, str] = field(default_factory=dict)  # family, org, country, license
@@ -234,6 +237,8 @@ class CodeCorpus:
             mask = self.fp_owner == i
             self.fp_gfile[mask] = unit_gfile[i][self.fp_unit[mask]]
         self.gfile_owner = np.repeat(np.arange(len(entries)), np.diff(self.file_base))
+        self.file_year = np.array([first_year(f.get("license", {}).get("copyrights", [])) or UNDATED
+                                   for e in entries for f in e.manifest["files"]], dtype=np.int64)
         self.excluded = np.zeros(int(self.file_base[-1]), dtype=bool)
         self._parent_files: dict[int, set[int]] = {}
         self._paths: dict[int, dict[str, int]] = {}
@@ -304,6 +309,12 @@ class CodeCorpus:
             if found is not None and found != ref[1] and not self.excluded[self.gfile((ref[0], found))]:
                 return (ref[0], found)
         return None
+
+
+def first_year(copyrights: Iterable[str]) -> int | None:
+    """The earliest year named in a file's copyright lines (None without one): when it was first written."""
+    years = [int(y) for line in copyrights for y in _YEAR.findall(line)]
+    return min(years) if years else None
 
 
 def _reference_rank(references: list) -> dict[int, tuple]:
@@ -459,47 +470,73 @@ def _lookup(corpus: CodeCorpus, hashes: np.ndarray) -> tuple[np.ndarray, np.ndar
     return rows[keep], hits[keep]
 
 
-def _nearest_sources(corpus: CodeCorpus, units: list[tuple[list[tuple[int, int]], int]]
+def _idf(holders: int, files: int) -> float:
+    """Rarity weight of code that `holders` of the `files` reference files hold: log((files + 1) / holders)."""
+    return math.log((files + 1) / holders)
+
+
+def _nearest_sources(corpus: CodeCorpus, units: list[tuple[list[tuple[tuple[int, int], float]], int]], *,
+                     weight: Callable[[int, int], float] = _idf, holds: float = HOLDS_COPY, tie: float = TIE_TOLERANCE,
+                     relay: bool = True, dated: bool = True, close: bool = True,
                      ) -> tuple[list[tuple[int, float, int, float]], dict[int, float]]:
     """The reference files that together explain most of a subject file, by greedy cover of its functions.
 
-    Each matched subject function brings its evidence tokens, shared equally among the reference files
-    holding a copy of it (within 10% of the closest match), so code found in hundreds of files (`rotate_half`) counts for
-    little in each and code found in one file counts fully: Dolos's and JPlag's treatment of common base
-    code. Between files within 10% of the best, one that another declares it copied (`# Copied from`,
-    modular) is preferred: the original over its declared copy. Returns [(file, evidence, functions, share of the evidence it newly covers)] best first, and
-    every file's weighted evidence.
+    `units`: per matched subject function, its candidate reference units with their closeness as a share of
+    the closest one's, and its evidence tokens. Each function brings its evidence tokens to every reference
+    file holding a copy of it (within 5% of the closest), weighted by how rare that copy is: log((N + 1) / n)
+    for n of the N reference files (inverse document frequency), so code in hundreds of files
+    (`rotate_half`) counts for little and code in one file counts most, as Dolos and JPlag treat base code.
+    The file explaining most is taken, then the one explaining most of the rest. Between files within 2% of
+    the best, those holding the closest copies (within 2% of the closest) of the most evidence are kept, the
+    earliest written of them (first copyright year) is taken, then the original it declares it copied, if
+    among them. A file whose declared sources (`# Copied from`, modular) hold a closest copy of every
+    function it holds a closest copy of adds nothing of its own, so the best of those sources is taken. So the
+    original is named over its declared or later copies, and a verbatim copy of any reference file is still
+    attributed to that file. Returns [(file, weighted evidence, functions, share of the evidence it newly
+    covers)] best first, and every file's weighted evidence. The keywords are the shipped rules;
+    benchmarks/code_lineage_variants.py measures others.
     """
-    holders: list[tuple[set[int], int]] = []
-    for tied, tokens in units:
-        holders.append(({corpus.gfile(ref) for ref in tied}, tokens))
+    copies = [({corpus.gfile(ref) for ref, near in refs if near >= holds}, tokens) for refs, tokens in units]
+    closest = [{corpus.gfile(ref) for ref, near in refs if near >= TIE_TOLERANCE} if close else files
+               for (refs, _), (files, _) in zip(units, copies)]
+    files_in_view = int((~corpus.excluded).sum())
+    weights = [tokens * weight(len(files), files_in_view) if files else 0.0 for files, tokens in copies]
     evidence: dict[int, float] = {}
-    for files, tokens in holders:
+    for (files, _), weighted in zip(copies, weights):
         for f in files:
-            evidence[f] = evidence.get(f, 0.0) + tokens / len(files)
-    total = float(sum(tokens for _, tokens in holders)) or 1.0
-    live = [True] * len(holders)
+            evidence[f] = evidence.get(f, 0.0) + weighted
+    total = float(sum(tokens for _, tokens in copies)) or 1.0
+
+    live = [True] * len(copies)
     ranking: list[tuple[int, float, int, float]] = []
     for _ in range(MAX_SOURCES):
-        score: dict[int, float] = {}
-        for (files, tokens), alive in zip(holders, live):
-            if alive:
+        credit: dict[int, set[int]] = {}  # file -> live subject functions it holds
+        for i, (files, _) in enumerate(copies):
+            if live[i]:
                 for f in files:
-                    score[f] = score.get(f, 0.0) + tokens / len(files)
+                    credit.setdefault(f, set()).add(i)
+        score = {f: sum(weights[i] for i in held) for f, held in credit.items()}
         if not score:
             break
         gain = max(score.values())
         if gain <= 0 or (ranking and gain < MIN_SOURCE_GAIN * ranking[0][1]):
             break
-        near = {f for f, v in score.items() if v >= gain * PREFER_ORIGINAL}
-        best = min((f for f, v in score.items() if v >= gain * (1 - 1e-9)),
-                   key=lambda f: (-evidence[f], corpus.owner_order[corpus.gfile_owner[f]], f))
+        tied = {f for f, v in score.items() if v >= gain * tie}
+        nearest = {f: sum(weights[i] for i in credit[f] if f in closest[i]) for f in tied}
+        tied = {f for f in tied if nearest[f] >= max(nearest.values()) * tie}
+        year = (lambda f: int(corpus.file_year[f])) if dated else (lambda f: 0)
+        best = min(tied, key=lambda f: (year(f), -score[f], -evidence[f], corpus.owner_order[corpus.gfile_owner[f]], f))
         seen = {best}
-        while parents := (corpus.parent_files(best) & near) - seen:  # the original over its declared copy
+        while parents := (corpus.parent_files(best) & tied) - seen:  # the original over its declared copy
             best = min(parents, key=lambda f: (-score[f], f))
             seen.add(best)
-        newly = [i for i, (files, _) in enumerate(holders) if live[i] and best in files]
-        ranking.append((best, gain, len(newly), sum(holders[i][1] for i in newly) / total))
+        while relay and (sources := [p for p in sorted(corpus.parent_files(best)) if p in credit and p not in seen]):
+            if any(best in closest[i] and not closest[i].intersection(sources) for i in credit[best]):
+                break  # it holds a closest copy its sources lack: code of its own, the nearer source
+            best = max(sources, key=lambda f: (score[f], -f))  # a relay of its declared sources
+            seen.add(best)
+        newly = sorted(credit[best])
+        ranking.append((best, score[best], len(newly), sum(copies[i][1] for i in newly) / total))
         for i in newly:
             live[i] = False
     return ranking, evidence
@@ -582,11 +619,17 @@ def _best_stream(results, members) -> int | None:
     return best[2] if best is not None and best[1] > 0 else None
 
 
-def _tied(results, members, best_digest: int, tolerance: float = TIE_TOLERANCE) -> list[tuple[int, int]]:
-    """Reference units within `tolerance` of the closest (2%: copies of one another as far as this subject
-    unit tells; 10%: the files that hold a copy of it, for the source ranking)."""
+def _tied(results, members, best_digest: int) -> list[tuple[int, int]]:
+    """Reference units within 2% of the closest: copies of one another as far as this subject
+    unit tells."""
     best = results[best_digest][2]
-    return [ref for digest, refs in members.items() if results[digest][2] >= tolerance * best for ref in refs]
+    return [ref for digest, refs in members.items() if results[digest][2] >= TIE_TOLERANCE * best for ref in refs]
+
+
+def _closeness(results, members, best_digest: int) -> list[tuple[tuple[int, int], float]]:
+    """Every candidate reference unit of a subject unit with its closeness as a share of the closest one's."""
+    best = results[best_digest][2]
+    return [(ref, results[digest][2] / best) for digest, refs in members.items() for ref in refs]
 
 
 def _attribute(corpus: CodeCorpus, a: np.ndarray, best_digest: int, results, members, params,
@@ -689,8 +732,7 @@ def scan_code(
             if _verdict(matched / best_len, matched / a.shape[0]) == "independent" or best_evidence < MIN_EVIDENCE_TOKENS:
                 continue
             matched_units.append((s_unit, s_index, a, results, members, shared_of, best_digest, best_evidence))
-        holders = [(_tied(m[3], m[4], m[6], HOLDS_COPY), m[7]) for m in matched_units]
-        ranking, evidence = _nearest_sources(corpus, holders)
+        ranking, evidence = _nearest_sources(corpus, [(_closeness(m[3], m[4], m[6]), m[7]) for m in matched_units])
         file_rank = {g: i for i, (g, *_rest) in enumerate(ranking)}
         for g, gain, functions, share in ranking:
             key, ref_path, tags = corpus.file_label(g)
@@ -765,7 +807,7 @@ def scan_code(
             "derived_similarity": DERIVED_SIMILARITY,
             "min_evidence_tokens": MIN_EVIDENCE_TOKENS,
             "background_kgrams": int(corpus.background.shape[0]),
-            "source_weighting": "evidence tokens / reference files holding a near-equal copy",
+            "source_weighting": "evidence tokens x log((N + 1) / n): n of the N reference files hold a copy within 5%",
             "max_sources": MAX_SOURCES,
             "min_source_gain": MIN_SOURCE_GAIN,
             "excluded_reference_files": int(corpus.excluded.sum()),

@@ -83,6 +83,13 @@ class NeuronMatch:
         return self.correlations > self.threshold
 
     @property
+    def hit_share(self) -> float:
+        """Share of the sampled reference neurons found above τ, of those the suspect's width can hold: the
+        effect size of a neuron matching (the median r of hits is ≥ τ by selection, so it cannot be one)."""
+        room = len(self.reference_ids) * min(1.0, self.suspect_count / max(self.reference_count, 1))
+        return min(1.0, self.hits / room) if room else 0.0
+
+    @property
     def median_correlation(self) -> float:
         """Median r of the hits (what a matched neuron looks like); 0 without hits."""
         return float(np.median(self.correlations[self.hit_mask])) if self.hits else 0.0
@@ -111,6 +118,7 @@ class NeuronMatch:
         return {"reference_neurons_sampled": int(len(self.reference_ids)), "reference_neurons": self.reference_count,
                 "suspect_neurons": self.suspect_count, "coordinates": self.coordinates,
                 "threshold": round(self.threshold, 6), "alpha": self.alpha, "hits": self.hits,
+                "hit_share": round(self.hit_share, 4),
                 "median_hit_correlation": round(self.median_correlation, 6), "log10_p": self.log10_p}
 
 

@@ -370,12 +370,15 @@ NEURON_PLACEMENT = "neurons matched one-to-one"
 def neuron_tensor_match(e: NeuronEvidence, th: WeightThresholds) -> TensorMatch:
     """A neuron-matching result as a `TensorMatch`: r is the median Spearman r of hits, p the binomial one.
 
-    Both similarity fields carry that rank correlation (there is no raw cosine of a neuron matching).
+    Both similarity fields carry that rank correlation (there is no raw cosine of a neuron matching). It is
+    evidence only when most of the reference's neurons are found (`neuron_hit_share`): r of hits is ≥ τ by
+    selection, and a small binomial p also comes from the few features independent training converges on.
     """
     r = e.match.median_correlation
     sim = Similarity(r, r, e.match.hits * e.match.coordinates, z_from_log10_p(e.match.log10_p), e.match.log10_p)
+    significant = th.significant(sim) and e.match.hit_share >= th.neuron_hit_share
     return TensorMatch(e.suspect, e.reference.name, e.reference.role, f"{NEURON_PLACEMENT} ({e.arrangement})", sim,
-                       e.parameters, e.suspect_layer, e.reference.layer, significant=th.significant(sim), copy=e.copy)
+                       e.parameters, e.suspect_layer, e.reference.layer, significant=significant, copy=e.copy)
 
 
 def neuron_copy(reader: SuspectReader, e: NeuronEvidence, rmap: ResidualMap, columns: np.ndarray, dtype: str
