@@ -46,6 +46,8 @@ code-index-check: reference-wheels
 test: install browser reference-wheels
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
+	# coverage-guided fuzzing of every hostile-file parser, ~10 s per format (docs/reader.md#fuzzing)
+	$(BIN)/python -m benchmarks.fuzz --seconds 10 --check
 
 bench: install
 	$(BIN)/python -m benchmarks.reader_memory

@@ -9,6 +9,7 @@ Hub operations need it.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections import Counter
@@ -19,9 +20,33 @@ from typing import Any, Callable, Iterator
 from urllib.parse import unquote
 
 from modelprov.errors import CheckpointError, ProvenanceError
+from modelprov.text import printable
 
 HUB_SCHEME = "hf://"
 REPO_TYPES = ("model", "dataset")
+DEADLINE_ENV = "MODELPROV_HUB_TIMEOUT"
+DEFAULT_DEADLINE = 30.0  # seconds for one Hub operation: connect, read and retries together
+WAIT_NOTICE_AFTER = 2.0  # seconds of silence before the first "waiting for the Hub" line, then every 5 s
+
+
+def hub_deadline() -> float:
+    """The total seconds one Hub operation may take: $MODELPROV_HUB_TIMEOUT, else 30."""
+    raw = os.environ.get(DEADLINE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_DEADLINE
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ProvenanceError(None, f"{DEADLINE_ENV}={raw!r} is not a number of seconds") from None
+    if not 0 < value <= 86400:
+        raise ProvenanceError(None, f"{DEADLINE_ENV}={raw!r}: the Hub timeout must be between 0 and 86400 seconds")
+    return value
+
+
+def wait_notice(where: str, waited: float, deadline: float) -> None:
+    """The default status line while a Hub operation is waiting: on stderr, so results on stdout stay clean."""
+    sys.stderr.write(f"modelprov: waiting for the Hub: {waited:.0f} s of {deadline:.0f} s for {printable(where)}\n")
+    sys.stderr.flush()
 
 
 @dataclass(frozen=True)
@@ -140,19 +165,25 @@ class HubClient:
     """Hub access through huggingface_hub: repo info for the pinned commit, ranged GETs, whole-file downloads.
 
     `HF_ENDPOINT`, `HF_TOKEN` and `HF_HUB_OFFLINE` are read when the client is made; `on_bytes` is called with
-    every chunk size received (for a progress bar); `stats` counts payload bytes per file.
+    every chunk size received (for a progress bar); `stats` counts payload bytes per file. Every operation
+    (repo info, a ranged read, a download) must finish within `deadline` seconds in all, connection, reads and
+    retries together (default `hub_deadline()`); `on_wait(where, waited, deadline)` hears every few seconds
+    while one is waiting.
     """
 
     def __init__(self, endpoint: str | None = None, token: str | bool | None = None,
                  retry: RetryPolicy | None = None, on_bytes: ProgressCallback | None = None,
-                 timeout: float = 60.0) -> None:
+                 timeout: float = 60.0, deadline: float | None = None,
+                 on_wait: Callable[[str, float, float], None] | None = wait_notice) -> None:
         from huggingface_hub import HfApi  # deferred: see the module docstring
 
         self.endpoint = (endpoint or hub_endpoint()).rstrip("/")
         self.token = token
         self.retry = retry or RetryPolicy()
         self.on_bytes = on_bytes
-        self.timeout = timeout
+        self.deadline = deadline if deadline is not None else hub_deadline()
+        self.timeout = min(timeout, self.deadline)  # per request; the deadline bounds the whole operation
+        self.on_wait = on_wait
         self.stats = TransferStats()
         self.api = HfApi(endpoint=self.endpoint, token=token)
 
@@ -160,10 +191,9 @@ class HubClient:
     def snapshot(self, ref: HubRef) -> RepoSnapshot:
         """Resolve `ref.revision` (default `main`) to its commit and list the files there with sizes."""
         self._check_online(ref.uri())
-        with hub_errors(ref.uri(), CheckpointError):
-            info = self._retrying(lambda: self.api.repo_info(
-                ref.repo_id, repo_type=ref.repo_type, revision=ref.revision, files_metadata=True,
-                timeout=self.timeout))
+        info = self._within_deadline(ref.uri(), lambda: self._retrying(lambda: self.api.repo_info(
+            ref.repo_id, repo_type=ref.repo_type, revision=ref.revision, files_metadata=True,
+            timeout=self.timeout)))
         if not info.sha:
             raise CheckpointError(ref.uri(), "the Hub did not report a commit for this revision")
         files = {
@@ -186,6 +216,12 @@ class HubClient:
             return b""
         where = f"{HubRef(snap.repo_id, snap.commit, repo_type=snap.repo_type).uri()}/{filename}"
         self._check_online(where)
+        got = [0]  # bytes so far: the deadline counts silence, not a long read that keeps receiving
+        return self._within_deadline(where, lambda: self._read_range(where, snap, filename, start, length, got),
+                                     lambda: got[0])
+
+    def _read_range(self, where: str, snap: RepoSnapshot, filename: str, start: int, length: int,
+                    got: list[int]) -> bytes:
         from huggingface_hub.utils import build_hf_headers, hf_raise_for_status, http_stream_backoff  # deferred: see the module docstring
 
         headers = build_hf_headers(token=self.token)
@@ -206,6 +242,7 @@ class HubClient:
                     take = chunk[: length - received]
                     chunks.append(take)
                     received += len(take)
+                    got[0] = received
                     if self.on_bytes:
                         self.on_bytes(len(take))
                     if received >= length:
@@ -228,15 +265,58 @@ class HubClient:
         self._check_online(where)
         from huggingface_hub import hf_hub_download  # deferred: see the module docstring
 
-        with hub_errors(where, CheckpointError):
-            path = Path(hf_hub_download(snap.repo_id, filename, repo_type=snap.repo_type, revision=snap.commit,
-                                        cache_dir=cache_dir, endpoint=self.endpoint, token=self.token,
-                                        etag_timeout=self.timeout))
+        path = Path(self._within_deadline(where, lambda: hf_hub_download(
+            snap.repo_id, filename, repo_type=snap.repo_type, revision=snap.commit, cache_dir=cache_dir,
+            endpoint=self.endpoint, token=self.token, etag_timeout=self.timeout), lambda: _bytes_under(cache_dir)))
         size = path.stat().st_size
         self.stats.add(filename, size)
         if self.on_bytes:
             self.on_bytes(size)
         return path
+
+    def _within_deadline(self, where: str, call: Callable[[], Any], received: Callable[[], int] | None = None) -> Any:
+        """Run one Hub operation (with its retries) in a daemon thread; give up when `deadline` seconds pass
+        without a byte arriving (`received()` counts them; without it, `deadline` bounds the whole call).
+
+        huggingface_hub bounds each connect and read, not their sum over retries (60 s × 6 tries against a server
+        that accepts and never answers); the thread is abandoned at the deadline, never joined, so the command
+        can exit at once.
+        """
+        outcome: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                with hub_errors(where, CheckpointError):
+                    outcome["value"] = call()
+            except BaseException as exc:  # handed to the waiting thread
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=run, name="modelprov-hub", daemon=True)
+        start = time.monotonic()
+        worker.start()
+        notice_at = WAIT_NOTICE_AFTER
+        seen = received() if received else 0
+        while True:
+            waited = time.monotonic() - start
+            step = min(notice_at, self.deadline) - waited
+            worker.join(max(0.0, min(step, 1.0) if received else step))  # poll the byte count each second
+            if not worker.is_alive():
+                break
+            now = received() if received else 0
+            if now != seen:  # bytes arrived: the silence starts again
+                seen, start, notice_at = now, time.monotonic(), WAIT_NOTICE_AFTER
+                continue
+            waited = time.monotonic() - start
+            if waited >= self.deadline:
+                raise CheckpointError(where, f"no answer from the Hub within {self.deadline:g} s (connection, reads "
+                                             f"and retries together; set ${DEADLINE_ENV} or --hub-timeout)")
+            if waited >= notice_at:
+                if self.on_wait is not None:
+                    self.on_wait(where, waited, self.deadline)
+                notice_at += 5.0
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome.get("value")
 
     def _retrying(self, call: Callable[[], Any]) -> Any:
         """Run an API call (which huggingface_hub does not retry) with the same backoff as ranged reads."""
@@ -262,6 +342,18 @@ class HubClient:
     def _check_online(where: str) -> None:
         if hub_offline():
             raise CheckpointError(where, "HF_HUB_OFFLINE is set; unset it to read from the Hub")
+
+
+def _bytes_under(folder: Path) -> int:
+    """Bytes of the files under `folder` (a download's progress as it lands in the cache)."""
+    total = 0
+    for dirpath, _, names in os.walk(folder):
+        for name in names:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass
+    return total
 
 
 def _http_module() -> Any:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from os import PathLike
 
+from modelprov.text import printable
+
 
 class ProvenanceError(Exception):
     """A problem with the user's input; the CLI prints it as one line and exits with status 2."""
@@ -18,7 +20,7 @@ class ProvenanceError(Exception):
     def one_line(self) -> str:
         """The message as a single line: `<file>: <problem>`."""
         text = f"{self.path}: {self.problem}" if self.path else self.problem
-        return " ".join(text.split())
+        return printable(" ".join(text.split()))  # names from files may hold terminal escapes
 
 
 class CheckpointError(ProvenanceError):

@@ -106,6 +106,7 @@ class SubjectFile:
     size: int
     sha256: str | None
     role: str
+    link_target: str | None = None  # a symbolic link leaving the checkpoint folder: where it really points
 
 
 @dataclass

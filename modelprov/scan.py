@@ -27,17 +27,17 @@ VERIFY_ALL = 8  # an index with at most this many weight references is verified 
 
 def scan(path: str | os.PathLike[str] | Checkpoint, index: ReferenceIndex | str | os.PathLike[str] | None = None,
          *, progress: ProgressFn | None = None, verify_exact: bool = True, hash_files: bool = True,
-         tokenizer: bool = True, code: bool = True) -> ScanReport:
+         tokenizer: bool = True, code: bool = True, follow_symlinks: bool = True) -> ScanReport:
     """Scan a checkpoint against a reference index (default: the shipped one) and return the report.
 
     Weights always; the tokenizer when the checkpoint carries one; inference code when the checkpoint
     folder holds source files and the index has code references. `progress(stage, done, total, item)` hears
     each stage (modelprov.progress): hashing files, weights sketches, confirming copies, neuron matching,
-    tokenizer, code.
+    tokenizer, code. `follow_symlinks=False` refuses files that link out of the checkpoint folder.
     """
     idx = index if isinstance(index, ReferenceIndex) else ReferenceIndex.load(index)
     owned = not isinstance(path, Checkpoint)
-    ckpt = open_checkpoint(path) if owned else path
+    ckpt = open_checkpoint(path, follow_symlinks=follow_symlinks) if owned else path
     try:
         subject = _subject(ckpt, hash_files, progress)
         shipped = CheckpointTokenizer.of(ckpt)  # read at most once, by whichever part needs it first

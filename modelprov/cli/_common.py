@@ -9,7 +9,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Collection, Iterator, TypeVar
+from typing import Any, Callable, Collection, Iterable, Iterator, TypeVar
 
 import click
 from rich import box
@@ -17,10 +17,12 @@ from rich.console import Console
 from rich.progress import (
     BarColumn, DownloadColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TransferSpeedColumn,
 )
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
 from modelprov.policy import FAIL_ON_CHOICES, PolicyResult
+from modelprov.text import printable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -42,11 +44,34 @@ def json_flag(help: str = "Print JSON instead of tables.") -> Callable[[F], F]:
     return click.option("--json", "as_json", is_flag=True, help=help)
 
 
-def stdout(*, wide: bool = True) -> Console:
-    """The console for results, with no highlighting guesses; `wide`: 200 columns when piped (for long tables)
-    unless $COLUMNS says otherwise."""
+def follow_symlinks_option() -> Callable[[F], F]:
+    """`--no-follow-symlinks`: refuse checkpoint files that are symbolic links out of the checkpoint folder."""
+    return click.option("--no-follow-symlinks", "no_follow_symlinks", is_flag=True,
+                        help="Refuse files that are symbolic links leaving the checkpoint folder (by default they "
+                             "are read and named in the output).")
+
+
+class SafeConsole(Console):
+    """A console for text that comes from untrusted files: strings are never read as markup (a tensor named `[/]`
+    or `[bold red]…` prints as itself) and control characters in any printed text show as escapes (`\\x1b`), so
+    a name cannot clear the screen, retitle the window or reorder what the reviewer reads. Styles we apply (rich's
+    own escape codes) are untouched."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(markup=False, highlight=False, **options)
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        # the one place every printed segment passes; control segments (cursor moves of the progress bar) are rich's
+        return super()._render_buffer(
+            Segment(printable(text, newlines=True), style, control) if text and not control else Segment(text, style, control)
+            for text, style, control in buffer)
+
+
+def stdout(*, wide: bool = True, record: bool = False) -> Console:
+    """The console for results (a `SafeConsole`); `wide`: 200 columns when piped (for long tables) unless $COLUMNS
+    says otherwise."""
     piped_width = None if sys.stdout.isatty() or not wide or os.environ.get("COLUMNS", "").isdigit() else 200
-    return Console(file=sys.stdout, soft_wrap=True, highlight=False, width=piped_width)
+    return SafeConsole(file=sys.stdout, soft_wrap=True, width=piped_width, record=record)
 
 
 class PlainTable(Table):
@@ -72,7 +97,7 @@ def plain_table(*columns: str, title: str | None = None, numbers: Collection[str
 
 def stderr() -> Console:
     """The console for progress and notes (never results); long lines are left to the terminal or log."""
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return SafeConsole(stderr=True, soft_wrap=True)
 
 
 PROGRESS_INTERVAL = 10.0  # seconds between plain progress lines (CI logs) within one stage

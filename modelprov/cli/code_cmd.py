@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import click
-from rich.console import Console
 
 from modelprov import atomic_write
 from modelprov.code import CodeIndex, build_code_index, fetch_wheels, scan_code, to_sarif
 from modelprov.index.licenses import unmet_summary
+from modelprov.text import printable
 
 from ._common import index_option, plain_table, progress, stdout
 
@@ -88,11 +88,12 @@ def index_build(check: bool, fetch_only: bool, no_download: bool, wheels_dir: Pa
     with progress("building the code index") as feed:
         results = build_code_index(code_dir, wheels_dir=wheels_dir, download=not no_download, replace=not check,
                                    progress=feed.stages)
-    table = Table("reference", "files", "units", "fingerprints", "tokens", "digest", "shipped")
+    table = plain_table("reference", "files", "units", "fingerprints", "tokens", "digest", "shipped",
+                        numbers=("files", "units", "fingerprints", "tokens"))
     for r in results:
         table.add_row(r.reference.key, str(r.reference.files), str(r.reference.units), str(r.reference.fingerprints),
                       str(r.reference.tokens), r.digest[:19], "same" if r.same else (r.shipped or "absent")[:19])
-    Console(width=max(Console().width, 120)).print(table)
+    stdout().print(table)
     differing = [r.reference.key for r in results if not r.same]
     if check and differing:
         click.echo(f"the rebuilt index differs from the shipped one: {', '.join(differing)}", err=True)
@@ -150,7 +151,7 @@ def scan(path: Path, index_dir, base_code, fmt: str, output: Path | None) -> Non
     if fmt == "sarif":
         _emit(json.dumps(to_sarif(result), indent=2), output)
         return
-    console = Console(record=output is not None)
+    console = stdout(wide=False, record=output is not None)
     table = plain_table("function", "verdict", "similarity", "tokens", "origin", "renamed", "unmet obligations",
                         numbers=("similarity", "tokens", "renamed"), keep=("verdict",))
     for file in result.files:
@@ -168,4 +169,4 @@ def scan(path: Path, index_dir, base_code, fmt: str, output: Path | None) -> Non
     for file in result.files:
         console.print(f"{file.path}: {file.coverage:.0%} of {file.tokens} tokens match reference code")
     if output is not None:
-        _emit(console.export_text(), output)
+        _emit(printable(console.export_text(), newlines=True), output)

@@ -33,6 +33,9 @@ def command(a: str, b: str, json_out: str | None, heatmap: str | None) -> None:
     out = stdout()
     summary = result.to_dict()["summary"]
     med = summary["median_centred_similarity"]
+    same = [t for t in result.tensors if t.identical and t.a == t.b]
+    if result.tensors and len(same) == len(result.tensors) and not summary["unmatched_a"]:
+        out.print(Text(f"all identical: each of the {len(same)} tensors of A equals the tensor of the same name in B"))
     out.print(Text(f"{summary['tensors_compared']} tensors of A matched in B, {summary['identical']} identical, "
                    f"{summary['copies_within_storage_rounding']} copies (identical or within the rounding of A's "
                    f"storage); median centred similarity {med if med is None else round(med, 4)}; "

@@ -11,7 +11,7 @@ from rich.text import Text
 from modelprov.reader import open_checkpoint
 from modelprov.weights import Inspection, inspect_checkpoint
 
-from ._common import plain_table, progress, stdout
+from ._common import follow_symlinks_option, plain_table, progress, stdout
 
 
 @click.command(name="inspect")
@@ -20,9 +20,11 @@ from ._common import plain_table, progress, stdout
 @click.option("--no-hash", is_flag=True, help="Skip the sha256 of every file (faster on large checkpoints).")
 @click.option("--tensors", "list_tensors", is_flag=True, help="Also list every tensor (name, dtype, shape).")
 @click.option("--tensor-hashes", is_flag=True, help="Also the sha256 of every tensor's stored bytes (implies --tensors).")
-def command(path: str, as_json: bool, no_hash: bool, list_tensors: bool, tensor_hashes: bool) -> None:
+@follow_symlinks_option()
+def command(path: str, as_json: bool, no_hash: bool, list_tensors: bool, tensor_hashes: bool,
+            no_follow_symlinks: bool) -> None:
     """Show what the checkpoint at PATH holds (file, folder, sharded or GGUF) without loading its weights."""
-    with open_checkpoint(path) as ckpt:
+    with open_checkpoint(path, follow_symlinks=not no_follow_symlinks) as ckpt:
         total = sum(f.size for f in ckpt.files())
         options = {"list_tensors": list_tensors, "tensor_hashes": tensor_hashes}
         if no_hash:
@@ -47,6 +49,9 @@ def _print(result: Inspection) -> None:
     for f in result.files:
         shown = Path(f.path).relative_to(root) if root.is_dir() and Path(f.path).is_relative_to(root) else f.path
         out.print(Text(f"  {f.sha256 or '(not hashed)':64}  {f.size:>14,}  {f.role:9}  {shown}"))
+        if f.link_target:
+            out.print(Text(f"  {'':64}  {'':>14}  {'':9}  -> {f.link_target} (symbolic link: leaves the checkpoint "
+                           "folder)", style="yellow"))
 
     comps = plain_table("component", "parameters", "share", title="parameters by component", numbers=("parameters", "share"))
     for name, count in result.components.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import traceback
 
@@ -57,8 +58,20 @@ class ModelprovGroup(click.Group):
             ctx.exit(2)
 
 
+def _hub_timeout(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """`--hub-timeout` reaches every Hub client of this run through the variable they read."""
+    if value is not None:
+        if not 0 < value <= 86400:
+            raise click.BadParameter("must be between 0 and 86400 seconds")
+        os.environ["MODELPROV_HUB_TIMEOUT"] = repr(value)
+    return value
+
+
 @click.group(cls=ModelprovGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name=PROG)
+@click.option("--hub-timeout", type=float, default=None, callback=_hub_timeout, expose_value=False, is_eager=True,
+              metavar="SECONDS", help="Give up on a Hub request after this many seconds without an answer, retries "
+                                      "included (default: $MODELPROV_HUB_TIMEOUT or 30).")
 def app() -> None:
     """Audit where an AI model's weights, tokenizer and inference code came from.
 

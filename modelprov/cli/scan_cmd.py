@@ -14,7 +14,7 @@ from modelprov.policy import apply_policy, load_declaration, load_policy
 from modelprov.report import bytes_statement, fmt_p, fmt_share, fmt_similarity, to_json, write_reports
 from modelprov.scan import scan
 
-from ._common import VERDICT_STYLES, index_option, plain_table, policy_options, print_policy_result, progress, stdout
+from ._common import VERDICT_STYLES, follow_symlinks_option, index_option, plain_table, policy_options, print_policy_result, progress, stdout
 
 
 @click.command(name="scan")
@@ -27,10 +27,11 @@ from ._common import VERDICT_STYLES, index_option, plain_table, policy_options, 
 @policy_options(required=False)
 @click.option("--no-hash", is_flag=True, help="Skip the sha256 of the checkpoint files.")
 @click.option("--no-verify", is_flag=True, help="Do not read near-identical tensors in full to confirm exact copies.")
+@follow_symlinks_option()
 @click.pass_context
 def command(ctx: click.Context, checkpoint: str, index_dir, json_out: str | None, report_dir: str | None,
             policy_name: str | None, declaration: str | None, fail_on: str, home_country: str | None,
-            no_hash: bool, no_verify: bool) -> None:
+            no_hash: bool, no_verify: bool, no_follow_symlinks: bool) -> None:
     """Find which parts of CHECKPOINT come from which reference model, per component.
 
     Weights always; the tokenizer and shipped modelling code (*.py, *.cu, *.cpp) when present. With
@@ -43,7 +44,8 @@ def command(ctx: click.Context, checkpoint: str, index_dir, json_out: str | None
     policy = load_policy(policy_name) if policy_name else None
     declared = load_declaration(declaration) if declaration else None
     with progress("scan") as feed:
-        report = scan(checkpoint, index_dir, progress=feed.stages, verify_exact=not no_verify, hash_files=not no_hash)
+        report = scan(checkpoint, index_dir, progress=feed.stages, verify_exact=not no_verify, hash_files=not no_hash,
+                      follow_symlinks=not no_follow_symlinks)
     result = apply_policy(report, policy, declared, home_country=home_country) if policy else None
     if report_dir:
         write_reports(report, report_dir)

@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterable, NamedTuple
 import numpy as np
 
 from modelprov._atomic import atomic_write
+from modelprov._inputs import gunzip, parse_json
 from modelprov.errors import ProvenanceError, ReferenceIndexError
 from modelprov.index import default_index_dir
 from modelprov.index.licenses import (
@@ -249,11 +250,10 @@ class CodeIndex:
     def manifest(self, entry: Path) -> dict[str, Any]:
         path = entry / MANIFEST
         try:
-            manifest = json.loads(_read_regular(path).decode("utf-8"))
+            raw = _read_regular(path)
         except FileNotFoundError:
             raise ReferenceIndexError(entry, f"not a code index entry: {MANIFEST} is missing") from None
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ReferenceIndexError(path, f"malformed code index manifest: {err}") from None
+        manifest = parse_json(raw, path, ReferenceIndexError, what="malformed code index manifest")
         if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
             raise ReferenceIndexError(path, f"unsupported code index format (expected format_version {FORMAT_VERSION}); "
                                             "re-index this reference")
@@ -617,7 +617,8 @@ class LoadedReference:
         if self._units is None:
             path = self.directory / UNITS
             try:
-                self._units = json.loads(gzip.decompress(_read_regular(path)))
+                self._units = parse_json(gunzip(_read_regular(path), path, ReferenceIndexError), path,
+                                         ReferenceIndexError, what="malformed code index units")
                 if any(len(self._units[key]) != self.unit_file.shape[0] for key in ("qualnames", "kinds", "parents")):
                     raise ValueError("unit count differs from the manifest")
             except (OSError, EOFError, ValueError, KeyError, TypeError) as err:

@@ -15,6 +15,7 @@ from typing import Any
 import jsonschema
 
 from modelprov import __version__
+from modelprov.text import printable
 
 from .scan import CodeScanResult, describe_tags
 
@@ -114,6 +115,7 @@ def to_sarif(result: CodeScanResult | dict[str, Any]) -> dict[str, Any]:
     Accepts the `CodeScanResult` or its `to_dict()` form (as stored in a JSON scan report).
     """
     data = result.to_dict() if isinstance(result, CodeScanResult) else result
+    data = _visible(data)  # paths and names come from the scanned files: no terminal escapes in viewers
     tool = _tool()
     rule_index = {rule["id"]: i for i, rule in enumerate(tool["driver"]["rules"])}
     results = [_result(m, rule_index) for f in data["files"] for m in f["matches"]]
@@ -136,6 +138,17 @@ def to_sarif(result: CodeScanResult | dict[str, Any]) -> dict[str, Any]:
             }
         ],
     }
+
+
+def _visible(value: Any) -> Any:
+    """`value` with every string's control characters shown as escapes (`\\x1b`), line breaks kept."""
+    if isinstance(value, str):
+        return printable(value, newlines=True)
+    if isinstance(value, dict):
+        return {_visible(k): _visible(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_visible(v) for v in value]
+    return value
 
 
 def empty_sarif(note: str) -> dict[str, Any]:

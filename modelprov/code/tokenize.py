@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import tree_sitter
 
+from modelprov._inputs import read_regular
 from modelprov.errors import ProvenanceError
 
 from .fingerprint import token_id
@@ -264,8 +265,5 @@ def tokenize_file(path: str | Path, language: str | None = None) -> TokenizedFil
     language = language or language_of(path)
     if language is None:
         raise ProvenanceError(path, "not a Python, C++ or CUDA source file")
-    try:
-        source = path.read_bytes()
-    except OSError as err:
-        raise ProvenanceError(path, f"cannot read source file: {err.strerror or err}") from None
+    source = read_regular(path, ProvenanceError)
     return tokenize_source(source, language)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from modelprov._hub import HubClient, HubRef, parse_hub_ref
+from modelprov._inputs import load_json
 from modelprov.errors import CheckpointError, ReferenceIndexError
 from modelprov.findings import Reference
 from modelprov.progress import ProgressFn
@@ -240,8 +240,8 @@ def _stored(index: ReferenceIndex, name: str) -> dict[str, str] | None:
     for entry in index.entries:
         if entry.name == name and entry.kind == "weights" and entry.reference.repo_id:
             try:
-                manifest = json.loads((Path(index.root) / f"weights/{name}.json").read_text(encoding="utf-8"))
-            except (OSError, ValueError):
+                manifest = load_json(Path(index.root) / f"weights/{name}.json", ReferenceIndexError)
+            except ReferenceIndexError:
                 return None
             read = manifest.get("source", {}).get("read") if isinstance(manifest, dict) else None
             return {"repo_id": entry.reference.repo_id, "commit": entry.reference.revision or "",

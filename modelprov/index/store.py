@@ -32,6 +32,7 @@ from safetensors.numpy import save as save_safetensors
 
 from modelprov._atomic import atomic_write
 from modelprov._hashing import sha256_file
+from modelprov._inputs import load_json
 from modelprov.errors import NothingToScanError, ReferenceIndexError
 from modelprov.findings import Reference
 from modelprov.progress import ProgressFn
@@ -111,8 +112,8 @@ class ReferenceIndex:
             raise ReferenceIndexError(folder, "reference index folder does not exist")
         if not f.is_file():
             raise ReferenceIndexError(f, "not a reference index (index.json missing); create one with `modelprov index add`")
+        meta = load_json(f, ReferenceIndexError)
         try:
-            meta = json.loads(f.read_text(encoding="utf-8"))
             entries = [IndexEntry.from_dict(e) for e in meta.get("entries", [])]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ReferenceIndexError(f, f"malformed index ({exc.__class__.__name__}: {exc})") from None
@@ -340,8 +341,8 @@ class ReferenceIndex:
         entry = self.entry(name, "weights")
         manifest_path = self.root / f"weights/{name}.json"
         sketch_path = self.root / f"weights/{name}.safetensors"
+        manifest = load_json(manifest_path, ReferenceIndexError, what="fingerprint manifest")
         try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
             tensors = [TensorFingerprint.from_dict(t) for t in manifest["tensors"]]
             spec = SketchSpec(**manifest["sketch"])
         except (OSError, ValueError, KeyError, TypeError) as exc:

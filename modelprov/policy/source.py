@@ -18,6 +18,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from modelprov._inputs import MAX_JSON_DEPTH, json_depth, read_text
 from modelprov.errors import PolicyError
 
 KeyPath = tuple[str | int, ...]
@@ -64,12 +65,7 @@ def format_key_path(key_path: KeyPath) -> str:
 def read_document(path: str | Path) -> SourceDocument:
     """Parse a `.toml`, `.yaml`/`.yml` or `.json` file into a `SourceDocument`; syntax errors name the line."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PolicyError(path, "no such file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise PolicyError(path, f"cannot read file: {err}") from None
+    text = read_text(path, PolicyError)
     suffix = path.suffix.lower()
     reader = _read_yaml if suffix in (".yaml", ".yml") else _read_json if suffix == ".json" else _read_toml
     try:
@@ -200,6 +196,9 @@ def _yaml_node_lines(path: Path, node: yaml.Node, prefix: KeyPath, lines: dict[K
 
 
 def _read_json(path: Path, text: str) -> SourceDocument:
+    depth = json_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise PolicyError(path, f"JSON nesting deeper than {MAX_JSON_DEPTH} levels ({depth}); refused")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:

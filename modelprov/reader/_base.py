@@ -70,6 +70,7 @@ class CheckpointFile:
     path: Path
     size: int
     role: str  # "weights", "index", "config", "tokenizer", "other"
+    link_target: str | None = None  # where a symbolic link leaving the checkpoint folder really points
 
 
 RowSelection = slice | Sequence[int] | np.ndarray | None

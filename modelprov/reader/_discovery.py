@@ -10,12 +10,12 @@ that names them: pass the one file to inspect; the same for several ONNX files. 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from modelprov._inputs import check_regular, load_json
 from modelprov.errors import CheckpointError
 from ._base import CONFIG_NAMES, TOKENIZER_NAMES, Checkpoint, CheckpointFile
 from ._gguf import GgufCheckpoint
@@ -30,8 +30,12 @@ __all__ = ["open_checkpoint", "SafetensorsCheckpoint", "GgufCheckpoint", "Pytorc
 PYTORCH_SUFFIXES = (".bin", ".pt", ".pth")
 
 
-def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
-    """Open a checkpoint file or folder; raise `CheckpointError` with the file and problem if it cannot be read."""
+def open_checkpoint(path: str | os.PathLike[str], *, follow_symlinks: bool = True) -> Checkpoint:
+    """Open a checkpoint file or folder; raise `CheckpointError` with the file and problem if it cannot be read.
+
+    Every file read must be a regular file (a FIFO or device is refused unopened). A file that is a symbolic link
+    leaving the checkpoint folder is listed with its `link_target`; `follow_symlinks=False` refuses it instead.
+    """
     if str(path).startswith("hf://"):
         return open_hub_checkpoint(str(path))
     if not str(path).strip():  # Path("") is ".": never scan the working folder by accident
@@ -40,16 +44,69 @@ def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     if not root.exists():
         raise CheckpointError(root, "no such file or directory")
     if root.is_file():
-        return _open_archive(root) if root.suffix == ".zip" else _open_file(root)
+        if root.suffix == ".zip":
+            return _open_archive(root)
+        return _vetted(lambda: _open_file(root), root.parent, [root], follow_symlinks)
     if not root.is_dir():
-        raise CheckpointError(root, "not a regular file or folder")
+        check_regular(root, CheckpointError)  # names what it is: a FIFO, a device, a socket
     try:
         empty = not any(root.iterdir())
     except OSError as exc:
         raise CheckpointError(root, f"cannot list folder: {exc.strerror or exc}") from None
     if empty:
         raise CheckpointError(root, "folder is empty")
-    return _open_folder(root)
+    return _vetted(lambda: _open_folder(root, follow=follow_symlinks), root, None, follow_symlinks)
+
+
+def _vetted(opener: Callable[[], Checkpoint], root: Path, named: list[Path] | None, follow: bool) -> Checkpoint:
+    """Open with `opener`, then mark (or, not following, refuse) files that link out of `root`.
+
+    The folder opener vets its weight files before reading them (`_vet`); side files and the single named file are
+    vetted here. A refused checkpoint is closed before the error propagates.
+    """
+    for f in named or ():
+        _vet([f], root, follow)
+    ckpt = opener()
+    try:
+        for f in ckpt.files():
+            if not f.path.is_relative_to(root):  # a zip's members, extracted into a temporary folder
+                continue
+            target = link_out_of(f.path, root)
+            if target is not None:
+                if not follow:
+                    raise _refused(f.path, target)
+                f.link_target = str(target)
+    except BaseException:
+        ckpt.close()
+        raise
+    return ckpt
+
+
+def link_out_of(path: Path, root: Path) -> Path | None:
+    """Where `path` really is when a symbolic link takes it out of folder `root`; None when it stays inside."""
+    try:
+        real, base = path.resolve(), root.resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        raise CheckpointError(path, "symbolic link loop") from None
+    if real == base or base in real.parents:
+        return None
+    return real
+
+
+def _refused(path: Path, target: Path) -> CheckpointError:
+    return CheckpointError(path, f"symbolic link to {target}, outside the checkpoint folder; refused "
+                                 "(--no-follow-symlinks)")
+
+
+def _vet(files: list[Path], root: Path, follow: bool) -> list[Path]:
+    """Weight files about to be read: each a regular file; one linking out of the folder refused when not following."""
+    for f in files:
+        check_regular(f, CheckpointError)
+        if not follow:
+            target = link_out_of(f, root)
+            if target is not None:
+                raise _refused(f, target)
+    return files
 
 
 def _open_archive(archive: Path) -> Checkpoint:
@@ -82,7 +139,7 @@ def _open_file(file: Path) -> Checkpoint:
                           "(expected .safetensors, .gguf, .onnx or .bin)")
 
 
-def _open_folder(root: Path, zips: bool = True) -> Checkpoint:
+def _open_folder(root: Path, zips: bool = True, follow: bool = True) -> Checkpoint:
     folders = _model_folders(root)
     safetensors: list[tuple[Path, str]] = []
     expected: dict[Path, set[str]] = {}
@@ -101,18 +158,20 @@ def _open_folder(root: Path, zips: bool = True) -> Checkpoint:
     side = [f for folder, _ in folders for f in _side_files(folder)]
     config = _read_config(_config_folder(root))
     if safetensors:
+        _vet([f for f, _ in safetensors], root, follow)
         ckpt: Checkpoint = SafetensorsCheckpoint(root, safetensors, side, config, expected)
         ignored = unindexed + [f for f, _ in pytorch] + ggufs + onnxs
     elif pytorch:
+        _vet([f for f, _ in pytorch], root, follow)
         ckpt = PytorchCheckpoint(root, pytorch, side, config)
         ignored = ggufs + onnxs
     elif ggufs:
         _only_one(root, ggufs, "GGUF")
-        ckpt = GgufCheckpoint(ggufs[0], side)
+        ckpt = GgufCheckpoint(_vet(ggufs, root, follow)[0], side)
         ignored = list(onnxs)
     elif onnxs:
         _only_one(root, onnxs, "ONNX")
-        ckpt = OnnxCheckpoint(onnxs[0], side, config if config is not None else _read_config(onnxs[0].parent))
+        ckpt = OnnxCheckpoint(_vet(onnxs, root, follow)[0], side, config if config is not None else _read_config(onnxs[0].parent))
         ignored = []
     elif zips and checkpoint_zips(root):
         archives = checkpoint_zips(root)
@@ -178,16 +237,15 @@ def _indexed_shards(folder: Path, index: Path, prefix: str) -> tuple[list[tuple[
 
 
 def _read_weight_map(index: Path) -> dict[str, str]:
-    try:
-        data = json.loads(index.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError) as exc:
-        raise CheckpointError(index, f"weight-map index is not valid JSON ({exc.__class__.__name__})") from None
+    data = load_json(index, CheckpointError, what="weight-map index")
     weight_map = data.get("weight_map") if isinstance(data, dict) else None
-    if not isinstance(weight_map, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) and v and "/" not in v and v not in (".", "..")
-        for k, v in weight_map.items()
-    ):
+    if not isinstance(weight_map, dict) or not all(isinstance(k, str) and isinstance(v, str) and v
+                                                   for k, v in weight_map.items()):
         raise CheckpointError(index, "weight-map index has no \"weight_map\" object of tensor name -> shard file name")
+    for tensor, shard in weight_map.items():
+        if "/" in shard or "\\" in shard or shard in (".", "..") or "\0" in shard:
+            raise CheckpointError(index, f"weight map places tensor {tensor!r} in {shard!r}: the path escapes the "
+                                  "checkpoint folder (a shard must be a file name beside the index)")
     return weight_map
 
 
@@ -225,10 +283,7 @@ def _read_config(folder: Path) -> dict[str, Any] | None:
     f = folder / "config.json"
     if not f.is_file():
         return None
-    try:
-        cfg = json.loads(f.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError) as exc:
-        raise CheckpointError(f, f"config is not valid JSON ({exc.__class__.__name__})") from None
+    cfg = load_json(f, CheckpointError, what="config")
     if not isinstance(cfg, dict):
         raise CheckpointError(f, "config is not a JSON object")
     return cfg

@@ -1,4 +1,5 @@
-"""GGUF checkpoints (llama.cpp) read lazily: `gguf.GGUFReader` parses, rows are read and dequantised on demand.
+"""GGUF checkpoints (llama.cpp) read lazily: our bounded header parser (`_gguf_format.py`) lists tensors, rows are
+read and dequantised (`gguf.quants`) on demand.
 
 Shapes are exposed in PyTorch order (GGUF's `ne` reversed), so a row is one output feature and every row is
 a whole number of quantisation blocks; `read_rows` reads and dequantises only those rows' blocks.
@@ -9,7 +10,7 @@ projections of Llama-family models for its rotary layout; the reader does NOT un
 from __future__ import annotations
 
 import collections
-import functools
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +18,12 @@ import numpy as np
 
 from modelprov.errors import CheckpointError
 from ._base import CheckpointFile, RowSelection, TensorInfo
+from ._gguf_format import GgufMetadata, read_header
 from ._rounding import GGUF_BLOCK_ROUNDING, Rounded, gguf_rounding, gguf_values
 from ._rows import read_raw_rows, read_row_runs
 from ._table import TableCheckpoint
 
 _PLAIN = {"F32": "<f4", "F16": "<f2", "F64": "<f8", "I8": "i1", "I16": "<i2", "I32": "<i4", "I64": "<i8"}
-# metadata arrays larger than this are summarised (length only) unless they are tokenizer arrays
-_MAX_INLINE_ARRAY = 4096
 _DECODE_CHUNK_BYTES = 1 << 22  # stored bytes decoded per pass (bounds the decoders' temporaries to ~100 MB)
 
 
@@ -33,40 +33,20 @@ class GgufCheckpoint(TableCheckpoint):
     format = "gguf"
 
     def __init__(self, path: Path, side_files: list[CheckpointFile]) -> None:
-        import gguf  # deferred: gguf takes ~0.3 s to import; only GGUF checkpoints need it
+        import gguf  # deferred: gguf takes ~0.3 s to import; only GGUF checkpoints need it (to dequantise)
 
         super().__init__(path)
         self._gguf = gguf
-        try:
-            size = path.stat().st_size
-        except OSError as exc:
-            raise CheckpointError(path, f"cannot read: {exc.strerror or exc}") from None
-        try:
-            reader = _reader_class()(path, "r")
-        except Exception as exc:  # the parser of untrusted bytes: any failure means a malformed file
-            raise CheckpointError(path, f"not a readable GGUF file ({size} bytes; truncated or malformed: "
-                                  f"{_first_line(exc)})") from None
-        self.metadata = _metadata(reader)
+        header = read_header(path, {int(t): sizes for t, sizes in gguf.GGML_QUANT_SIZES.items()})
+        self.metadata = header.metadata
         self._qtypes: dict[str, Any] = {}
-        for t in reader.tensors:
-            qtype = t.tensor_type
-            block, type_size = gguf.GGML_QUANT_SIZES[qtype]
-            ne = [int(d) for d in t.shape]
-            shape = tuple(reversed(ne))
-            if ne and ne[0] % block:
-                raise CheckpointError(path, f"tensor {t.name!r}: row length {ne[0]} is not a multiple of the "
-                                      f"{qtype.name} block size {block}")
-            start = int(t.data_offset)
-            end = start + int(t.n_bytes)
-            if end > size:
-                raise CheckpointError(path, f"tensor {t.name!r}: data [{start}, {end}) runs past the end of the "
-                                      f"{size}-byte file (truncated)")
-            self._add(TensorInfo(t.name, qtype.name, shape, path, (start, end)))
+        for t in header.tensors:
+            qtype = gguf.GGMLQuantizationType(t.type_id)
+            self._add(TensorInfo(t.name, qtype.name, tuple(reversed(t.ne)), path, (t.start, t.end)))
             self._qtypes[t.name] = qtype
-        del reader  # drop the memory map; data is read with positioned reads
         self.quantisation = dominant_type(self._infos.values())
         self.config = config_from_metadata(self.metadata)
-        self._files = [*side_files, CheckpointFile(path, size, "weights")]
+        self._files = [*side_files, CheckpointFile(path, header.size, "weights")]
 
     def read_rows(self, name: str, rows: RowSelection = None) -> np.ndarray:
         info = self._infos[name]
@@ -113,27 +93,6 @@ class GgufCheckpoint(TableCheckpoint):
             raise CheckpointError(self.path, f"dequantisation of {qtype.name} is not supported") from None
 
 
-@functools.lru_cache(maxsize=1)
-def _reader_class() -> type:
-    """`gguf.GGUFReader` parsing over a plain ndarray view of its memory map.
-
-    The library slices its `np.memmap` once per string; numpy's memmap subclass hooks then dominate (3x the
-    parse time of a 50k-token vocabulary). A plain view of the same mapping parses identically.
-    """
-    import gguf  # deferred: see GgufCheckpoint.__init__
-
-    class PlainViewReader(gguf.GGUFReader):
-        @property  # type: ignore[override]
-        def data(self) -> np.ndarray:
-            return self._plain
-
-        @data.setter
-        def data(self, value: np.ndarray) -> None:
-            self._plain = value.view(np.ndarray) if isinstance(value, np.memmap) else value
-
-    return PlainViewReader
-
-
 def dominant_type(infos: Any) -> str | None:
     """The tensor type holding the most parameters among the weight matrices (2-D and up), e.g. "Q4_1"."""
     counts: collections.Counter[str] = collections.Counter()
@@ -143,28 +102,7 @@ def dominant_type(infos: Any) -> str | None:
     return counts.most_common(1)[0][0] if counts else None
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0][:160] if text else exc.__class__.__name__)
-
-
-def _metadata(reader: Any) -> dict[str, Any]:
-    """GGUF key/value fields as plain Python values (tokenizer arrays in full, other huge arrays by length)."""
-    out: dict[str, Any] = {}
-    for key, field in reader.fields.items():
-        if key.startswith("GGUF."):
-            continue
-        try:
-            value = field.contents()
-        except Exception:  # a field the library cannot decode is reported, not fatal
-            value = None
-        if isinstance(value, list) and len(value) > _MAX_INLINE_ARRAY and not key.startswith("tokenizer."):
-            value = {"array_length": len(value)}
-        out[key] = value
-    return out
-
-
-def config_from_metadata(meta: dict[str, Any]) -> dict[str, Any]:
+def config_from_metadata(meta: Mapping[str, Any]) -> dict[str, Any]:
     """A config.json-like view of GGUF metadata (HF key names), so later stages treat both formats alike."""
     arch = meta.get("general.architecture")
     if not isinstance(arch, str):
@@ -173,7 +111,7 @@ def config_from_metadata(meta: dict[str, Any]) -> dict[str, Any]:
     def get(key: str) -> Any:
         return meta.get(f"{arch}.{key}")
 
-    tokens = meta.get("tokenizer.ggml.tokens")
+    n_tokens = meta.length("tokenizer.ggml.tokens") if isinstance(meta, GgufMetadata) else None
     cfg: dict[str, Any] = {
         "model_type": arch,
         "source": "gguf metadata",
@@ -185,7 +123,7 @@ def config_from_metadata(meta: dict[str, Any]) -> dict[str, Any]:
         "max_position_embeddings": get("context_length"),
         "rope_theta": get("rope.freq_base"),
         "rms_norm_eps": get("attention.layer_norm_rms_epsilon"),
-        "vocab_size": get("vocab_size") or (len(tokens) if isinstance(tokens, list) else None),
+        "vocab_size": get("vocab_size") or n_tokens,
         "name": meta.get("general.name"),
     }
     return {k: v for k, v in cfg.items() if v is not None}

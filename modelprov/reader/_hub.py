@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import posixpath
 import struct
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from modelprov._atomic import atomic_write
+from modelprov._inputs import parse_json
 from modelprov.errors import CheckpointError
 from modelprov._hub import HubClient, HubRef, RepoSnapshot, parse_hub_ref
 from . import _rows, _safetensors
@@ -147,8 +147,9 @@ class HubCheckpoint(TableCheckpoint):
         """Shard file name -> the tensor names a weight-map index places in it."""
         name = self._repo_name(rel_index)
         raw = self.client.read_file(self.snapshot, name)
+        doc = parse_json(raw, f"{self.uri}/{rel_index}", CheckpointError, what="weight-map index")
         try:
-            weight_map = json.loads(raw.decode("utf-8"))["weight_map"]
+            weight_map = doc["weight_map"]
             by_shard: dict[str, set[str]] = {}
             for tensor, shard in weight_map.items():
                 if not isinstance(shard, str):
@@ -181,10 +182,8 @@ class HubCheckpoint(TableCheckpoint):
         name = self._repo_name("config.json")
         if name not in self.snapshot.files:
             return None
-        try:
-            cfg = json.loads(self.client.read_file(self.snapshot, name).decode("utf-8"))
-        except ValueError as exc:
-            raise CheckpointError(f"{self.uri}/config.json", f"config is not valid JSON ({exc.__class__.__name__})") from None
+        cfg = parse_json(self.client.read_file(self.snapshot, name), f"{self.uri}/config.json", CheckpointError,
+                         what="config")
         if not isinstance(cfg, dict):
             raise CheckpointError(f"{self.uri}/config.json", "config is not a JSON object")
         return cfg

@@ -9,7 +9,6 @@ the temporary folder's free space, and members whose data runs longer than the s
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import stat
@@ -17,7 +16,8 @@ import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from modelprov.errors import CheckpointError
+from modelprov._inputs import load_json
+from modelprov.errors import CheckpointError, ProvenanceError
 
 WEIGHT_SUFFIXES = (".safetensors", ".gguf", ".onnx", ".bin", ".pt", ".pth")
 MAX_RATIO = 200  # uncompressed / compressed: weights barely compress; zip bombs compress thousands of times
@@ -35,8 +35,8 @@ def transformer_folder(root: Path) -> Path | None:
     try:
         if not modules.is_file() or modules.stat().st_size > _MAX_MODULES_JSON:
             return None
-        entries = json.loads(modules.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
+        entries = load_json(modules, max_bytes=_MAX_MODULES_JSON)
+    except (OSError, ProvenanceError):
         return None  # modules.json only says where the parts are; an unreadable one is ignored
     for entry in entries if isinstance(entries, list) else []:
         if isinstance(entry, dict) and str(entry.get("type", "")).endswith("models.Transformer"):

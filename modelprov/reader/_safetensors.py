@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from modelprov._inputs import open_regular, parse_json
 from modelprov.errors import CheckpointError
 from ._base import CheckpointFile, RowSelection, TensorInfo
 from ._dtypes import DTYPE_SIZES, to_float32
@@ -101,9 +102,10 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def parse_header(path: Path, prefix: str = "") -> tuple[list[TensorInfo], dict[str, Any]]:
     """Read and validate a safetensors header; return tensors (sorted by offset) and `__metadata__`."""
+    fd = open_regular(path, CheckpointError)
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as handle:
+        size = os.fstat(fd).st_size
+        with os.fdopen(fd, "rb") as handle:
             head = handle.read(8)
             if len(head) < 8:
                 raise CheckpointError(path, f"file is {size} bytes, too short for a safetensors header")
@@ -115,11 +117,7 @@ def parse_header(path: Path, prefix: str = "") -> tuple[list[TensorInfo], dict[s
             raw = handle.read(n)
     except OSError as exc:
         raise CheckpointError(path, f"cannot read: {exc.strerror or exc}") from None
-    try:
-        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        detail = str(exc).splitlines()[0][:120] if str(exc) else exc.__class__.__name__
-        raise CheckpointError(path, f"header is not valid JSON ({detail})") from None
+    header = parse_json(raw, path, CheckpointError, what="header", object_pairs_hook=_no_duplicate_keys)
     if not isinstance(header, dict):
         raise CheckpointError(path, f"header is a JSON {_json_type(header)}, not an object")
     metadata = header.pop("__metadata__", None)
@@ -127,6 +125,10 @@ def parse_header(path: Path, prefix: str = "") -> tuple[list[TensorInfo], dict[s
         metadata = {}
     if not isinstance(metadata, dict):
         raise CheckpointError(path, "__metadata__ is not an object")
+    for key, value in metadata.items():  # the format: "a map of string to string"
+        if not isinstance(value, str):
+            raise CheckpointError(path, f"__metadata__ value of {key!r} is a JSON {_json_type(value)}; the "
+                                  "safetensors format allows only strings")
     data_start = 8 + n
     data_len = size - data_start
     infos = [_tensor_info(path, prefix, name, entry, data_start, data_len) for name, entry in header.items()]
@@ -156,7 +158,7 @@ def encode_header(tensors: Iterable[tuple[str, str, Sequence[int]]],
 
 
 def _json_type(value: Any) -> str:
-    return {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}.get(type(value), "null")
+    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}.get(type(value), "null")
 
 
 def _is_int(value: Any) -> bool:

@@ -14,6 +14,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from modelprov._inputs import load_json
 from modelprov.errors import ProvenanceError
 
 SCHEMA_PATH = Path(__file__).parent / "schema" / "report.schema.json"
@@ -96,16 +97,9 @@ def validate_report(report: Any, path: str | os.PathLike[str] | None = None) -> 
 
 def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and validate a saved `report.json`."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError as err:
-        raise ProvenanceError(path, "no such report file") from err
-    except (OSError, UnicodeDecodeError) as err:
-        raise ProvenanceError(path, f"cannot read report: {err}") from err
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ProvenanceError(path, f"not JSON: {err.msg} at line {err.lineno} column {err.colno}") from err
+    if not Path(path).exists():
+        raise ProvenanceError(path, "no such report file")
+    data = load_json(path)
     if not isinstance(data, dict):
         raise ProvenanceError(path, f"not a scan report: the JSON is a {type(data).__name__}, not an object")
     return validate_report(data, path)

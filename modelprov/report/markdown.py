@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from modelprov.text import printable
+
 from .jsonreport import report_dict
 from .templates import template_environment
 from .view import build_view
@@ -40,4 +42,4 @@ def render_markdown(report: Any) -> str:
     env = template_environment(autoescape=False)  # Markdown: escaping is explicit through md()/code()
     text = env.get_template("report.md.j2").render(r=data, v=build_view(data, with_plots=False), md=md_text,
                                                     code=md_code, fence=md_fence)
-    return re.sub(r"\n{3,}", "\n\n", text)
+    return printable(re.sub(r"\n{3,}", "\n\n", text), newlines=True)  # no file's name can drive a terminal

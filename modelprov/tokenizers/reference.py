@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from modelprov._atomic import atomic_write
+from modelprov._inputs import gunzip, load_json, parse_json
 from modelprov.errors import ReferenceIndexError
 from modelprov.findings import Reference
 from modelprov._hashing import sha256_file
@@ -116,8 +117,30 @@ def read_reference_source(source: ReferenceSource) -> Tokenizer:
     tok.source = f"{source.package}:{source.relative_path}"  # portable: not where this machine installed it
     if source.special_tokens:
         start = source.special_start if source.special_start is not None else tok.vocab_size
-        tok.special_tokens = {**{t: start + k for k, t in enumerate(source.special_tokens)}, **tok.special_tokens}
+        tok.special_tokens = place_special_tokens(tok, source.special_tokens, start, source.path())
     return tok
+
+
+def place_special_tokens(tok: Tokenizer, specials: tuple[str, ...], start: int, path: Path) -> dict[str, int]:
+    """The tokenizer's special tokens with `specials` added from id `start` on, each at the next id no token of
+    the file holds (a rank file may continue past `start`); a special the file already holds keeps its id.
+
+    A special token whose text is also a regular token of the file is a real clash, refused by name.
+    """
+    out = dict(tok.special_tokens)
+    taken = set(tok.tokens.values()) | set(out.values())
+    next_id = start
+    for text in specials:
+        if text in out:
+            continue
+        if text.encode("utf-8") in tok.tokens:
+            raise ReferenceIndexError(path, f"special token {text!r} is also regular token "
+                                            f"{tok.tokens[text.encode('utf-8')]} of the file")
+        while next_id in taken:
+            next_id += 1
+        out[text] = next_id
+        taken.add(next_id)
+    return out
 
 
 # --- storage -----------------------------------------------------------------------------------------------
@@ -184,8 +207,9 @@ def _load_stored(path: str, sha256: str, name: str) -> Tokenizer:
         raise ReferenceIndexError(p, f"reference tokenizer cannot be read: {err}") from None
     if hashlib.sha256(blob).hexdigest() != sha256:
         raise ReferenceIndexError(p, "sha256 differs from tokenizers/manifest.json; rebuild the tokenizer index")
+    doc = parse_json(gunzip(blob, p, ReferenceIndexError), p, ReferenceIndexError, what="malformed reference tokenizer")
     try:
-        return _tokenizer_from_dict(json.loads(gzip.decompress(blob)), name)
+        return _tokenizer_from_dict(doc, name)
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ReferenceIndexError(p, f"malformed reference tokenizer ({type(err).__name__}: {err})") from None
 
@@ -197,7 +221,7 @@ def load_reference_entries(index_dir: str | Path | None = None) -> list[Referenc
     if not path.is_file():
         return []
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = load_json(path, ReferenceIndexError, what="malformed tokenizer manifest")
         entries = []
         for e in doc["references"]:
             ref = Reference(**{k: v for k, v in e["reference"].items() if k in Reference.__dataclass_fields__})

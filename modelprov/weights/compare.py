@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -94,33 +94,52 @@ def compare(a: str | os.PathLike[str], b: str | os.PathLike[str], *, progress: P
         reader = SuspectReader(ca)
         pairs = sketch_pairs(suspects, reader, bank, progress=progress)
         stacks = stack_matches(suspects, bank, pairs, 0, costs)
-        best: dict[int, Any] = {}
-        for p in pairs:  # best placement and partner in B for each tensor of A
-            if p.suspect not in best or p.centred > best[p.suspect].centred:
-                best[p.suspect] = p
-        out: list[TensorComparison] = []
-        for si, p in sorted(best.items()):
+        by_suspect: dict[int, list[Any]] = {}
+        for p in pairs:
+            by_suspect.setdefault(p.suspect, []).append(p)
+
+        def exact(p: Any) -> TensorComparison:
+            """The pair compared on the full tensors."""
             rt = bank.tensors[p.ref_tensor].fp
-            block_a = np.concatenate(list(region_at(reader, suspects[si].name, rt.shape2d, p.placement)), axis=0)
+            block_a = np.concatenate(list(region_at(reader, suspects[p.suspect].name, rt.shape2d, p.placement)), axis=0)
             full_b = cb.read_rows(rt.name).reshape(rt.shape2d)[: p.placement.prefix_rows or None]
             if fp_b.source.get("gguf_qk_permutation_undone") and rt.heads:
                 full_b = full_b[np.argsort(gguf_qk_permutation(rt.shape2d[0], rt.heads))]
             sim = compare_arrays(block_a, full_b)
             identical = bool(np.array_equal(block_a, full_b))
-            rounded = None if identical else rounded_region_at(reader, suspects[si].name, rt.shape2d, p.placement)
-            check = None if rounded is None else copy_check(rounded, suspects[si].dtype, full_b, reference_storage=None)
-            out.append(TensorComparison(
-                suspects[si].name, rt.name, rt.role, p.placement.describe(), sim.centred, sim.raw_cosine, sim.n,
-                sim.z, sim.log10_p, float(np.max(np.abs(block_a - full_b))) if block_a.size else 0.0,
+            name = suspects[p.suspect].name
+            rounded = None if identical else rounded_region_at(reader, name, rt.shape2d, p.placement)
+            check = None if rounded is None else copy_check(rounded, suspects[p.suspect].dtype, full_b,
+                                                            reference_storage=None)
+            largest = 0.0 if identical or not block_a.size else float(np.max(np.abs(block_a - full_b)))
+            return TensorComparison(
+                name, rt.name, rt.role, p.placement.describe(), sim.centred, sim.raw_cosine, sim.n,
+                sim.z, sim.log10_p, largest,
                 identical, "exact" if identical else (check.storage if check is not None and check.copy else None),
-            ))
-        unmatched = [s.name for i, s in enumerate(suspects) if i not in best]
+            )
+
+        out = [_pair(candidates, suspects[si].name, bank, exact) for si, candidates in sorted(by_suspect.items())]
+        unmatched = [s.name for i, s in enumerate(suspects) if i not in by_suspect]
     stack_dicts = []
     for st in stacks:
         d = st.to_dict()
         d["notes"] = describe_alignment(st.mapping)
         stack_dicts.append(d)
     return Comparison(str(a), str(b), out, stack_dicts, unmatched)
+
+
+def _pair(candidates: list[Any], name: str, bank: ReferenceBank,
+          exact: Callable[[Any], TensorComparison]) -> TensorComparison:
+    """B's tensor a tensor of A is compared with: the one of the same name when their content is identical (so
+    `compare A A` pairs every tensor with itself, even where two tensors' sketches tie), else the best sketch
+    similarity."""
+    best = max(candidates, key=lambda p: p.centred)
+    same_name = [p for p in candidates if bank.tensors[p.ref_tensor].fp.name == name and p.placement.describe() == "as is"]
+    if same_name and same_name[0] is not best:
+        result = exact(same_name[0])
+        if result.identical:
+            return result
+    return exact(best)
 
 
 def write_heatmaps(comparison: Comparison, path: str | os.PathLike[str]) -> None:

@@ -22,6 +22,7 @@ class InspectedFile:
     size: int
     role: str
     sha256: str | None = None
+    link_target: str | None = None  # a symbolic link leaving the checkpoint folder: where it really points
 
 
 @dataclass
@@ -68,7 +69,7 @@ class Inspection:
             path=self.path,
             format=self.format,
             quantisation=self.quantisation,
-            files=[SubjectFile(f.path, f.size, f.sha256, f.role) for f in self.files],
+            files=[SubjectFile(f.path, f.size, f.sha256, f.role, f.link_target) for f in self.files],
             tensor_count=self.tensor_count,
             parameter_count=self.parameter_count,
             components=dict(self.components),
@@ -117,7 +118,7 @@ def inspect_checkpoint(path: str | os.PathLike[str] | Checkpoint, hash_files: bo
             path=str(ckpt.metadata.get("archive") or ckpt.path),  # a zipped checkpoint: the zip, not its temp copy
             format=ckpt.format,
             quantisation=ckpt.quantisation,
-            files=[InspectedFile(str(f.path), f.size, f.role, h) for f, h in zip(files, sha256)],
+            files=[InspectedFile(str(f.path), f.size, f.role, h, f.link_target) for f, h in zip(files, sha256)],
             tensor_count=tensor_count,
             parameter_count=parameter_count,
             components=dict(sorted(components.items(), key=lambda kv: (-kv[1], kv[0]))),

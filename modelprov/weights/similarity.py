@@ -42,20 +42,30 @@ class Similarity:
 
 def centred_similarity(x: np.ndarray, y: np.ndarray) -> float:
     """Pearson correlation of the entries of two equally shaped arrays (0.0 when either is constant)."""
-    a = np.asarray(x, dtype=np.float64).ravel()
-    b = np.asarray(y, dtype=np.float64).ravel()
-    a = a - a.mean()
-    b = b - b.mean()
-    den = math.sqrt(float(np.dot(a, a)) * float(np.dot(b, b)))
-    return float(np.dot(a, b) / den) if den > 0 else 0.0
+    a, b = np.asarray(x).ravel(), np.asarray(y).ravel()
+    return _cosine(a, b, float(np.mean(a, dtype=np.float64)) if a.size else 0.0,
+                   float(np.mean(b, dtype=np.float64)) if b.size else 0.0)
 
 
 def raw_cosine(x: np.ndarray, y: np.ndarray) -> float:
     """Uncentred cosine of two arrays' entries; reported beside the centred value, never as evidence."""
-    a = np.asarray(x, dtype=np.float64).ravel()
-    b = np.asarray(y, dtype=np.float64).ravel()
-    den = math.sqrt(float(np.dot(a, a)) * float(np.dot(b, b)))
-    return float(np.dot(a, b) / den) if den > 0 else 0.0
+    return _cosine(np.asarray(x).ravel(), np.asarray(y).ravel(), 0.0, 0.0)
+
+
+_CHUNK = 1 << 20  # entries converted to float64 at a time: memory stays flat for a 100M-entry tensor
+
+
+def _cosine(a: np.ndarray, b: np.ndarray, mean_a: float, mean_b: float) -> float:
+    """Cosine of (a − mean_a) and (b − mean_b) in float64, a chunk at a time."""
+    aa = bb = ab = 0.0
+    for i in range(0, a.size, _CHUNK):
+        ca = a[i : i + _CHUNK].astype(np.float64) - mean_a
+        cb = b[i : i + _CHUNK].astype(np.float64) - mean_b
+        aa += float(np.dot(ca, ca))
+        bb += float(np.dot(cb, cb))
+        ab += float(np.dot(ca, cb))
+    den = math.sqrt(aa * bb)
+    return ab / den if den > 0 else 0.0
 
 
 def fisher_z(r: float, n: int) -> float:

@@ -45,6 +45,8 @@ class HubState:
     authorization: list[str | None] = field(default_factory=list)
     fail_next: int = 0
     fail_status: int = 503
+    silent: bool = False  # accept every connection and never answer (a stalled endpoint)
+    released: threading.Event = field(default_factory=threading.Event)  # set on shutdown: silent handlers return
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def total_bytes(self, repo_id: str | None = None) -> int:
@@ -72,6 +74,7 @@ class HubServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.state.released.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -112,6 +115,10 @@ class _Handler(BaseHTTPRequestHandler):
     # ---- routing -------------------------------------------------------------------------------
     def _dispatch(self, head: bool) -> None:
         state = self.hub.state
+        if state.silent:  # request read, never answered: the client must give up on its own
+            state.released.wait()
+            self.close_connection = True
+            return
         path = unquote(urlsplit(self.path).path)
         with state.lock:
             state.requests.append((self.command, path, self.headers.get("Range")))

@@ -105,7 +105,7 @@ def test_load_report_round_trips_and_names_the_problem(tmp_path, report):
     saved.write_text(to_json(report))
     assert load_report(saved) == validate_report(report)
     (tmp_path / "broken.json").write_text('{"subject": ')
-    with pytest.raises(ProvenanceError, match=r"broken.json: not JSON"):
+    with pytest.raises(ProvenanceError, match=r"broken.json: not valid JSON"):
         load_report(tmp_path / "broken.json")
     (tmp_path / "other.json").write_text('{"name": "not a report"}')
     with pytest.raises(ProvenanceError, match=r"not a valid scan report"):

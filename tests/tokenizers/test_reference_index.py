@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from hashlib import sha256
 from pathlib import Path
@@ -121,3 +122,38 @@ def test_reference_metadata_agrees_with_the_catalog():
         assert model["family"].lower().startswith(ref.family)
         checked += 1
     assert checked >= 3
+
+
+def _rank_file(path: Path, tokens: list[bytes]) -> Path:
+    import base64
+
+    path.write_text("".join(f"{base64.b64encode(t).decode()} {i}\n" for i, t in enumerate(tokens)))
+    return path
+
+
+def test_special_tokens_go_where_the_rank_file_leaves_room(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rank file whose ranks continue past the documented start of the specials (issue 17): the specials
+    take the next free ids instead of landing on the file's tokens."""
+    from modelprov.findings import Reference
+    from modelprov.tokenizers.reference import ReferenceSource, read_reference_source
+
+    tokens = [bytes([b]) for b in range(97, 123)] + [b"ab", b"abc", b"<x>", b"<y>"]  # 30 ranks
+    f = _rank_file(tmp_path / "extended.tiktoken", tokens)
+    source = ReferenceSource(Reference("toy"), "toy-tokenizer", "toy_tokenizer", "extended.tiktoken",
+                             special_tokens=("<|endoftext|>", "<|im_start|>"), special_start=28)
+    monkeypatch.setattr(ReferenceSource, "path", lambda self: f)
+    tok = read_reference_source(source)
+    assert tok.special_tokens == {"<|endoftext|>": 30, "<|im_start|>": 31}
+    assert not set(tok.special_tokens.values()) & set(tok.tokens.values())
+
+
+def test_a_special_token_that_is_also_a_regular_token_is_refused_by_name(tmp_path, monkeypatch) -> None:
+    from modelprov.findings import Reference
+    from modelprov.tokenizers.reference import ReferenceSource, read_reference_source
+
+    f = _rank_file(tmp_path / "clash.tiktoken", [b"a", b"b", b"<|endoftext|>"])
+    source = ReferenceSource(Reference("toy"), "toy-tokenizer", "toy_tokenizer", "clash.tiktoken",
+                             special_tokens=("<|endoftext|>",), special_start=3)
+    monkeypatch.setattr(ReferenceSource, "path", lambda self: f)
+    with pytest.raises(ReferenceIndexError, match=re.escape("special token '<|endoftext|>' is also regular token 2")):
+        read_reference_source(source)

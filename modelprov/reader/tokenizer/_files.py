@@ -1,7 +1,7 @@
 """Read tokenizers from the files checkpoints ship: tokenizer.json, tiktoken rank files, sentencepiece models,
 vocab.txt / vocab.json + merges.txt, and the tokenizer arrays in GGUF metadata.
 
-Files are parsed as data (JSON, base64 lines, protobuf via sentencepiece, GGUF via `gguf`); nothing is
+Files are parsed as data (JSON, base64 lines, protobuf via sentencepiece, GGUF via our bounded header parser); nothing is
 executed and no remote code is trusted. Every malformed file raises `TokenizerFileError` naming the file.
 """
 
@@ -17,8 +17,10 @@ from typing import Any
 
 import sentencepiece
 
-from modelprov.errors import ProvenanceError
+from modelprov._inputs import load_json, read_regular, read_text
+from modelprov.errors import CheckpointError, ProvenanceError
 
+from .._gguf_format import read_header
 from .._layout import nested_root, transformer_folder
 from ._model import Tokenizer
 from ._normalise import byte_level_to_bytes, metaspace_to_bytes, wordpiece_to_bytes
@@ -191,12 +193,7 @@ def _byte_fallback_ids(model: dict[str, Any], entries: list[tuple[str, int]]) ->
 def read_tokenizer_json(path: str | Path) -> Tokenizer:
     """Read a Hugging Face `tokenizer.json` (BPE, WordPiece, Unigram or WordLevel model)."""
     path = Path(path)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise TokenizerFileError(path, f"not valid JSON ({err.msg} at line {err.lineno} column {err.colno})") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise TokenizerFileError(path, f"cannot be read: {err}") from None
+    doc = load_json(path, TokenizerFileError)
     if not isinstance(doc, dict) or not isinstance(doc.get("model"), dict):
         raise TokenizerFileError(path, "has no 'model' section; not a Hugging Face tokenizer.json")
     model = doc["model"]
@@ -244,10 +241,7 @@ def read_tokenizer_json(path: str | Path) -> Tokenizer:
 def read_tiktoken(path: str | Path) -> Tokenizer:
     """Read a tiktoken BPE rank file (`base64-token rank` per line); ranks are ids and the merge order."""
     path = Path(path)
-    try:
-        lines = path.read_bytes().splitlines()
-    except OSError as err:
-        raise TokenizerFileError(path, f"cannot be read: {err}") from None
+    lines = read_regular(path, TokenizerFileError).splitlines()
     tokens: dict[bytes, int] = {}
     seen_ranks: set[int] = set()
     for number, line in enumerate(lines, start=1):
@@ -281,10 +275,7 @@ def read_tiktoken(path: str | Path) -> Tokenizer:
 def read_sentencepiece(path: str | Path) -> Tokenizer:
     """Read a sentencepiece `.model` (protobuf, parsed by the `sentencepiece` library)."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise TokenizerFileError(path, f"cannot be read: {err}") from None
+    data = read_regular(path, TokenizerFileError)
     processor = sentencepiece.SentencePieceProcessor()
     try:
         processor.LoadFromSerializedProto(data)
@@ -324,9 +315,11 @@ def _special_strings(folder: Path) -> set[str]:
                 collect(v)
 
     for filename in ("special_tokens_map.json", "tokenizer_config.json"):
+        if not (folder / filename).is_file():
+            continue
         try:
-            doc = json.loads((folder / filename).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            doc = load_json(folder / filename, TokenizerFileError)
+        except TokenizerFileError:  # settings beside the vocabulary: an unreadable one names no specials
             continue
         if not isinstance(doc, dict):
             continue
@@ -341,10 +334,7 @@ def _special_strings(folder: Path) -> set[str]:
 def read_wordpiece_vocab(path: str | Path) -> Tokenizer:
     """Read a BERT-style `vocab.txt` (one token per line, line number = id, `##` continues a word)."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").split("\n")
-    except (OSError, UnicodeDecodeError) as err:
-        raise TokenizerFileError(path, f"cannot be read as UTF-8 text: {err}") from None
+    lines = read_text(path, TokenizerFileError).split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     if not lines:
@@ -358,18 +348,12 @@ def read_wordpiece_vocab(path: str | Path) -> Tokenizer:
 def read_gpt2_vocab(vocab_path: str | Path, merges_path: str | Path) -> Tokenizer:
     """Read a GPT-2-style `vocab.json` (byte-level token -> id) with its `merges.txt`."""
     vocab_path, merges_path = Path(vocab_path), Path(merges_path)
-    try:
-        vocab = json.loads(vocab_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TokenizerFileError(vocab_path, "missing (merges.txt needs its vocab.json)") from None
-    except (OSError, ValueError) as err:
-        raise TokenizerFileError(vocab_path, f"not a valid JSON vocabulary: {err}") from None
-    try:
-        merge_lines = merges_path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise TokenizerFileError(merges_path, "missing (vocab.json needs its merges.txt)") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise TokenizerFileError(merges_path, f"cannot be read: {err}") from None
+    if not vocab_path.exists():
+        raise TokenizerFileError(vocab_path, "missing (merges.txt needs its vocab.json)")
+    vocab = load_json(vocab_path, TokenizerFileError)
+    if not merges_path.exists():
+        raise TokenizerFileError(merges_path, "missing (vocab.json needs its merges.txt)")
+    merge_lines = read_text(merges_path, TokenizerFileError).splitlines()
     texts = [_merge_text(line, merges_path, k) for k, line in enumerate(merge_lines)
              if line.strip() and not line.startswith("#version")]
     specials = {t: i for t, i in (vocab.items() if isinstance(vocab, dict) else [])
@@ -383,16 +367,14 @@ def read_gpt2_vocab(vocab_path: str | Path, merges_path: str | Path) -> Tokenize
 
 def read_gguf_tokenizer(path: str | Path) -> Tokenizer:
     """Read the tokenizer llama.cpp embeds in a GGUF file's metadata (`tokenizer.ggml.*`)."""
-    from gguf import GGUFReader  # deferred: gguf takes ~0.3 s to import; only GGUF files need it
+    import gguf  # deferred: gguf takes ~0.3 s to import; only GGUF files need it (for its type sizes)
 
     path = Path(path)
     try:
-        reader = GGUFReader(path)
-    except Exception as err:  # gguf raises ValueError/struct errors on bad magic or truncation
-        problem = " ".join(str(err).split()) or type(err).__name__
-        raise TokenizerFileError(path, f"not a readable GGUF file: {problem}") from None
-    keys = ("tokenizer.ggml.tokens", "tokenizer.ggml.token_type", "tokenizer.ggml.merges", "tokenizer.ggml.model")
-    return tokenizer_from_gguf_metadata({k: reader.fields[k].contents() for k in keys if k in reader.fields}, path)
+        header = read_header(path, {int(t): sizes for t, sizes in gguf.GGML_QUANT_SIZES.items()})
+    except CheckpointError as err:
+        raise TokenizerFileError(path, err.problem) from None
+    return tokenizer_from_gguf_metadata(header.metadata, path)
 
 
 def tokenizer_from_gguf_metadata(metadata: dict[str, Any], path: str | Path) -> Tokenizer:
