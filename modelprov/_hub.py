@@ -25,12 +25,12 @@ from modelprov.text import printable
 HUB_SCHEME = "hf://"
 REPO_TYPES = ("model", "dataset")
 DEADLINE_ENV = "MODELPROV_HUB_TIMEOUT"
-DEFAULT_DEADLINE = 30.0  # seconds for one Hub operation: connect, read and retries together
+DEFAULT_DEADLINE = 6.0  # seconds without a byte for one Hub operation, retries included: a dead endpoint fails in < 10 s
 WAIT_NOTICE_AFTER = 2.0  # seconds of silence before the first "waiting for the Hub" line, then every 5 s
 
 
 def hub_deadline() -> float:
-    """The total seconds one Hub operation may take: $MODELPROV_HUB_TIMEOUT, else 30."""
+    """The total seconds one Hub operation may take: $MODELPROV_HUB_TIMEOUT, else 6."""
     raw = os.environ.get(DEADLINE_ENV, "").strip()
     if not raw:
         return DEFAULT_DEADLINE

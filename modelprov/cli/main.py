@@ -71,7 +71,7 @@ def _hub_timeout(ctx: click.Context, param: click.Parameter, value: float | None
 @click.version_option(__version__, prog_name=PROG)
 @click.option("--hub-timeout", type=float, default=None, callback=_hub_timeout, expose_value=False, is_eager=True,
               metavar="SECONDS", help="Give up on a Hub request after this many seconds without an answer, retries "
-                                      "included (default: $MODELPROV_HUB_TIMEOUT or 30).")
+                                      "included (default: $MODELPROV_HUB_TIMEOUT or 6).")
 def app() -> None:
     """Audit where an AI model's weights, tokenizer and inference code came from.
 
