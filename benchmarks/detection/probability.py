@@ -87,7 +87,7 @@ def fit(cases: Sequence[dict[str, Any]]) -> dict[str, Any]:
     full = _model().fit(x, y)
     for r, p in zip(rows, oof):
         r["probability"] = float(p)
-        r["band"] = "derived" if p >= UPPER else "independent" if p < LOWER else "inconclusive"
+        r["band"] = "reuse" if p >= UPPER else "independent" if p < LOWER else "inconclusive"
     points = [[float(a), float(b)] for a, b in zip(full.X_thresholds_, full.y_thresholds_)]
     calibration = {"method": "isotonic", "points": points,
                    "lower": LOWER, "upper": UPPER, "min_tensors": MIN_TENSORS, "n": len(rows),
@@ -164,7 +164,7 @@ def markdown(result: dict[str, Any], command: str, runs: list[dict[str, Any]]) -
              f"{_score_at(cal, UPPER):.1f}) |",
              f"| Brier score, out of fold | {result['brier_out_of_fold']:.4f} |", "",
              "| band (out of fold) | reuse | not reuse |", "|---|---|---|"]
-    for band in ("derived", "inconclusive", "independent"):
+    for band in ("reuse", "inconclusive", "independent"):
         per = bands.get(band, {"reuse": 0, "not reuse": 0})
         lines.append(f"| {band} | {per['reuse']} | {per['not reuse']} |")
     lines += ["", "| predicted probability | cases | mean predicted | observed share of reuse |", "|---|---|---|---|"]

@@ -96,7 +96,7 @@ def probability_lines(data: dict[str, Any]) -> list[str]:
         if isinstance(p, dict) and isinstance(p.get("reuse"), (int, float)):
             n = (p.get("calibration") or {}).get("n")
             out.append(f"  {f['subject']} vs {f['reference']['name']}: calibrated probability of reuse "
-                       f"{p['reuse']:.2f} ({p.get('band')}; calibrated on {n} suite cases)")
+                       f"{p['reuse']:.2f} ({p.get('band')} band; calibrated on {n} suite cases)")
     return out
 
 

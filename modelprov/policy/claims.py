@@ -34,10 +34,10 @@ def card_declaration(card: ModelCard) -> Declaration | None:
 
 
 def backed_reuse(findings: Iterable[Finding]) -> list[Finding]:
-    """Weights findings of reuse the calibration backs: copied, or derived in the `derived` band (or with no
+    """Weights findings of reuse the calibration backs: copied, or derived in the `reuse` band (or with no
     calibration, as in reports of older scans). A card is never contradicted on evidence that is REVIEW."""
     return [f for f in findings if f.kind == "weights" and (
-        f.verdict == "copied" or (f.verdict == "derived" and calibrated_band(f) in (None, "derived")))]
+        f.verdict == "copied" or (f.verdict == "derived" and calibrated_band(f) in (None, "reuse")))]
 
 
 def check_claims(card: ModelCard, findings: Iterable[Finding]) -> list[Finding]:

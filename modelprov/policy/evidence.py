@@ -154,7 +154,7 @@ def relation(finding: Finding, thresholds: Thresholds) -> Relation:
 
 
 def calibrated_band(finding: Finding) -> str | None:
-    """The finding's calibrated band ("derived", "inconclusive", "independent"), when the scan gave one."""
+    """The finding's calibrated band ("reuse", "inconclusive", "independent"), when the scan gave one."""
     probability = finding.statistics.get("probability")
     band = probability.get("band") if isinstance(probability, dict) else None
     return band if isinstance(band, str) else None
@@ -176,7 +176,7 @@ def describe_evidence(finding: Finding) -> str:
     probability = finding.statistics.get("probability")
     if isinstance(probability, dict) and isinstance(probability.get("reuse"), (int, float)):
         n = (probability.get("calibration") or {}).get("n")
-        parts.append(f"calibrated P(reuse) {probability['reuse']:.2f} ({probability.get('band')}, n={n})")
+        parts.append(f"calibrated P(reuse) {probability['reuse']:.2f} ({probability.get('band')} band, n={n})")
     return ", ".join(parts)
 
 

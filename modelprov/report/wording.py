@@ -207,7 +207,7 @@ def _weights_statements(stats: Mapping[str, Any], share: Any) -> list[str]:
     probability = stats.get("probability")
     if isinstance(probability, Mapping) and _is_number(probability.get("reuse")):
         sample = probability.get("calibration") or {}
-        out.append(f"calibrated probability of reuse {probability['reuse']:.2f} ({probability.get('band')}; "
+        out.append(f"calibrated probability of reuse {probability['reuse']:.2f} ({probability.get('band')} band; "
                    f"calibrated on {sample.get('n', '?')} suite cases)")
     return out
 

@@ -20,7 +20,7 @@ from typing import Any
 from modelprov.findings import Finding
 
 CALIBRATION_RESOURCE = "calibration.json"
-BANDS = ("independent", "inconclusive", "derived")
+BANDS = ("independent", "inconclusive", "reuse")
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class Calibration:
 
     points: tuple[tuple[float, float], ...]  # (x, P) knots of the isotonic fit, x increasing
     lower: float  # below: "independent"
-    upper: float  # at or above: "derived"; between: "inconclusive"
+    upper: float  # at or above: "reuse"; between: "inconclusive"
     min_tensors: int  # a derived (not copied) finding on fewer evidence tensors is "inconclusive" whatever P
     n: int
     positives: int
@@ -50,12 +50,12 @@ class Calibration:
         return ps[-1]
 
     def band(self, probability: float, finding: Finding | None = None) -> str:
-        """"derived", "inconclusive" or "independent"; few tensors make a derived (not copied) finding inconclusive."""
+        """"reuse" (copied or derived), "inconclusive" or "independent"; few tensors make a derived (not copied) finding inconclusive."""
         if finding is not None and finding.verdict == "derived" and (
                 finding.statistics.get("tensors_matched", self.min_tensors) < self.min_tensors):
             return "inconclusive"
         if probability >= self.upper:
-            return "derived"
+            return "reuse"
         return "independent" if probability < self.lower else "inconclusive"
 
     def to_dict(self) -> dict[str, Any]:

@@ -207,13 +207,13 @@ def test_a_linked_card_is_read_and_a_link_to_a_device_refused(tmp_path, minilm_d
 
 
 def test_evidence_the_calibration_does_not_back_contradicts_no_claim():
-    """A derived finding outside the calibrated `derived` band is REVIEW: no card is called a liar on it, and
+    """A derived finding outside the calibrated `reuse` band is REVIEW: no card is called a liar on it, and
     no front matter is suggested from it."""
     card = parse_claims_text(_card("license: mit\n", "We trained this model from scratch.\n"))
     finding = weights("model.layers", QWEN_BASE, "derived", similarity=0.35, log10_p=-73, share=0.016)
     finding.statistics["probability"] = {"reuse": 0.0, "band": "independent"}
     assert check_claims(card, [finding]) == [] and suggested_front_matter([finding]) == {}
-    finding.statistics["probability"] = {"reuse": 1.0, "band": "derived"}
+    finding.statistics["probability"] = {"reuse": 1.0, "band": "reuse"}
     assert len(check_claims(card, [finding])) == 1 and suggested_front_matter([finding])["base_model"]
 
 

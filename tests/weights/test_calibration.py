@@ -55,7 +55,7 @@ def test_the_fit_separates_the_suite_and_leaves_the_gap_inconclusive():
     result = fit(_cases([296.0, 295.5, 294.9, 296.2, 295.0, 297.0], [0.0, 0.3, 0.8, 0.4, 0.6]))
     cal = Calibration.from_dict(result["calibration"])
     assert cal.n == 11 and (cal.positives, cal.negatives) == (6, 5)
-    assert cal.band(cal.probability(296.0)) == "derived" and cal.band(cal.probability(0.2)) == "independent"
+    assert cal.band(cal.probability(296.0)) == "reuse" and cal.band(cal.probability(0.2)) == "independent"
     assert cal.band(cal.probability(30.0)) == "inconclusive"  # no suite case lies there
     assert [b["n"] for b in result["reliability"]] and sum(b["n"] for b in result["reliability"]) == 11
 
@@ -79,7 +79,7 @@ def test_few_tensors_make_a_derived_finding_inconclusive():
     small.statistics["tensors_matched"] = 2
     assert probability_statement(small, 296.0, cal)["band"] == "inconclusive"
     small.statistics["tensors_matched"] = 12
-    assert probability_statement(small, 296.0, cal)["band"] == "derived"
+    assert probability_statement(small, 296.0, cal)["band"] == "reuse"
 
 
 def test_inconclusive_findings_go_to_review():
@@ -103,5 +103,5 @@ def test_a_scan_gives_every_weights_finding_its_probability(minilm_dir, minilm_i
     report = scan(minilm_dir, minilm_index, tokenizer=False, code=False, hash_files=False)
     (finding,) = [f for f in report.findings if f.kind == "weights"]
     probability = finding.statistics["probability"]
-    assert probability["band"] == "derived" and probability["reuse"] >= 0.95
+    assert probability["band"] == "reuse" and probability["reuse"] >= 0.95
     assert probability["calibration"]["n"] == shipped_calibration().n
