@@ -113,12 +113,13 @@ class ReferenceIndex:
         if not f.is_file():
             raise ReferenceIndexError(f, "not a reference index (index.json missing); create one with `modelprov index add`")
         meta = load_json(f, ReferenceIndexError)
-        try:
-            entries = [IndexEntry.from_dict(e) for e in meta.get("entries", [])]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ReferenceIndexError(f, f"malformed index ({exc.__class__.__name__}: {exc})") from None
         if not isinstance(meta, dict):
             raise ReferenceIndexError(f, "index.json is not a JSON object")
+        try:
+            entries = [IndexEntry.from_dict(e) for e in meta.get("entries", [])]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ReferenceIndexError(f, f"malformed index ({exc.__class__.__name__}: {exc})") from None
+        _check_sealed_files(f, meta)
         return cls(folder, meta, entries)
 
     @classmethod
@@ -475,6 +476,17 @@ def _ignored(parts: tuple[str, ...], patterns: list[str]) -> bool:
         if hit:
             ignored = not negated
     return ignored
+
+
+def _check_sealed_files(path: Path, meta: dict[str, Any]) -> None:
+    """index.json's format version is a whole number and, from format 2, its sealed file list maps paths to
+    sha256 strings (a hostile index once reached the digest with no list: found by the CI fuzzer)."""
+    version = meta.get("format_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ReferenceIndexError(path, f"format_version must be a whole number ≥ 1, got {version!r}")
+    files = meta.get("files", {} if version < 2 else None)
+    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        raise ReferenceIndexError(path, "malformed index: `files` must map each sealed file to its sha256")
 
 
 def load_toml(path: Path) -> dict[str, Any]:

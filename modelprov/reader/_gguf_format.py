@@ -176,6 +176,8 @@ class _Parser:
             if type_id not in type_sizes:
                 raise self.fail(f"tensor {name!r}: unknown GGML type {type_id}")
             block, type_size = type_sizes[type_id]
+            if any(d < 1 or d > self.size * block for d in ne):  # a 0 would let any other dimension through
+                raise self.fail(f"tensor {name!r}: dimensions {list(ne)} are not between 1 and what the file can hold")
             numel = 1
             for d in ne:
                 numel *= d

@@ -54,6 +54,9 @@ def test_gguf_counts_are_bounded_by_the_file_size(tmp_path: Path) -> None:
         "dims": gguf_file([], [("w", [2, 3, 4, 5, 6], 0)]),
         "nested array": gguf_file([gguf_kv_array("general.a", 9, 2) + bytes(24)]),
         "tensor data": gguf_file([], [("blk.0.w", [1 << 40, 1 << 20], 0)]),
+        # found by the CI fuzzer: a 0 dimension made the size 0, so the other one (2^64 − 2^59) passed and
+        # row selection overflowed int64
+        "zero dimension": gguf_file([], [("blk.0.w", [0, 17870283321406128128], 0)]),
     }
     for what, data in cases.items():
         f = tmp_path / f"{what.replace(' ', '_')}.gguf"
@@ -143,3 +146,18 @@ def test_control_characters_become_visible() -> None:
 def test_error_lines_show_escapes_from_file_names() -> None:
     err = CheckpointError("model\x1b[2J.safetensors", "tensor 'a\x1b]0;t\x07' is bad")
     assert err.one_line() == "model\\x1b[2J.safetensors: tensor 'a\\x1b]0;t\\x07' is bad"
+
+
+@pytest.mark.parametrize("meta", [
+    {"format_version": 2, "entries": [], "digest": ""},  # found by the CI fuzzer: AttributeError at the digest
+    {"format_version": 2, "entries": [], "files": {"weights/a.json": 7}},
+    {"format_version": "2", "entries": []},
+])
+def test_a_malformed_sealed_file_list_is_one_error_naming_index_json(tmp_path: Path, meta: dict) -> None:
+    from modelprov.errors import ReferenceIndexError
+    from modelprov.index import ReferenceIndex
+
+    (tmp_path / "index.json").write_text(json.dumps(meta))
+    with pytest.raises(ReferenceIndexError) as err:
+        ReferenceIndex.load(tmp_path).verify()
+    assert str(tmp_path / "index.json") in err.value.one_line()
