@@ -105,7 +105,9 @@ class WireReader:
     def packed_varints(self, field: Field) -> np.ndarray:
         """A packed repeated varint field decoded at once (vectorised) as unsigned 64-bit integers."""
         self.expect(field, LENGTH)
-        raw = np.frombuffer(self.buf, dtype=np.uint8, count=field.end - field.start, offset=field.start)
+        # a copy, not a view: a view of the mmap kept alive by an error's traceback stops the mmap from closing
+        # (BufferError instead of the one-line error; found by the fuzzer); callers bound the field to 4 MiB
+        raw = np.frombuffer(bytes(self.buf[field.start:field.end]), dtype=np.uint8)
         if raw.size == 0:
             return np.zeros(0, dtype=np.uint64)
         ends = np.flatnonzero(raw < 0x80)

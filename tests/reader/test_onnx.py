@@ -317,8 +317,21 @@ def _symlink_escape(tmp: Path) -> Path:
     return path
 
 
+def _long_varint(tmp: Path) -> Path:
+    """Packed int64 data whose first varint runs 11 bytes (at most 10 are valid). The fuzzer found that the error
+    left a numpy view of the mmap alive in its traceback, so closing the mmap raised BufferError instead."""
+    t = helper.make_tensor("shape", TensorProto.INT64, [2], [-1, 1])  # int64_data: packed varints
+    path = _save(tmp, [helper.make_node("Reshape", ["x", "shape"], ["y"], name="/r/Reshape")], [t])
+    data = path.read_bytes()
+    packed = b"\xff" * 9 + b"\x01\x01"
+    assert data.count(packed) == 1
+    path.write_bytes(data.replace(packed, b"\xff" * 10 + b"\x01"))
+    return path
+
+
 BAD = {
     "truncated protobuf": (_truncated, "malformed protobuf"),
+    "varint longer than 10 bytes": (_long_varint, "varint too long"),
     "not a protobuf": (_garbage, "protobuf"),
     "initializer past the end of its external file": (lambda t: _external(t, "weights.bin", offset=32), "past the end"),
     "external path escaping the folder": (lambda t: _external(t, "../weights.bin"), "not a relative path inside"),
