@@ -11,7 +11,9 @@ from rich.text import Text
 from modelprov import atomic_write
 from modelprov.code import describe_tags
 from modelprov.policy import apply_policy, load_declaration, load_policy
-from modelprov.report import bytes_statement, fmt_p, fmt_share, fmt_similarity, to_json, write_reports
+from modelprov.report import (
+    bytes_statement, fmt_p, fmt_share, fmt_similarity, probability_words, to_json, write_reports,
+)
 from modelprov.scan import scan
 
 from ._common import VERDICT_STYLES, follow_symlinks_option, index_option, plain_table, policy_options, print_policy_result, progress, stdout
@@ -92,11 +94,9 @@ def probability_lines(data: dict[str, Any]) -> list[str]:
     """Per weights finding: its calibrated probability of reuse, band and calibration sample."""
     out = []
     for f in data["findings"]:
-        p = (f.get("statistics") or {}).get("probability") if f["kind"] == "weights" else None
-        if isinstance(p, dict) and isinstance(p.get("reuse"), (int, float)):
-            n = (p.get("calibration") or {}).get("n")
-            out.append(f"  {f['subject']} vs {f['reference']['name']}: calibrated probability of reuse "
-                       f"{p['reuse']:.2f} ({p.get('band')} band; calibrated on {n} suite cases)")
+        words = probability_words((f.get("statistics") or {}).get("probability")) if f["kind"] == "weights" else None
+        if words:
+            out.append(f"  {f['subject']} vs {f['reference']['name']}: {words}")
     return out
 
 

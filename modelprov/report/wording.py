@@ -204,12 +204,19 @@ def _weights_statements(stats: Mapping[str, Any], share: Any) -> list[str]:
         out.append("every matched parameter bit-identical" if exact >= 0.9995 else
                    f"{fmt_share(exact)} of matched parameters bit-identical" if exact > 0 else
                    "no matched tensor bit-identical")
-    probability = stats.get("probability")
-    if isinstance(probability, Mapping) and _is_number(probability.get("reuse")):
-        sample = probability.get("calibration") or {}
-        out.append(f"calibrated probability of reuse {probability['reuse']:.2f} ({probability.get('band')} band; "
-                   f"calibrated on {sample.get('n', '?')} suite cases)")
+    probability = probability_words(stats.get("probability"))
+    if probability:
+        out.append(probability)
     return out
+
+
+def probability_words(probability: Any) -> str | None:
+    """A weights finding's `statistics.probability` in words (None when the scan gave no probability)."""
+    if not isinstance(probability, Mapping) or not _is_number(probability.get("reuse")):
+        return None
+    sample = probability.get("calibration") or {}
+    return (f"calibrated probability of reuse {probability['reuse']:.2f} ({probability.get('band')} band; "
+            f"calibrated on {sample.get('n', '?')} suite cases)")
 
 
 def _tokenizer_statements(stats: Mapping[str, Any]) -> list[str]:
