@@ -23,9 +23,9 @@ from .writer import DEFAULT_FORMATS, FILE_NAMES, FORMATS, render, write_reports
 
 __all__ = [
     "DEFAULT_FORMATS", "FILE_NAMES", "FORMATS", "SCHEMA_PATH", "FileCheck", "VerifyResult", "bytes_statement",
-    "cyclonedx_json", "finding_statements", "fmt_p", "fmt_share", "fmt_similarity", "key_statistics",
-    "load_report", "probability_words", "render", "render_html", "render_markdown", "report_dict", "report_schema",
-    "report_timestamp", "sarif_json", "schema_errors", "spdx_json", "statistic_label", "statistic_value", "to_cyclonedx", "to_json",
-    "to_sarif", "to_spdx", "validate_cyclonedx", "validate_report", "verdict_phrase", "verify_checkpoint",
-    "write_reports",
+    "cyclonedx_json", "finding_statements", "fmt_p", "fmt_share", "fmt_similarity", "key_statistics", "load_report",
+    "probability_words", "render", "render_html", "render_markdown", "report_dict", "report_schema",
+    "report_timestamp", "sarif_json", "schema_errors", "spdx_json", "statistic_label", "statistic_value",
+    "to_cyclonedx", "to_json", "to_sarif", "to_spdx", "validate_cyclonedx", "validate_report", "verdict_phrase",
+    "verify_checkpoint", "write_reports",
 ]
