@@ -90,6 +90,12 @@ class NeuronMatch:
         return min(1.0, self.hits / room) if room else 0.0
 
     @property
+    def confident_mask(self) -> np.ndarray:
+        """Hits at ≥ 0.8 × the median hit r: a pruned reference neuron still gets *a* partner, often above τ
+        (neurons of one model resemble each other far more than independent ones), and that partner is no copy."""
+        return self.hit_mask & (self.correlations >= 0.8 * self.median_correlation)
+
+    @property
     def median_correlation(self) -> float:
         """Median r of the hits (what a matched neuron looks like); 0 without hits."""
         return float(np.median(self.correlations[self.hit_mask])) if self.hits else 0.0
@@ -97,12 +103,9 @@ class NeuronMatch:
     def arrangement(self, head_dim: int | None = None, same_role: bool = True) -> str:
         """How the suspect holds the reference neurons: "in order", "heads permuted" or "permuted", plus
         ", pruned to N of M" when a tensor of the same role has fewer neurons (a fused one may have more)."""
-        mask = self.hit_mask
-        if not mask.any():
+        if not self.hits:
             return "unmatched"
-        # the arrangement is read off confident pairs: a pruned reference neuron still gets *a* partner,
-        # often above τ (neurons of one model resemble each other far more than independent ones)
-        mask &= self.correlations >= 0.8 * self.median_correlation
+        mask = self.confident_mask  # the arrangement is read off confident pairs
         i, j = self.reference_ids[mask], self.suspect_ids[mask]
         if increasing_share(j[np.argsort(i, kind="stable")]) >= 0.95:  # identity, or a subset kept in order
             kind = "in order"

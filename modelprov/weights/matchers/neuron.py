@@ -387,11 +387,8 @@ def neuron_copy(reader: SuspectReader, e: NeuronEvidence, rmap: ResidualMap, col
     pairing and a permuted residual stream are undone? None under a rotation (undone only approximately) or an
     unknown storage rounding."""
     g = rmap.gather(columns)
-    # confident pairs only, as the arrangement is read: a reference neuron a pruned copy dropped still gets *a*
-    # partner, often above τ, and that partner is no copy of it
-    mask = e.match.hit_mask
-    hits = np.flatnonzero(mask & (e.match.correlations >= 0.8 * e.match.median_correlation))
-    if g is None or not len(hits) or 2 * len(hits) < mask.sum():
+    hits = np.flatnonzero(e.match.confident_mask)  # as the arrangement is read
+    if g is None or not len(hits) or 2 * len(hits) < e.match.hits:
         return None
     src, sign = g
     neurons = e.match.suspect_ids[hits]
