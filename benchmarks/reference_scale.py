@@ -118,16 +118,22 @@ def index_of(size: int, extra: list[Path], pool: Path = WORK / "pool") -> Path:
     return folder
 
 
-def _peak_scan(index: Path, suspect: Path) -> dict[str, Any]:
-    """Scan `suspect` against `index` in a fresh process (the CLI as a user runs it): wall time, peak RSS, verdicts."""
+def _scan_argv(index: Path, suspect: Path, hash_files: bool = False) -> list[str]:
+    """A fresh process scanning `suspect` against `index` (the CLI as a user runs it, no code scan) that prints wall
+    time, peak RSS, the bytes the scanner counts as read, the verified references and the weights verdicts."""
     code = ("import sys,json,time,resource; from modelprov.scan import scan; t=time.perf_counter(); "
-            "r=scan(sys.argv[1], index=sys.argv[2], hash_files=False, code=False); "
+            "r=scan(sys.argv[1], index=sys.argv[2], hash_files=sys.argv[3] == '1', code=False); "
             "print(json.dumps({'seconds': time.perf_counter()-t, "
             "'rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024, "
+            "'read_bytes': r.details['weights'].get('bytes', {}).get('read_total'), "
             "'verified': r.details['weights'].get('retrieval', {}).get('references'), "
             "'findings': sorted((f.reference.name, f.verdict) for f in r.findings if f.kind == 'weights')}))")
-    out = subprocess.run([sys.executable, "-c", code, str(suspect), str(index)], cwd=ROOT, check=True,
-                         capture_output=True, text=True)
+    return [sys.executable, "-c", code, str(suspect), str(index), str(int(hash_files))]
+
+
+def _peak_scan(index: Path, suspect: Path) -> dict[str, Any]:
+    """Scan `suspect` against `index` without file hashing in a fresh process (`_scan_argv`)."""
+    out = subprocess.run(_scan_argv(index, suspect), cwd=ROOT, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -231,6 +237,168 @@ def smollm2(runs: int, markdown: bool) -> None:
             lines.append(f"| {i} | {r['seconds']:.1f} s | {r['cpu']:.1f} s | {r['rss_mb']:.0f} MB | "
                          f"{r['load']:.1f} on {r['cpus']} cores | {finds} |")
         replace_between(DOC, "smollm2", "smollm2", "\n".join(lines))
+
+
+def write_dense_checkpoint(folder: Path, gigabytes: float, shards: int = 4, seed: int = 0) -> list[Path]:
+    """Llama-shaped bf16 safetensors shards of about `gigabytes` GB (10^9 bytes) with a weight map, every byte
+    written: i.i.d. draws from N(0, 0.02) (inverse CDF over 65,536 bf16 levels), so nothing is a hole."""
+    from scipy.special import ndtri
+
+    from benchmarks.scan_scaling import EMBED, LAYER_BYTES, tensor_shapes
+
+    n_layers = max(1, round((gigabytes * 1e9 - 4 * EMBED[0] * EMBED[1]) / LAYER_BYTES))
+    shapes = {**tensor_shapes(n_layers), "lm_head.weight": EMBED}
+    total = sum(2 * int(np.prod(s)) for s in shapes.values())
+    levels = (ndtri((np.arange(65536) + 0.5) / 65536) * 0.02).astype(np.float32)
+    table = (levels.view(np.uint32) >> 16).astype(np.uint16)  # bf16 = the float32's upper half
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    groups: list[list[str]] = [[] for _ in range(shards)]
+    done = 0
+    for name, shape in shapes.items():  # each tensor to the shard its middle byte falls in
+        size = 2 * int(np.prod(shape))
+        groups[min(shards - 1, (done + size // 2) * shards // total)].append(name)
+        done += size
+    paths, weight_map = [], {}
+    for s, names in enumerate(groups):
+        path = folder / f"model-{s + 1:05d}-of-{shards:05d}.safetensors"
+        header, offset = {"__metadata__": {"format": "pt"}}, 0
+        for name in names:
+            size = 2 * int(np.prod(shapes[name]))
+            header[name] = {"dtype": "BF16", "shape": list(shapes[name]), "data_offsets": [offset, offset + size]}
+            offset += size
+            weight_map[name] = path.name
+        raw = json.dumps(header).encode()
+        raw += b" " * (-len(raw) % 8)
+        with open(path, "wb") as handle:
+            handle.write(len(raw).to_bytes(8, "little") + raw)
+            left = offset // 2
+            while left:
+                n = min(left, 1 << 25)
+                handle.write(table[rng.integers(0, 65536, size=n, dtype=np.uint16)].tobytes())
+                left -= n
+            handle.flush()
+            os.fsync(handle.fileno())
+        paths.append(path)
+        print(f"  wrote {path.name} ({path.stat().st_size / 1e9:.2f} GB)", file=sys.stderr, flush=True)
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {"total_size": total},
+                                                                      "weight_map": weight_map}))
+    (folder / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"], "model_type": "llama",
+                                                    "hidden_size": 4096, "num_hidden_layers": n_layers,
+                                                    "num_attention_heads": 32, "num_key_value_heads": 8}))
+    return paths
+
+
+def resident_fraction(paths: list[Path]) -> float:
+    """Fraction of the files' pages in the page cache, by mincore(2) on a mapping that is never touched."""
+    import ctypes
+    import mmap
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    resident = pages = 0
+    for path in paths:
+        size = path.stat().st_size
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+            if addr in (None, ctypes.c_void_p(-1).value):
+                raise OSError(ctypes.get_errno(), f"mmap {path}")
+            count = -(-size // mmap.PAGESIZE)
+            vec = np.zeros(count, dtype=np.uint8)
+            try:
+                if libc.mincore(addr, size, vec.ctypes.data) != 0:
+                    raise OSError(ctypes.get_errno(), f"mincore {path}")
+            finally:
+                libc.munmap(addr, size)
+        finally:
+            os.close(fd)
+        resident += int((vec & 1).sum())
+        pages += count
+    return resident / pages if pages else 0.0
+
+
+def drop_cache(paths: list[Path]) -> float:
+    """Evict the files from the page cache (fsync, then POSIX_FADV_DONTNEED; no root needed) and return the
+    resident fraction left (mincore)."""
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+    return resident_fraction(paths)
+
+
+def _cold_run(argv: list[str], paths: list[Path]) -> dict[str, Any]:
+    """Run `argv` after evicting `paths`: wall time, blocks the child read from storage (ru_inblock), its peak RSS."""
+    left = drop_cache(paths)
+    load = load_average()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    out = subprocess.run(argv, cwd=ROOT, check=True, capture_output=True, text=True)
+    seconds = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"seconds": seconds, "disk_bytes": (after.ru_inblock - before.ru_inblock) * 512, "load": load,
+            "resident_before": left, "stdout": out.stdout}
+
+
+@main.command()
+@click.option("--gigabytes", default=16.0, show_default=True, help="Checkpoint size (10^9 bytes).")
+@click.option("--keep", is_flag=True, help="Keep the checkpoint (default: deleted after, it fills the disk).")
+@click.option("--markdown", is_flag=True, help="Write the table into docs/weights.md.")
+def checkpoint(gigabytes: float, keep: bool, markdown: bool) -> None:
+    """A dense Llama-shaped bf16 checkpoint scanned cold against a reference of its shapes, beside `cat` of
+    the same files cold: wall time and bytes read from storage."""
+    import shutil
+
+    from benchmarks.scan_scaling import write_reference_index
+
+    folder, index = WORK / "dense-checkpoint", WORK / "dense-checkpoint-index"
+    free = shutil.disk_usage(WORK.parent if not WORK.exists() else WORK).free
+    if free < gigabytes * 1e9 + 3e9:
+        raise click.ClickException(f"{free / 1e9:.1f} GB free: not enough for a {gigabytes:g} GB checkpoint")
+    try:
+        t = time.perf_counter()
+        paths = write_dense_checkpoint(folder, gigabytes)
+        print(f"checkpoint written in {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
+        shutil.rmtree(index, ignore_errors=True)
+        write_reference_index(index, 1)
+        size = sum(p.stat().st_size for p in paths)
+        rows = []
+        runs = [("`cat` of the shards", ["sh", "-c", 'cat "$@" > /dev/null', "cat", *map(str, paths)]),
+                ("scan `--no-hash`", _scan_argv(index, folder, hash_files=False)),
+                ("scan (default: sha256 of every file)", _scan_argv(index, folder, hash_files=True))]
+        for label, argv in runs:
+            got = _cold_run(argv, paths)
+            out = got.pop("stdout").strip()
+            inner = json.loads(out.splitlines()[-1]) if out else {}
+            row = {"what": label, "checkpoint_bytes": size, **got, **{f"scan_{k}" if k == "seconds" else k: v
+                                                                      for k, v in inner.items()}}
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    finally:
+        if not keep:
+            shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(index, ignore_errors=True)
+    _save("checkpoint", rows)
+    if markdown:
+        cat = rows[0]["seconds"]
+        lines = [f"Dense Llama-shaped bf16 checkpoint, {size / 1e9:.1f} GB in 4 shards, random values; cache evicted "
+                 "before each run (fsync + `POSIX_FADV_DONTNEED`, checked with `mincore`); one same-shaped reference.", "",
+                 "| run | wall | vs `cat` | read from storage | scanner's count of bytes read | peak RSS | "
+                 "cached before | load avg |", "|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            counted = f"{r['read_bytes'] / 1e9:.2f} GB ({r['read_bytes'] / size:.1%})" if r.get("read_bytes") else "–"
+            rss = f"{r['rss_mb']:.0f} MB" if "rss_mb" in r else "–"
+            lines.append(f"| {r['what']} | {r['seconds']:.1f} s | {r['seconds'] / cat:.2f}× | "
+                         f"{r['disk_bytes'] / 1e9:.2f} GB | {counted} | {rss} | {r['resident_before']:.1%} | "
+                         f"{r['load']:.1f} |")
+        replace_between(DOC, "checkpoint", "checkpoint", "\n".join(lines))
 
 
 SUITE = ROOT / "benchmarks" / "_work" / "suite"
