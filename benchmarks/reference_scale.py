@@ -1,16 +1,20 @@
 """Scan cost against many references (issue 18): scan wall time and peak RSS against indexes of 1 … 1,024
-references, shortlist recall on the detection suite, index size per 7B-shaped reference.
+references, shortlist recall on the detection suite, index size per 7B-shaped reference, a cold 16 GB checkpoint
+scan beside `cat`, and `index pull` of many repositories.
 
-    python -m benchmarks.reference_scale build  [--refs 1024]          # synthetic references into _work/scale/
+    python -m benchmarks.reference_scale build  [--refs 1024]          # synthetic references into _work_scale/pool/
     python -m benchmarks.reference_scale scan   [--sizes 1,16,64,256,1024] [--markdown]
-    python -m benchmarks.reference_scale recall [--markdown]           # detection suite against the big index
+    python -m benchmarks.reference_scale recall [--size 1024] [--full-scan --baseline RESULTS] [--markdown]
     python -m benchmarks.reference_scale size   [--markdown]           # one 7B-shaped reference
+    python -m benchmarks.reference_scale checkpoint [--gigabytes 16] [--markdown]  # dense, cold cache, vs cat
+    python -m benchmarks.reference_scale pull   [--repos 100] [--markdown]  # index pull: 1/4/16 at once, Ray
 
 Synthetic references are made cheaply but honestly: each takes the tensor list of a real reference (names,
 shapes, roles, heads: all-MiniLM-L6-v2 or SmolLM2-135M, seven to one) and fresh Gaussian values at each tensor's
 recorded scale, as an independently initialised model of that architecture would have; anchors keep the real
 token list (same tokenizer), so the Gram signature meets distractors of its own vocabulary. Their files are
-written once into `benchmarks/_work/scale/pool/`, and each index of N references hard-links N of them.
+written once into `benchmarks/_work_scale/pool/` (or `$MODELPROV_SCALE_WORK/pool/`), and each index of N
+references hard-links N of them.
 """
 
 from __future__ import annotations
@@ -647,7 +651,7 @@ def recall(size: int, full_scan: bool, baseline: Path | None, markdown: bool) ->
                  f"{summary['independent_cases']} independent cases shortlist nothing; the longest shortlist holds "
                  f"{summary['max_shortlist']} references." + (
                      f" Full scans: **{summary['verdicts_equal']}/{summary['verdicts_compared']}** verdicts equal the "
-                     f"baseline's (each case against its own reference's index); "
+                     f"baseline's (`--baseline`: each case against the shipped index or its reference's own); "
                      f"{summary['findings_on_distractors']} findings against a distractor; peak RSS at most "
                      f"{summary['max_rss_mb']:.0f} MB. Load average {summary['load']:.1f} at the end."
                      if full_scan else ""), "",
