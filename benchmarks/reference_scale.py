@@ -418,7 +418,7 @@ def checkpoint(gigabytes: float, keep: bool, markdown: bool) -> None:
 
 
 PULL_FAMILY = "synthetic-pull"
-PULL_SHAPE = dict(hidden=256, mlp=704, layers=2, vocab=4096, heads=4)  # 2.9M parameters, 5.8 MB of bf16
+PULL_SHAPE = dict(hidden=256, mlp=704, layers=2, vocab=4096, heads=4)  # 3.7M parameters, 7.4 MB of bf16
 
 
 def _pull_repo(folder: Path, seed: int) -> dict[str, Path]:
