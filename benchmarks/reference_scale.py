@@ -208,14 +208,16 @@ def scan(sizes: str, markdown: bool) -> None:
     _save("scan", rows)
     if markdown:
         base = {r["suspect"]: r for r in rows if r["references"] == 16}
-        lines = ["| references | suspect | scan time | vs 16 refs | peak RSS | verified | findings | load avg |",
-                 "|---|---|---|---|---|---|---|---|"]
+        lines = ["| references | suspect | scan time | vs 16 refs | CPU (process) | CPU vs 16 refs | peak RSS | verified | "
+                 "findings | load avg |", "|---|---|---|---|---|---|---|---|---|---|"]
         for r in sorted(rows, key=lambda r: (r["references"], r["suspect"])):
-            ratio = r["seconds"] / base[r["suspect"]]["seconds"] if r["suspect"] in base else float("nan")
+            b = base.get(r["suspect"])
+            ratio, cpu_ratio = (r["seconds"] / b["seconds"], r["cpu"] / b["cpu"]) if b else (float("nan"),) * 2
             verified = "all" if r["verified"] is None else str(len(r["verified"]))
             finds = ", ".join(f"{v} {n}" for n, v in r["findings"]) or "none"
             lines.append(f"| {r['references']:,} | {r['suspect']} | {r['seconds']:.1f} s | {ratio:.2f}× | "
-                         f"{r['rss_mb']:.0f} MB | {verified} | {finds} | {r['load']:.1f} |")
+                         f"{r['cpu']:.1f} s | {cpu_ratio:.2f}× | {r['rss_mb']:.0f} MB | {verified} | {finds} | "
+                         f"{r['load']:.1f} |")
         replace_between(DOC, "scan", "scan", "\n".join(lines))
 
 
