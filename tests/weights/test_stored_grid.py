@@ -239,3 +239,24 @@ def test_a_seven_b_shaped_reference_stores_under_20_mb(tmp_path: Path):
     idx.add_weights(Reference(name="llama7b-shaped"), seven_b_fingerprint(0), seal=False)
     size = sum((tmp_path / "index" / "weights" / f"llama7b-shaped.{ext}").stat().st_size for ext in ("safetensors", "json"))
     assert size < 20e6
+
+
+@pytest.mark.parametrize("damage", ["grid-missing", "grid-wrong-shape", "codes-not-uint8"])
+def test_a_damaged_row_grid_is_an_error_naming_the_sketch_file(minilm_index: Path, tmp_path: Path, damage: str):
+    import shutil
+
+    copy = Path(shutil.copytree(minilm_index, tmp_path / "damaged"))
+    path = copy / "weights" / "all-MiniLM-L6-v2.safetensors"
+    arrays = {k: np.array(v) for k, v in mapped_arrays(path).items()}
+    name = next(k for k in arrays if not k.startswith(("grid:", "anchors:")) and len(arrays[k]) > 1)
+    if damage == "grid-missing":
+        del arrays["grid:" + name]
+    if damage == "grid-wrong-shape":
+        arrays["grid:" + name] = arrays["grid:" + name][:1]
+    if damage == "codes-not-uint8":
+        arrays[name] = arrays[name].astype(np.float16)
+    save_file(arrays, str(path))
+    with pytest.raises(ReferenceIndexError, match=r"all-MiniLM-L6-v2\.safetensors") as err:
+        fp = ReferenceIndex.load(copy).fingerprint("all-MiniLM-L6-v2")
+        fp.sketches[name]
+    assert "\n" not in err.value.one_line()

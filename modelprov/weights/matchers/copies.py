@@ -9,10 +9,9 @@ within the rounding of its stored value (half a quantisation step, half an fp8 U
 from __future__ import annotations
 
 from modelprov.progress import CONFIRMING, report
-
-from ..evidence import Evidence, TensorMatch
 from modelprov.reader import Rounded
 
+from ..evidence import Evidence, TensorMatch
 from ..fingerprint import ModelFingerprint, TensorFingerprint, ValueDigests, digests_match
 from ..placement import prefix_sketch_rows, region_at, rounded_sketch_at
 from ..storage import CopyCheck, copy_check, similarity_floor, stored_sketch

@@ -389,7 +389,7 @@ def neuron_copy(reader: SuspectReader, e: NeuronEvidence, rmap: ResidualMap, col
     unknown storage rounding."""
     g = rmap.gather(columns)
     hits = np.flatnonzero(e.match.confident_mask)  # as the arrangement is read
-    if g is None or not len(hits) or 2 * len(hits) < e.match.hits:
+    if g is None or e.raw is None or not len(hits) or 2 * len(hits) < e.match.hits:
         return None
     src, sign = g
     neurons = e.match.suspect_ids[hits]
@@ -403,8 +403,6 @@ def neuron_copy(reader: SuspectReader, e: NeuronEvidence, rmap: ResidualMap, col
         if block is None:
             return None
         vectors = signed_columns(block.select((slice(None), neurons)).T, np.arange(len(src)), sign)
-    if e.raw is None:
-        return None
     check = copy_check(vectors, dtype, e.raw.select(hits))
     dropped = e.match.reference_count - e.match.suspect_count
     if check.copy or dropped <= 0:
