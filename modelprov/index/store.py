@@ -375,6 +375,7 @@ class ReferenceIndex:
         fp = ModelFingerprint(tensors, LazySketches(stored, names), spec, manifest.get("source", {}), anchors,
                               HalfSteps(stored, names) if stored.grid else {})
         fp.source["reference"] = entry.reference.to_dict()
+        fp.source["sketch_storage"] = storage  # what `index show` and a report's reader can see
         self._fingerprints[name] = fp
         return fp
 

@@ -132,7 +132,7 @@ def test_index_stores_uint8_codes_memory_mapped_and_reads_float32(minilm_index: 
     rounded = stored_sketch(fp, name)
     assert np.array_equal(rounded.below[:, 0], row_grid_half_step(raw["grid:" + name]))
     assert json.loads((minilm_index / "weights" / "all-MiniLM-L6-v2.json").read_text())["sketch_storage"] == "int8-row-grid"
-    assert idx.format_version == 3
+    assert idx.format_version == 3 and fp.source["sketch_storage"] == "int8-row-grid"
 
 
 def _as_format_2(index: Path) -> Path:
@@ -168,7 +168,7 @@ def test_a_format_2_index_still_loads_with_float16_rounding(minilm_index: Path, 
     assert idx.format_version == 2
     fp = idx.fingerprint("all-MiniLM-L6-v2")
     name = fp.tensors[0].name
-    assert not fp.half_steps and fp.sketches[name].dtype == np.float32
+    assert not fp.half_steps and fp.sketches[name].dtype == np.float32 and fp.source["sketch_storage"] == "float16"
     rounded = stored_sketch(fp, name)
     assert np.array_equal(rounded.below, float_rounding(fp.sketches[name], "F16").below)
     report = scan(minilm_dir, old, hash_files=False, tokenizer=False, code=False)
