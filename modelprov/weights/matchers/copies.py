@@ -9,11 +9,12 @@ within the rounding of its stored value (half a quantisation step, half an fp8 U
 from __future__ import annotations
 
 from modelprov.progress import CONFIRMING, report
+from modelprov.reader import Rounded
 
 from ..evidence import Evidence, TensorMatch
-from ..fingerprint import TensorFingerprint, ValueDigests, digests_match
+from ..fingerprint import ModelFingerprint, TensorFingerprint, ValueDigests, digests_match
 from ..placement import prefix_sketch_rows, region_at, rounded_sketch_at
-from ..storage import CopyCheck, copy_check
+from ..storage import CopyCheck, copy_check, similarity_floor, stored_sketch
 from .base import MatchContext, ReferenceModel, SuspectModel
 
 
@@ -33,8 +34,10 @@ class CopyMatcher:
         for done, m in enumerate(located, 1):
             report(context.session.progress, CONFIRMING, done, len(located), f"{reference.reference.name}: {m.suspect}")
             rt = by_name[m.reference_tensor]
+            stored = stored_sketch_at(reference.fingerprint, rt, m, context)
             exact = None
-            near = m.similarity.centred >= th.exact_candidate or (m.weak and m.similarity.raw_cosine >= th.exact_candidate)
+            near = (m.similarity.centred >= similarity_floor(th.exact_candidate, stored, centre=True)
+                    or (m.weak and m.similarity.raw_cosine >= similarity_floor(th.exact_candidate, stored, centre=False)))
             if near:
                 digests = ValueDigests()
                 for block in region_at(suspect.reader, m.suspect, rt.shape2d, m.located):
@@ -42,17 +45,24 @@ class CopyMatcher:
                 exact = digests_match(digests.hexdigests(), rt.digests)
             copy = None
             if exact is None and not m.weak and m.significant and m.similarity.centred >= th.copy_candidate:
-                copy = sketch_copy(suspect, m, rt, reference.fingerprint.sketches[rt.name], context, dtype[m.suspect])
+                copy = sketch_copy(suspect, m, rt, stored, context, dtype[m.suspect])
             if exact is not None or copy is not None:
                 confirmed.append(m.confirmed(exact, copy))
         return Evidence(confirmed)
 
 
-def sketch_copy(suspect: SuspectModel, m: TensorMatch, rt: TensorFingerprint, reference_sketch, context: MatchContext,
+def stored_sketch_at(fp: ModelFingerprint, rt: TensorFingerprint, m: TensorMatch, context: MatchContext) -> Rounded:
+    """The reference sketch entries a fixed-placement match compared, with their stored rounding (a pre-sliced
+    table holds only the first rows)."""
+    assert m.located is not None
+    stored = stored_sketch(fp, rt.name)
+    held = prefix_sketch_rows(rt.shape2d, m.located, context.session.bank.spec)
+    return stored if held is None else stored.select(held)
+
+
+def sketch_copy(suspect: SuspectModel, m: TensorMatch, rt: TensorFingerprint, stored: Rounded, context: MatchContext,
                 dtype: str) -> CopyCheck | None:
     """The sampled-entry copy check of one fixed-placement match (None when the storage's rounding is unknown)."""
     assert m.located is not None
-    spec = context.session.bank.spec
-    rounded = rounded_sketch_at(suspect.reader, m.suspect, rt.shape2d, m.located, spec)
-    held = prefix_sketch_rows(rt.shape2d, m.located, spec)  # a pre-sliced table holds only the first rows
-    return None if rounded is None else copy_check(rounded, dtype, reference_sketch if held is None else reference_sketch[held])
+    rounded = rounded_sketch_at(suspect.reader, m.suspect, rt.shape2d, m.located, context.session.bank.spec)
+    return None if rounded is None else copy_check(rounded, dtype, stored)
