@@ -10,8 +10,10 @@ import torch
 from safetensors.numpy import load_file
 
 from modelprov.weights.fingerprint import (
-    SketchSpec, ValueDigests, bf16_bits, digests_match, gguf_qk_permutation, sample_indices, sketch_indices,
+    SketchSpec, ValueDigests, bf16_bits, digests_match, exact_precision, gguf_qk_permutation, sample_indices,
+    sketch_indices,
 )
+import modelprov.weights.fingerprint as fingerprint_module
 from modelprov.weights.alignment import AlignmentCosts, align_layers, describe_alignment
 from modelprov.weights.naming import infer_role, roles_compatible
 from modelprov.weights.similarity import centred_similarity, fisher_combined_log10_p, similarity, stouffer
@@ -74,6 +76,23 @@ def test_value_digests_recognise_a_dtype_cast():
     moved = ValueDigests()
     moved.update(w + 1e-3)
     assert digests_match(moved.hexdigests(), ref.hexdigests()) is None
+
+
+def test_exact_precision_hashes_a_one_block_copy_once(monkeypatch):
+    w = np.random.default_rng(2).standard_normal((64, 32)).astype(np.float32)
+    ref = ValueDigests()
+    ref.update(w)
+    cast = torch.from_numpy(w).to(torch.bfloat16).to(torch.float32).numpy()
+    calls = []
+    real = fingerprint_module.bf16_bits
+    monkeypatch.setattr(fingerprint_module, "bf16_bits", lambda v: calls.append(v.shape) or real(v))
+    assert exact_precision([w.copy()], ref.hexdigests()) == "f32"
+    assert calls == []  # a copy is confirmed at float32 without the lower precisions
+    assert exact_precision([cast], ref.hexdigests()) == "bf16"
+    assert exact_precision([cast[:40], cast[40:]], ref.hexdigests()) == "bf16"  # blocks: one pass, all three
+    assert exact_precision([w[:40], w[40:]], ref.hexdigests()) == "f32"
+    assert exact_precision([w + 1e-3], ref.hexdigests()) is None
+    assert exact_precision([w], {}) is None and exact_precision([], ref.hexdigests()) is None
 
 
 def test_gguf_permutation_is_llama_cpp_s():

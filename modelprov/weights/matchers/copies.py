@@ -11,7 +11,7 @@ from __future__ import annotations
 from modelprov.progress import CONFIRMING, report
 
 from ..evidence import Evidence, TensorMatch
-from ..fingerprint import TensorFingerprint, ValueDigests, digests_match
+from ..fingerprint import TensorFingerprint, exact_precision
 from ..placement import prefix_sketch_rows, region_at, rounded_sketch_at
 from ..storage import CopyCheck, copy_check
 from .base import MatchContext, ReferenceModel, SuspectModel
@@ -36,10 +36,7 @@ class CopyMatcher:
             exact = None
             near = m.similarity.centred >= th.exact_candidate or (m.weak and m.similarity.raw_cosine >= th.exact_candidate)
             if near:
-                digests = ValueDigests()
-                for block in region_at(suspect.reader, m.suspect, rt.shape2d, m.located):
-                    digests.update(block)
-                exact = digests_match(digests.hexdigests(), rt.digests)
+                exact = exact_precision(region_at(suspect.reader, m.suspect, rt.shape2d, m.located), rt.digests)
             copy = None
             if exact is None and not m.weak and m.significant and m.similarity.centred >= th.copy_candidate:
                 copy = sketch_copy(suspect, m, rt, reference.fingerprint.sketches[rt.name], context, dtype[m.suspect])
