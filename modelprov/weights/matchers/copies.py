@@ -8,6 +8,8 @@ within the rounding of its stored value (half a quantisation step, half an fp8 U
 
 from __future__ import annotations
 
+import math
+
 from modelprov.progress import CONFIRMING, report
 
 from ..evidence import Evidence, TensorMatch
@@ -36,13 +38,34 @@ class CopyMatcher:
             exact = None
             near = m.similarity.centred >= th.exact_candidate or (m.weak and m.similarity.raw_cosine >= th.exact_candidate)
             if near:
-                exact = exact_precision(region_at(suspect.reader, m.suspect, rt.shape2d, m.located), rt.digests)
+                exact = stored_copy(suspect, m, rt, dtype[m.suspect]) or exact_precision(
+                    region_at(suspect.reader, m.suspect, rt.shape2d, m.located), rt.digests)
             copy = None
             if exact is None and not m.weak and m.significant and m.similarity.centred >= th.copy_candidate:
                 copy = sketch_copy(suspect, m, rt, reference.fingerprint.sketches[rt.name], context, dtype[m.suspect])
             if exact is not None or copy is not None:
                 confirmed.append(m.confirmed(exact, copy))
         return Evidence(confirmed)
+
+
+# the value digest a tensor's stored bytes equal when it is stored as plain floats of this dtype
+_STORED_DIGEST = {"F32": "f32", "BF16": "bf16", "F16": "f16"}
+
+
+def stored_copy(suspect: SuspectModel, m: TensorMatch, rt: TensorFingerprint, dtype: str) -> str | None:
+    """Exact at "f32" when the suspect tensor, stored as plain floats of the reference's own dtype and placed as
+    is, has stored bytes whose sha256 is the reference's digest at that precision: the same values, found by
+    hashing the bytes once instead of converting them. None means "not shown this way" (value digests decide).
+
+    A reference stored as bf16/f16 was digested after a float32 round trip, which keeps every value except a
+    NaN's payload; finite statistics of the reference rule NaNs out."""
+    kind = _STORED_DIGEST.get(dtype)
+    p = m.located
+    if (kind is None or dtype != rt.dtype or not rt.digests.get(kind) or p is None or p.transpose or p.row_offset or p.row_map or p.prefix_rows
+            or tuple(suspect.reader.info(m.suspect).shape) != tuple(rt.shape)
+            or (kind != "f32" and not (rt.statistics and all(math.isfinite(v) for v in rt.statistics.values())))):
+        return None
+    return "f32" if suspect.reader.stored_sha256(m.suspect) == rt.digests[kind] else None
 
 
 def sketch_copy(suspect: SuspectModel, m: TensorMatch, rt: TensorFingerprint, reference_sketch, context: MatchContext,
