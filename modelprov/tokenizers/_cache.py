@@ -6,10 +6,12 @@ packed token bytes with their offsets: loading is slicing, not decoding. A chang
 digest, so it can never meet a stale entry.
 
 Entry layout: MAGIC, the sha256 of the rest, then length-prefixed sections (meta JSON, token offsets, token
-presence, token bytes, merge offsets, merge bytes). The cache folder is writable by whoever runs the tool,
-so an entry is checked like any input: regular file, size limit, its own digest, every offset in bounds.
-Anything wrong means "no entry": the stored file is parsed as before and the entry rewritten. The cache is
-an optimisation only; a folder that cannot be written is skipped silently.
+presence, token bytes, merges as token ids (−1: not a token), offsets and bytes of the merges that are not
+tokens). Merges that are tokens share the token's bytes object, as a parsed tokenizer's do. The cache folder
+is writable by whoever runs the tool, so an entry is checked like any input: regular file, size limit, its
+own digest, every offset and id in bounds. Anything wrong means "no entry": the stored file is parsed as
+before and the entry rewritten. The cache is an optimisation only; a folder that cannot be written is
+skipped silently.
 """
 
 from __future__ import annotations
@@ -28,10 +30,10 @@ from modelprov._inputs import parse_json, read_regular
 from modelprov.errors import ProvenanceError
 from modelprov.reader.tokenizer import Tokenizer
 
-MAGIC = b"MPTOKC1\n"
+MAGIC = b"MPTOKC2\n"
 CACHE_ENV = "MODELPROV_CACHE_DIR"
 MAX_ENTRY_BYTES = 256 * 1024 * 1024  # a 1M-token vocabulary packs to ~10 MB
-_SECTIONS = ("meta", "ends", "present", "tokens", "merge_ends", "merges")
+_SECTIONS = ("meta", "ends", "present", "tokens", "merge_ids", "other_ends", "others")
 _LENGTH = struct.Struct("<Q")
 
 
@@ -71,13 +73,15 @@ def pack(tok: Tokenizer) -> bytes:
     by_id = tok.by_id()
     size = max(by_id) + 1 if by_id else 0
     tokens = [by_id.get(i) for i in range(size)]
-    merges = None if tok.merges is None else list(tok.merges)
+    merges = [] if tok.merges is None else tok.merges
+    ids = [tok.tokens.get(m, -1) for m in merges]
+    others = [m for m, i in zip(merges, ids) if i < 0]
     meta = {"source": tok.source, "format": tok.format, "model": tok.model, "encoding": tok.encoding,
             "collisions": tok.collisions, "special_tokens": tok.special_tokens, "ids": size,
-            "merges": None if merges is None else len(merges)}
+            "merges": None if tok.merges is None else len(merges), "other_merges": len(others)}
     sections = [json.dumps(meta, sort_keys=True).encode(), _ends(t or b"" for t in tokens),
                 np.array([t is not None for t in tokens], dtype=np.uint8).tobytes(), b"".join(t or b"" for t in tokens),
-                _ends(merges or []), b"".join(merges or [])]
+                np.asarray(ids, dtype="<i8").tobytes(), _ends(others), b"".join(others)]
     body = b"".join(_LENGTH.pack(len(s)) + s for s in sections)
     return MAGIC + hashlib.sha256(body).digest() + body
 
@@ -105,13 +109,29 @@ def unpack(data: bytes) -> Tokenizer:
         if len(present) != ids:
             raise _BadEntry("presence does not match the ids")
         vocab = {t: i for i, (t, p) in enumerate(zip(tokens, present.tolist())) if p}
-        merges = None if meta["merges"] is None else _slices(parts["merge_ends"], parts["merges"], int(meta["merges"]))
+        merges = None if meta["merges"] is None else _merges(parts, int(meta["merges"]), int(meta["other_merges"]),
+                                                             tokens, present)
         return Tokenizer(source=str(meta["source"]), format=str(meta["format"]), model=str(meta["model"]),
                          encoding=str(meta["encoding"]), tokens=vocab,
                          special_tokens={str(k): int(v) for k, v in dict(meta["special_tokens"]).items()},
                          merges=merges, collisions=int(meta["collisions"]))
     except (KeyError, TypeError, ValueError, ProvenanceError) as err:
         raise _BadEntry(str(err)) from None
+
+
+def _merges(parts: dict[str, bytes], count: int, other_count: int, tokens: list[bytes], present: np.ndarray
+            ) -> list[bytes]:
+    """The merge order: token ids resolved to the tokens' own bytes objects, the rest from their own section."""
+    if len(parts["merge_ids"]) != 8 * count:
+        raise _BadEntry("merge count does not match")
+    ids = np.frombuffer(parts["merge_ids"], dtype="<i8")
+    holes = ids < 0
+    if ids.size and (ids.max() >= len(tokens) or not present[ids[~holes]].all()):
+        raise _BadEntry("merge names a token the entry lacks")
+    others = iter(_slices(parts["other_ends"], parts["others"], other_count))
+    if int(holes.sum()) != other_count:
+        raise _BadEntry("merge counts do not match")
+    return [next(others) if i < 0 else tokens[i] for i in ids.tolist()]
 
 
 def _ends(items: Iterable[bytes]) -> bytes:

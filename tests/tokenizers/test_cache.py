@@ -42,6 +42,8 @@ def test_holes_duplicates_and_merge_lists_survive():
                     {"<s>": 1}, merges=[b"ab", b"zz"], collisions=2)
     back = unpack(pack(tok))
     assert _fields(back)[:-1] == _fields(tok)[:-1]
+    keys = {id(t) for t in back.tokens}
+    assert id(back.merges[0]) in keys and id(back.merges[1]) not in keys  # a merge that is a token shares its bytes
     assert unpack(pack(Tokenizer("y", "vocab.txt", "wordpiece", "wordpiece", {}))).tokens == {}
 
 

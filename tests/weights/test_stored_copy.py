@@ -35,7 +35,8 @@ def test_bf16_copy_is_exact_from_stored_bytes_and_a_changed_tensor_falls_back(tm
 
     converted: list[str] = []
     real = copies.exact_precision
-    monkeypatch.setattr(copies, "exact_precision", lambda blocks, ref: converted.append(ref["f32"]) or real(blocks, ref))
+    monkeypatch.setattr(copies, "exact_precision",
+                        lambda blocks, ref, rows: converted.append(ref["f32"]) or real(blocks, ref, rows))
 
     report = scan(tmp_path / "copy", index, hash_files=False, tokenizer=False, code=False)
     [finding] = [f for f in report.findings if f.kind == "weights"]

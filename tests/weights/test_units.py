@@ -86,13 +86,13 @@ def test_exact_precision_hashes_a_one_block_copy_once(monkeypatch):
     calls = []
     real = fingerprint_module.bf16_bits
     monkeypatch.setattr(fingerprint_module, "bf16_bits", lambda v: calls.append(v.shape) or real(v))
-    assert exact_precision([w.copy()], ref.hexdigests()) == "f32"
+    assert exact_precision([w.copy()], ref.hexdigests(), 64) == "f32"
     assert calls == []  # a copy is confirmed at float32 without the lower precisions
-    assert exact_precision([cast], ref.hexdigests()) == "bf16"
-    assert exact_precision([cast[:40], cast[40:]], ref.hexdigests()) == "bf16"  # blocks: one pass, all three
-    assert exact_precision([w[:40], w[40:]], ref.hexdigests()) == "f32"
-    assert exact_precision([w + 1e-3], ref.hexdigests()) is None
-    assert exact_precision([w], {}) is None and exact_precision([], ref.hexdigests()) is None
+    assert exact_precision([cast], ref.hexdigests(), 64) == "bf16"
+    assert exact_precision([cast[:40], cast[40:]], ref.hexdigests(), 64) == "bf16"  # blocks: one pass, all three
+    assert exact_precision([w[:40], w[40:]], ref.hexdigests(), 64) == "f32"
+    assert exact_precision([w + 1e-3], ref.hexdigests(), 64) is None
+    assert exact_precision([w], {}, 64) is None and exact_precision([], ref.hexdigests(), 64) is None
 
 
 def test_gguf_permutation_is_llama_cpp_s():

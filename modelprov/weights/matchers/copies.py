@@ -39,7 +39,8 @@ class CopyMatcher:
             near = m.similarity.centred >= th.exact_candidate or (m.weak and m.similarity.raw_cosine >= th.exact_candidate)
             if near:
                 exact = stored_copy(suspect, m, rt, dtype[m.suspect]) or exact_precision(
-                    region_at(suspect.reader, m.suspect, rt.shape2d, m.located), rt.digests)
+                    region_at(suspect.reader, m.suspect, rt.shape2d, m.located), rt.digests,
+                    m.located.rows_held(rt.shape2d[0]))
             copy = None
             if exact is None and not m.weak and m.significant and m.similarity.centred >= th.copy_candidate:
                 copy = sketch_copy(suspect, m, rt, reference.fingerprint.sketches[rt.name], context, dtype[m.suspect])
@@ -61,7 +62,8 @@ def stored_copy(suspect: SuspectModel, m: TensorMatch, rt: TensorFingerprint, dt
     NaN's payload; finite statistics of the reference rule NaNs out."""
     kind = _STORED_DIGEST.get(dtype)
     p = m.located
-    if (kind is None or dtype != rt.dtype or not rt.digests.get(kind) or p is None or p.transpose or p.row_offset or p.row_map or p.prefix_rows
+    if (kind is None or dtype != rt.dtype or not rt.digests.get(kind)
+            or p is None or p.transpose or p.row_offset or p.row_map or p.prefix_rows
             or tuple(suspect.reader.info(m.suspect).shape) != tuple(rt.shape)
             or (kind != "f32" and not (rt.statistics and all(math.isfinite(v) for v in rt.statistics.values())))):
         return None
