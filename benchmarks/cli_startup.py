@@ -1,8 +1,8 @@
 """How long `modelprov --help` and each `modelprov COMMAND --help` take, from process start to exit.
 
 Each command runs `--runs` times as a fresh `python -m modelprov.cli.main` process from the repository root
-(so the working tree's package is the one measured); the table gives the median and the fastest run, and
-the load average when measured (the machine may be shared). `--markdown` rewrites the table in
+(so the working tree's package is the one measured); the table gives the median and the fastest run, the
+median CPU time (user + system: the number to compare when the machine is shared) and the load average. `--markdown` rewrites the table in
 docs/reports.md. Target (issue 19): `modelprov --help` under 0.5 s.
 
     python -m benchmarks.cli_startup [--runs 9] [--markdown]
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -28,33 +29,37 @@ MARK_END = "<!-- cli-startup:end -->"
 TARGET_SECONDS = 0.5
 
 
-def time_command(args: list[str], runs: int) -> list[float]:
-    """Wall-clock seconds of `runs` fresh processes running `modelprov ARGS`."""
-    times = []
+def time_command(args: list[str], runs: int) -> tuple[list[float], list[float]]:
+    """Wall-clock and CPU seconds (user + system) of `runs` fresh processes running `modelprov ARGS`."""
+    times, cpus = [], []
     for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "modelprov.cli.main", *args], cwd=ROOT, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         times.append(time.perf_counter() - start)
-    return times
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    return times, cpus
 
 
-def measure(runs: int) -> list[tuple[str, float, float]]:
-    """(command, median seconds, fastest seconds) for `--help` and every sub-command's `--help`."""
+def measure(runs: int) -> list[tuple[str, float, float, float]]:
+    """(command, median seconds, fastest seconds, median CPU seconds) for `--help` and every sub-command's
+    `--help`."""
     time_command(["--help"], 1)  # warm the file cache once
     rows = []
     for name in ["", *COMMANDS]:
         args = [name, "--help"] if name else ["--help"]
-        times = time_command(args, runs)
-        rows.append((" ".join(["modelprov", *args]), statistics.median(times), min(times)))
+        times, cpus = time_command(args, runs)
+        rows.append((" ".join(["modelprov", *args]), statistics.median(times), min(times), statistics.median(cpus)))
     return rows
 
 
-def markdown(rows: list[tuple[str, float, float]], runs: int, load: tuple[float, float, float]) -> str:
+def markdown(rows: list[tuple[str, float, float, float]], runs: int, load: tuple[float, float, float]) -> str:
     lines = [f"Measured with `python -m benchmarks.cli_startup --markdown`: {runs} runs each, "
              f"{os.cpu_count()} cores, load average {load[0]:.1f} at the time.", "",
-             "| command | median | fastest |", "|---|---|---|"]
-    lines += [f"| `{cmd}` | {median:.2f} s | {fastest:.2f} s |" for cmd, median, fastest in rows]
+             "| command | median | fastest | median CPU |", "|---|---|---|---|"]
+    lines += [f"| `{cmd}` | {median:.2f} s | {fastest:.2f} s | {cpu:.2f} s |" for cmd, median, fastest, cpu in rows]
     return "\n".join(lines)
 
 

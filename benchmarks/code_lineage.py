@@ -6,7 +6,8 @@ or `from transformers.models.glm4_moe…`; `auto`, the registry of auto classes,
 with such parents is scanned: its generated `modeling_X.py` (read from the pinned wheel, never imported)
 against the shipped index *without* X's own files and without the models written from X (transitively:
 modular imports and `# Copied from` declarations the index records), nor vLLM's and SGLang's ports of those
-models: the index as it could have been before X existed. A hit at k: one of the first k nearest source
+models (split ports such as `gemma3n_audio.py` too): the index as it could have been before X existed. A hit at
+k: one of the first k nearest source
 files is a transformers file of a parent (any parent, when there are several). Also reported: the same with
 the reference files dated after X left out too (earliest copyright year; files without a year stay), and
 top-1 by the share of X's function tokens that the index records as declared copies of a parent's units.
@@ -110,6 +111,21 @@ def declared_share(corpus: CodeCorpus, model: str, parents: set[str]) -> float:
     return declared / total if total else 0.0
 
 
+def serving_ports(corpus: CodeCorpus, models: set[str]) -> dict[str, set[str]]:
+    """Model -> its vLLM/SGLang files: `glm4_moe.py`, and split ports such as `gemma3n_audio.py` (the longest
+    transformers model name the file's stem starts with, so `qwen2_5_omni_thinker.py` is qwen2_5_omni's)."""
+    out: dict[str, set[str]] = {}
+    for entry in corpus.entries:
+        if entry.reference.name not in SERVING:
+            continue
+        for record in entry.manifest["files"]:
+            stem = PurePosixPath(record["path"]).stem
+            owner = max((m for m in models if stem == m or stem.startswith(m + "_")), key=len, default=None)
+            if owner is not None:
+                out.setdefault(owner, set()).add(record["path"])
+    return out
+
+
 def lineage_cases(corpus: CodeCorpus, wheel: Path) -> Iterator[dict]:
     """Each lineage model: parents, generated source, exclusions (and those of the dated variant), declared share."""
     parents, modeling = lineage(wheel)
@@ -120,9 +136,10 @@ def lineage_cases(corpus: CodeCorpus, wheel: Path) -> Iterator[dict]:
     years = {model_name(f["path"]): first_year(f.get("license", {}).get("copyrights", []))
              for f in entry.manifest["files"] if "/modeling_" in f["path"]}
     file_years = np.where(corpus.file_year == UNDATED, 0, corpus.file_year)  # undated files stay in the dated view
+    ports = serving_ports(corpus, set(modeling))
     for model in sorted(parents):
         left_out = {model} | descendants(model, relations)
-        patterns = [p for m in sorted(left_out) for p in (f"transformers/models/{m}/*", f"*/models/{m}.py")]
+        patterns = [p for m in sorted(left_out) for p in (f"transformers/models/{m}/*", *sorted(ports.get(m, ())))]
         year = years.get(model)
         later = np.flatnonzero(file_years > year) if year is not None else np.empty(0, np.int64)
         yield {"model": model, "parents": parents[model], "source": modeling[model], "exclude": patterns,

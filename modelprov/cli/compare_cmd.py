@@ -8,7 +8,6 @@ import click
 from rich.text import Text
 
 from modelprov import atomic_write
-from modelprov.weights import compare, write_heatmaps
 
 from ._common import plain_table, progress, stdout
 
@@ -22,6 +21,7 @@ from ._common import plain_table, progress, stdout
               help="Write the layer×layer similarity heatmap (PNG) to this file.")
 def command(a: str, b: str, json_out: str | None, heatmap: str | None) -> None:
     """Compare checkpoint A with checkpoint B tensor by tensor (full read of both; B plays the reference)."""
+    from modelprov.weights import compare, write_heatmaps  # on use: --help stays fast
     with progress("comparing") as feed:
         result = compare(a, b, progress=feed.stages)
     if json_out:

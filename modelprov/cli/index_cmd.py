@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import click
 from rich.text import Text
 
+from modelprov.choices import ARCHIVE_NAME
 from modelprov.findings import Reference
-from modelprov.index import (
-    ARCHIVE_NAME, HubClient, PullResult, ReferenceIndex, add_checkpoint, catalogue_source, catalogue_sources,
-    default_index_dir, export_index, family_sources, fetch_index, import_index, pull_job, pull_many, pull_reference,
-)
 
 from ._common import index_option, json_flag, plain_table, progress, stdout
+
+if TYPE_CHECKING:  # annotations only
+    from modelprov.index import PullResult
 
 
 @click.group(name="index")
@@ -36,6 +37,7 @@ def command() -> None:
 def add(path: str, name: str, family: str | None, org: str | None, country: str | None, license_: str | None,
         repo_id: str | None, revision: str | None, index_dir: str | None) -> None:
     """Fingerprint the checkpoint at PATH (full read) and add it to the index as NAME."""
+    from modelprov.index import ReferenceIndex, add_checkpoint, default_index_dir  # on use: --help stays fast
     idx = ReferenceIndex.open_or_create(index_dir or default_index_dir())
     ref = Reference(name=name, family=family, org=org, country=country.upper() if country else None,
                     license=license_, repo_id=repo_id, revision=revision)
@@ -50,6 +52,7 @@ def add(path: str, name: str, family: str | None, org: str | None, country: str 
 @json_flag()
 def list_(index_dir: str | None, as_json: bool) -> None:
     """List the references of the index and the catalogued families not yet fingerprinted."""
+    from modelprov.index import ReferenceIndex  # on use: --help stays fast
     idx = ReferenceIndex.load(index_dir)
     if as_json:
         click.echo(json.dumps({"index": idx.summary(), "entries": [e.to_dict() for e in idx.entries],
@@ -77,6 +80,7 @@ def list_(index_dir: str | None, as_json: bool) -> None:
 @index_option()
 def show(name: str, index_dir: str | None) -> None:
     """Show one reference: its metadata, source files and fingerprinted tensors, as JSON."""
+    from modelprov.index import ReferenceIndex  # on use: --help stays fast
     idx = ReferenceIndex.load(index_dir)
     entries = [e.to_dict() for e in idx.entries if e.name == name]
     catalogued = [m for m in idx.catalog().get("model", []) if m.get("name") == name]
@@ -100,6 +104,7 @@ def show(name: str, index_dir: str | None) -> None:
 @index_option()
 def remove(name: str, index_dir: str | None) -> None:
     """Remove reference NAME (all kinds) and its files from the index."""
+    from modelprov.index import ReferenceIndex  # on use: --help stays fast
     idx = ReferenceIndex.load(index_dir)
     files = idx.remove(name)
     click.echo(f"removed {name} ({len(files)} files); index v{idx.version} {idx.digest}")
@@ -109,6 +114,7 @@ def remove(name: str, index_dir: str | None) -> None:
 @index_option()
 def verify(index_dir: str | None) -> None:
     """Check the index digest against every file (exit 2 on mismatch)."""
+    from modelprov.index import ReferenceIndex  # on use: --help stays fast
     idx = ReferenceIndex.load(index_dir)
     idx.verify()
     click.echo(f"ok: {idx.name} v{idx.version} {idx.digest}")
@@ -118,6 +124,7 @@ def verify(index_dir: str | None) -> None:
 @index_option()
 def reindex(index_dir: str | None) -> None:
     """Recompute the retrieval signatures of every reference (an index from before format 2) and reseal."""
+    from modelprov.index import ReferenceIndex  # on use: --help stays fast
     idx = ReferenceIndex.load(index_dir)
     found = idx.rebuild_retrieval()
     click.echo(f"retrieval index of {len(found.references)} references in {len(found.classes)} classes; "
@@ -148,6 +155,10 @@ def pull(source: str | None, family: str | None, catalog: bool, name: str | None
     HF_TOKEN and HF_HUB_OFFLINE. An interrupted pull resumes where it stopped when run again. With --family
     or --catalog many repositories are pulled at once (--concurrency, or --ray), under one progress bar.
     """
+    from modelprov.index import (  # on use: --help stays fast
+        HubClient, ReferenceIndex, catalogue_source, catalogue_sources, default_index_dir, family_sources,
+        pull_job, pull_many, pull_reference,
+    )
     if sum(map(bool, (source, family, catalog))) != 1:
         raise click.UsageError("give one of SOURCE (REPO_ID[@REVISION]), --family or --catalog")
     if (family or catalog) and name:
@@ -193,6 +204,7 @@ def _pull_line(result: PullResult, idx: ReferenceIndex) -> str:
 @json_flag("Print the result as JSON.")
 def fetch(source: str, digest: str | None, filename: str, force: bool, index_dir: str | None, as_json: bool) -> None:
     """Download a reference index published as Hub dataset SOURCE (REPO_ID[@REVISION]), verify and install it."""
+    from modelprov.index import HubClient, default_index_dir, fetch_index  # on use: --help stays fast
     with progress(f"fetch {source}", unit="bytes") as feed:
         result = fetch_index(source, index_dir or default_index_dir(), digest=digest, filename=filename,
                              client=HubClient(on_bytes=feed.bytes), force=force)
@@ -207,6 +219,7 @@ def fetch(source: str, digest: str | None, filename: str, force: bool, index_dir
 @json_flag("Print the result as JSON.")
 def export(out: str, index_dir: str | None, as_json: bool) -> None:
     """Write the verified index as one tar OUT (plus OUT.sha256) for reviewers without network."""
+    from modelprov.index import export_index  # on use: --help stays fast
     result = export_index(index_dir, out)
     _echo_archive(result, as_json, f"wrote {result.archive} ({result.files} files) {result.sha256}; "
                                    f"index {result.index_name} v{result.index_version} {result.index_digest}")
@@ -220,6 +233,7 @@ def export(out: str, index_dir: str | None, as_json: bool) -> None:
 @json_flag("Print the result as JSON.")
 def import_(archive: str, digest: str | None, force: bool, index_dir: str | None, as_json: bool) -> None:
     """Verify ARCHIVE (its sha256, then the index digest) and install it as the index."""
+    from modelprov.index import default_index_dir, import_index  # on use: --help stays fast
     result = import_index(archive, index_dir or default_index_dir(), digest=digest, force=force)
     _echo_archive(result, as_json, f"installed {result.index_name} v{result.index_version} {result.index_digest} "
                                    f"into {result.installed_to}; archive {result.sha256} verified")

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.text import Text
 
-from modelprov.reader import open_checkpoint
-from modelprov.weights import Inspection, inspect_checkpoint
 
 from ._common import follow_symlinks_option, plain_table, progress, stdout
+
+if TYPE_CHECKING:  # annotations only
+    from modelprov.weights import Inspection
 
 
 @click.command(name="inspect")
@@ -24,6 +26,8 @@ from ._common import follow_symlinks_option, plain_table, progress, stdout
 def command(path: str, as_json: bool, no_hash: bool, list_tensors: bool, tensor_hashes: bool,
             no_follow_symlinks: bool) -> None:
     """Show what the checkpoint at PATH holds (file, folder, sharded or GGUF) without loading its weights."""
+    from modelprov.reader import open_checkpoint  # on use: --help stays fast
+    from modelprov.weights import inspect_checkpoint  # on use: --help stays fast
     with open_checkpoint(path, follow_symlinks=not no_follow_symlinks) as ckpt:
         total = sum(f.size for f in ckpt.files())
         options = {"list_tensors": list_tensors, "tensor_hashes": tensor_hashes}

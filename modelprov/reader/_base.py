@@ -110,6 +110,12 @@ class Checkpoint(ABC):
         step, unbounded past a clipping end code); None when this storage's rounding is not known."""
         return float_rounding(self.read_rows(name, rows), self.tensor(name).dtype)
 
+    def stored_sha256(self, name: str) -> str | None:
+        """sha256 of tensor `name`'s stored bytes when it is held as plain little-endian floats (F32, F16, BF16)
+        in one byte range of a local file: the value digest at that precision without converting anything.
+        None for every other storage (quantised, packed, remote) and in formats that do not say."""
+        return None
+
     def tensor(self, name: str) -> TensorInfo:
         for info in self.tensors():
             if info.name == name:

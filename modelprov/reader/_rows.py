@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Callable, Iterable
 
@@ -13,6 +14,8 @@ from ._base import RowSelection, TensorInfo
 from ._dtypes import DTYPE_SIZES, to_float32
 
 READ_CHUNK_BYTES = 16 * 1024 * 1024  # largest single read; bounds the temporary bytes of any row read
+# stored as plain little-endian floats: the stored bytes are the values at their own precision
+PLAIN_FLOAT_DTYPES = frozenset({"F32", "F16", "BF16"})
 _FADVISE = hasattr(os, "posix_fadvise")
 
 
@@ -72,6 +75,15 @@ def read_raw_rows(fd: int, info: TensorInfo, rows: RowSelection, row_bytes: int)
                            dtype=np.uint8).reshape(count, row_bytes) for first, count in runs if count]
     raw = np.concatenate(parts) if parts else np.empty((0, row_bytes), dtype=np.uint8)
     return raw if inverse is None else raw[inverse]
+
+
+def stored_sha256(fd: int, info: TensorInfo) -> str:
+    """sha256 of a tensor's whole stored byte range, read in chunks of at most `READ_CHUNK_BYTES`."""
+    digest = hashlib.sha256()
+    start, end = info.byte_range
+    for offset in range(start, end, READ_CHUNK_BYTES):
+        digest.update(pread_exact(fd, info, offset, min(READ_CHUNK_BYTES, end - offset)))
+    return digest.hexdigest()
 
 
 def read_stored_rows(fd: int, info: TensorInfo, rows: RowSelection) -> np.ndarray:

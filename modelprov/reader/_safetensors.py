@@ -17,7 +17,7 @@ from ._base import CheckpointFile, RowSelection, TensorInfo
 from ._dtypes import DTYPE_SIZES, to_float32
 from ._quantised import dominant_scheme, find_quantised, stored_reader
 from ._rounding import Rounded
-from ._rows import read_stored_rows
+from ._rows import PLAIN_FLOAT_DTYPES, read_stored_rows, stored_sha256
 from ._table import TableCheckpoint
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the limit the safetensors library itself enforces
@@ -77,6 +77,12 @@ class SafetensorsCheckpoint(TableCheckpoint):
         if quantised is not None:
             return quantised.read_rows_rounded(rows, stored_reader(self._fd), self._read_stored_rows)
         return super().read_rows_rounded(name, rows)
+
+    def stored_sha256(self, name: str) -> str | None:
+        info = self._infos[name]
+        if name in self._quantised or info.dtype not in PLAIN_FLOAT_DTYPES:
+            return None
+        return stored_sha256(self._fd(info.file), info)
 
     def _read_stored_rows(self, info: TensorInfo, rows: RowSelection) -> np.ndarray:
         return read_stored_rows(self._fd(info.file), info, rows)

@@ -53,6 +53,13 @@ class SuspectReader:
         self.bytes_read += int(out.values.shape[0] * width * _entry_bytes(info))
         return out
 
+    def stored_sha256(self, name: str) -> str | None:
+        """`Checkpoint.stored_sha256`, its bytes counted in `bytes_read` when it reads them."""
+        digest = self.ckpt.stored_sha256(name)
+        if digest is not None:
+            self.bytes_read += self._infos[name].nbytes
+        return digest
+
     def cached_rows(self, name: str, rows: np.ndarray) -> np.ndarray:
         """`rows(name, rows)`, answered without reading when the previous call asked for the same rows."""
         key = np.asarray(rows, dtype=np.int64).tobytes()

@@ -172,6 +172,10 @@ def key_statistics(finding: Mapping[str, Any]) -> list[tuple[str, str]]:
             if k in stats and not isinstance(stats[k], (list, dict))]
 
 
+DIRECTION = ("shared trained weights do not show the direction: the model may be trained from the reference, or "
+             "both from a common ancestor")
+
+
 def finding_statements(finding: Mapping[str, Any]) -> list[str]:
     """The finding in short plain sentences a reviewer can check against the charts, e.g. "30 of 30 layers
     match", "median centred similarity 0.9998 (null sd 0.0039, n = 65,536)", then its transformations."""
@@ -180,6 +184,8 @@ def finding_statements(finding: Mapping[str, Any]) -> list[str]:
     out: list[str] = []
     if kind == "weights":
         out += _weights_statements(stats, finding.get("parameter_share"))
+        if finding.get("verdict") == "derived":
+            out.append(DIRECTION)
     elif kind == "tokenizer":
         out += _tokenizer_statements(stats)
     elif kind == "code":

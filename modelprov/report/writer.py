@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from modelprov._atomic import atomic_write
+from modelprov.choices import FILE_NAMES, FORMATS
 from modelprov.errors import ProvenanceError
 
 from .cyclonedx import cyclonedx_json
@@ -18,16 +19,6 @@ from .markdown import render_markdown
 from .sarif import sarif_json
 from .spdx import spdx_json
 
-# format -> file name written by `write_reports`
-FILE_NAMES = {
-    "json": "report.json",
-    "html": "report.html",
-    "md": "report.md",
-    "cyclonedx": "report.cdx.json",
-    "sarif": "report.sarif",
-    "spdx": "report.spdx.json",
-}
-FORMATS = tuple(FILE_NAMES)
 DEFAULT_FORMATS = ("json", "html", "md", "cyclonedx", "sarif", "spdx")
 
 

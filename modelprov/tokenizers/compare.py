@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from modelprov.reader.tokenizer import Tokenizer, estimate_jaccard
+from modelprov.weights.similarity import spearman_rho
 
 # Thresholds (see module docstring and docs/tokenizers.md for the null they are set against).
 SUBSET = 0.999  # share of one vocabulary found in the other to call it a subset
@@ -134,9 +135,7 @@ def _merge_agreement(suspect: list[bytes], reference: list[bytes]) -> MergeAgree
     rho = None
     if len(pairs) >= 3:
         a, b = np.asarray(pairs, dtype=np.int64).T
-        from scipy.stats import spearmanr  # deferred: scipy.stats takes 1-3 s to import, which `--help` must not pay
-
-        rho = float(spearmanr(a, b).statistic)
+        rho = spearman_rho(a, b)
     k = min(TOP_MERGES, len(reference))
     top = len(set(suspect[:TOP_MERGES]) & set(reference[:TOP_MERGES])) / k if k else 0.0
     return MergeAgreement(len(suspect), len(reference), len(pairs), prefix, rho, top)

@@ -30,6 +30,8 @@ from modelprov._hashing import sha256_file
 from modelprov.index import IndexEntry, ReferenceIndex, default_index_dir
 from modelprov.reader.tokenizer import SKETCH_SCHEME, Tokenizer, read_tokenizer
 
+from ._cache import cached_tokenizer
+
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 
@@ -200,6 +202,7 @@ class ReferenceTokenizerEntry:
 
 @lru_cache(maxsize=16)
 def _load_stored(path: str, sha256: str, name: str) -> Tokenizer:
+    """The stored tokenizer after its sha256 is checked; parsed once per content (`_cache`), not per scan."""
     p = Path(path)
     try:
         blob = p.read_bytes()
@@ -207,6 +210,10 @@ def _load_stored(path: str, sha256: str, name: str) -> Tokenizer:
         raise ReferenceIndexError(p, f"reference tokenizer cannot be read: {err}") from None
     if hashlib.sha256(blob).hexdigest() != sha256:
         raise ReferenceIndexError(p, "sha256 differs from tokenizers/manifest.json; rebuild the tokenizer index")
+    return cached_tokenizer(sha256, name, lambda: _parse_stored(blob, p, name))
+
+
+def _parse_stored(blob: bytes, p: Path, name: str) -> Tokenizer:
     doc = parse_json(gunzip(blob, p, ReferenceIndexError), p, ReferenceIndexError, what="malformed reference tokenizer")
     try:
         return _tokenizer_from_dict(doc, name)

@@ -31,7 +31,7 @@ from .fingerprint import (
 from .matchers.sketch import stack_matches
 from .placement import region_at, rounded_region_at
 from .similarity import compare_arrays
-from .storage import copy_check
+from .storage import copy_check, exact_reference
 
 
 @dataclass
@@ -109,8 +109,7 @@ def compare(a: str | os.PathLike[str], b: str | os.PathLike[str], *, progress: P
             identical = bool(np.array_equal(block_a, full_b))
             name = suspects[p.suspect].name
             rounded = None if identical else rounded_region_at(reader, name, rt.shape2d, p.placement)
-            check = None if rounded is None else copy_check(rounded, suspects[p.suspect].dtype, full_b,
-                                                            reference_storage=None)
+            check = None if rounded is None else copy_check(rounded, suspects[p.suspect].dtype, exact_reference(full_b))
             largest = 0.0 if identical or not block_a.size else float(np.max(np.abs(block_a - full_b)))
             return TensorComparison(
                 name, rt.name, rt.role, p.placement.describe(), sim.centred, sim.raw_cosine, sim.n,

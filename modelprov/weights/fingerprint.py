@@ -13,7 +13,7 @@ import hashlib
 import math
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
@@ -82,15 +82,17 @@ class ValueDigests:
 
     KINDS = ("f32", "bf16", "f16")
 
-    def __init__(self) -> None:
-        self._h = {k: hashlib.sha256() for k in self.KINDS}
+    def __init__(self, kinds: tuple[str, ...] = KINDS) -> None:
+        self._h = {k: hashlib.sha256() for k in kinds}
 
     def update(self, block: np.ndarray) -> None:
         block = np.ascontiguousarray(block, dtype=np.float32)
-        self._h["f32"].update(block.tobytes())
-        self._h["bf16"].update(bf16_bits(block).tobytes())
-        with np.errstate(over="ignore"):
-            self._h["f16"].update(block.astype(np.float16).tobytes())
+        self._h["f32"].update(memoryview(block).cast("B"))
+        if "bf16" in self._h:
+            self._h["bf16"].update(memoryview(bf16_bits(block)).cast("B"))
+        if "f16" in self._h:
+            with np.errstate(over="ignore"):
+                self._h["f16"].update(memoryview(block.astype(np.float16)).cast("B"))
 
     def hexdigests(self) -> dict[str, str]:
         return {k: h.hexdigest() for k, h in self._h.items()}
@@ -102,6 +104,21 @@ def digests_match(a: dict[str, str], b: dict[str, str]) -> str | None:
         if a.get(kind) and a.get(kind) == b.get(kind):
             return kind
     return None
+
+
+def exact_precision(blocks: Iterable[np.ndarray], reference: dict[str, str], rows: int) -> str | None:
+    """`digests_match` of the value digests of `blocks` (row blocks of `rows` rows in all) against `reference`'s.
+    A tensor read in one block (most are) is hashed at float32 first and at bfloat16/float16 only when that
+    differs: a copy costs one hash, not three. Longer ones take one pass at all three, one block in memory."""
+    digests = ValueDigests()
+    for i, block in enumerate(blocks):
+        if i == 0 and len(block) == rows and reference.get("f32"):
+            f32 = ValueDigests(("f32",))
+            f32.update(block)
+            if f32.hexdigests()["f32"] == reference["f32"]:
+                return "f32"
+        digests.update(block)
+    return digests_match(digests.hexdigests(), reference)
 
 
 class RunningStats:
@@ -257,21 +274,30 @@ class EmbeddingAnchors:
     ids: np.ndarray  # reference token ids (int64), the embedding rows sampled
     rows: np.ndarray  # (len(ids), width) float32
     tokens: list[bytes] | None = None  # normalised token bytes per id; None: no tokenizer, align by id
+    half_step: np.ndarray | None = None  # per row, how far a stored row grid may be off; None: float16 storage
 
     def to_dict(self) -> dict[str, Any]:
         return {"ids": [int(i) for i in self.ids],
                 "tokens": None if self.tokens is None else [t.hex() for t in self.tokens]}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], rows: np.ndarray) -> "EmbeddingAnchors":
+    def from_dict(cls, d: dict[str, Any], rows: np.ndarray, half_step: np.ndarray | None = None) -> "EmbeddingAnchors":
         tokens = d.get("tokens")
         return cls(np.asarray(d["ids"], dtype=np.int64), rows,
-                   None if tokens is None else [bytes.fromhex(t) for t in tokens])
+                   None if tokens is None else [bytes.fromhex(t) for t in tokens], half_step)
+
+
+MAX_ANCHORS = 4096
+MIN_ANCHORS = 1024
 
 
 def anchor_count(vocab: int, width: int) -> int:
-    """Anchors kept: about four per hidden unit (enough to fit a rotation), between 1,024 and 4,096."""
-    return min(vocab, max(1024, min(4096, 4 * width)))
+    """Anchors kept: about four per hidden unit (enough to fit a rotation on half of them), between 1,024 and
+    4,096; from width 2,048 on, where even 4,096 anchors cannot fit a rotation (half of them must outnumber the
+    width), 1,024: enough for the identity and signed-permutation maps, a quarter of the index's bytes."""
+    if MAX_ANCHORS // 2 <= width:
+        return min(vocab, MIN_ANCHORS)
+    return min(vocab, max(MIN_ANCHORS, min(MAX_ANCHORS, 4 * width)))
 
 
 def select_anchors(ckpt: Checkpoint, info: TensorInfo, tokens: dict[bytes, int] | None) -> EmbeddingAnchors:
@@ -297,6 +323,7 @@ class ModelFingerprint:
     spec: SketchSpec = field(default_factory=SketchSpec)
     source: dict[str, Any] = field(default_factory=dict)  # format, quantisation, files, transformations
     anchors: dict[str, EmbeddingAnchors] = field(default_factory=dict)  # by token-embedding tensor name
+    half_steps: Mapping[str, np.ndarray] = field(default_factory=dict)  # per sketch row, where stored on a row grid
 
     @property
     def parameter_count(self) -> int:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from modelprov.reader import SuspectReader
 
@@ -39,7 +40,17 @@ class MixtureRules:
 def tensor_weights(reader: SuspectReader, bank: ReferenceBank, matches: dict[int, list[TensorMatch]]
                    ) -> list[dict[str, Any]]:
     """Per suspect layer tensor: least-squares weights on the sketches of the references it matched at one
-    placement. `matches` holds each reference's sketch-located evidence; references are bank indices."""
+    placement. `matches` holds each reference's sketch-located evidence; references are bank indices.
+
+    BLAS runs single-threaded: these are hundreds of products of 65,536-entry vectors, where waking a second
+    thread costs ~5 ms each (3 s of the SmolLM2 self-scan) and saves nothing.
+    """
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _tensor_weights(reader, bank, matches)
+
+
+def _tensor_weights(reader: SuspectReader, bank: ReferenceBank, matches: dict[int, list[TensorMatch]]
+                    ) -> list[dict[str, Any]]:
     by_tensor: dict[str, dict[tuple, dict[int, TensorMatch]]] = {}
     for ri, ms in matches.items():
         for m in ms:

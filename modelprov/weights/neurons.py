@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .similarity import LOG10_P_FLOOR
+from .similarity import LOG10_P_FLOOR, average_ranks, normal_isf
 
 ALPHA = 1e-3  # nominal chance that a reference neuron hits an independent suspect tensor (sets τ)
 # Hit rate the p-values assume: measured 0.00121 over 4.8 M neurons of independent same-architecture pairs
@@ -34,9 +34,7 @@ NULL_HIT_RATE = 2e-3
 
 def rank_rows(vectors: np.ndarray) -> np.ndarray:
     """Rows replaced by their centred, unit-norm ranks: row dot products are then Spearman correlations."""
-    from scipy import stats  # deferred: scipy.stats takes 1-3 s to import, which `--help` must not pay
-
-    ranks = stats.rankdata(np.asarray(vectors, dtype=np.float64), axis=1)
+    ranks = average_ranks(np.asarray(vectors, dtype=np.float64))
     ranks -= ranks.mean(axis=1, keepdims=True)
     norms = np.linalg.norm(ranks, axis=1, keepdims=True)
     return (ranks / np.maximum(norms, 1e-12)).astype(np.float32)
@@ -48,9 +46,7 @@ def hit_threshold(coordinates: int, candidates: int, alpha: float = ALPHA) -> fl
     if coordinates <= 3:
         return 1.0
     per_candidate = -math.expm1(math.log1p(-alpha) / max(candidates, 1))  # 1 − (1 − α)^(1/N)
-    from scipy import stats  # deferred: see rank_rows
-
-    z = float(stats.norm.isf(per_candidate))
+    z = normal_isf(per_candidate)
     return float(math.tanh(z / math.sqrt(coordinates - 3)))
 
 
@@ -58,7 +54,7 @@ def binomial_log10_p(hits: int, trials: int, alpha: float = ALPHA) -> float:
     """log10 P(at least `hits` of `trials` hit by chance), floored like every reported p-value."""
     if hits <= 0:
         return 0.0
-    from scipy import stats  # deferred: see rank_rows
+    from scipy import stats  # deferred: scipy.stats takes 1-3 s to import; only scans with neuron hits need it
 
     return max(LOG10_P_FLOOR, float(stats.binom.logsf(hits - 1, trials, alpha) / math.log(10)))
 

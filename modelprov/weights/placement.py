@@ -44,6 +44,10 @@ class Placement:
             parts.append(f"first {self.prefix_rows} of {self.ref_rows} rows only (pre-sliced)")
         return ", ".join(parts) or "as is"
 
+    def rows_held(self, ref_rows: int) -> int:
+        """Rows of the reference (of `ref_rows`) the suspect holds at this placement: all but a pre-sliced table's."""
+        return self.prefix_rows or ref_rows
+
     def suspect_rows(self, ref_rows: np.ndarray) -> np.ndarray:
         """Suspect rows (in reference orientation) that hold reference rows `ref_rows`."""
         rows = ref_rows
@@ -167,7 +171,7 @@ def rounded_sketch_at(reader: SuspectReader, name: str, ref_shape2d: tuple[int, 
 def region_at(reader: SuspectReader, name: str, ref_shape2d: tuple[int, int], placement: Placement
               ) -> Iterator[np.ndarray]:
     """The full block of the suspect that holds the reference, in reference layout, in row blocks."""
-    a = placement.prefix_rows or ref_shape2d[0]
+    a = placement.rows_held(ref_shape2d[0])
     if placement.transpose:
         yield reader.rows(name).T[placement.suspect_rows(np.arange(a))]
         return

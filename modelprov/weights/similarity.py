@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -120,9 +120,13 @@ def fisher_combined_log10_p(log10_ps: Sequence[float]) -> float:
     if not log10_ps:
         return 0.0
     statistic = -2.0 * math.log(10) * float(np.sum(log10_ps))
-    from scipy import stats  # deferred: scipy.stats takes 1-3 s to import, which `--help` must not pay
+    from scipy.special import chdtr, chdtrc, gammaincinv  # deferred: see log10_sf
 
-    return max(LOG10_P_FLOOR, float(stats.chi2.logsf(statistic, 2 * len(log10_ps)) / math.log(10)))
+    # scipy.stats.chi2.logsf, without importing scipy.stats (~1 s): 0 at the support's edge, else log_survival
+    df = 2 * len(log10_ps)
+    log_sf = 0.0 if statistic <= 0 else log_survival(statistic, 2 * gammaincinv(df / 2, 0.5),
+                                                     lambda v: chdtrc(df, v), lambda v: chdtr(df, v))
+    return max(LOG10_P_FLOOR, log_sf / math.log(10))
 
 
 def null_sd(n: int) -> float:
@@ -132,6 +136,51 @@ def null_sd(n: int) -> float:
 
 def z_from_log10_p(log10_p: float) -> float:
     """The one-sided normal z whose tail probability is 10**log10_p (inverse of `log10_sf`)."""
-    from scipy import stats  # deferred: see fisher_combined_log10_p
+    return normal_isf(10.0 ** max(log10_p, LOG10_P_FLOOR))
 
-    return float(stats.norm.isf(10.0 ** max(log10_p, LOG10_P_FLOOR)))
+
+def normal_isf(q: float) -> float:
+    """The normal z with tail probability q: scipy.stats.norm.isf's value (−ndtri(q)) without importing
+    scipy.stats (~1 s)."""
+    from scipy.special import ndtri  # deferred: see log10_sf
+
+    return 0.0 - float(ndtri(q))  # 0.0 − …: norm.isf returns +0.0 at q = 0.5, as `_isf · scale + loc` does
+
+
+def log_survival(x: float, median: float, sf: Callable[[float], float], cdf: Callable[[float], float]) -> float:
+    """Natural log of a distribution's survival function at x as scipy.stats (1.17) computes it: log(sf) above
+    the median, log1p(−cdf) at or below it (accurate where sf is near 1); −inf where sf is 0."""
+    with np.errstate(divide="ignore"):
+        return float(np.log(sf(x)) if x > median else np.log1p(-cdf(x)))
+
+
+def average_ranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks along the last axis, ties at their average rank, a row holding a NaN all NaN: the values
+    of scipy.stats.rankdata (its algorithm, step for step) without importing scipy.stats (~1 s)."""
+    x = np.asarray(x)
+    if x.size == 0:
+        return np.empty(x.shape, dtype=np.float64)
+    shape = x.shape
+    order = np.argsort(x, axis=-1, kind="stable")
+    ordinal = np.broadcast_to(np.arange(1, shape[-1] + 1, dtype=np.float64), shape)
+    y = np.take_along_axis(x, order, axis=-1)
+    first = np.concatenate([np.ones(shape[:-1] + (1,), dtype=bool), y[..., :-1] != y[..., 1:]], axis=-1)
+    starts = np.arange(y.size)[first.reshape(-1)]
+    counts = np.diff(starts, append=np.asarray([y.size], dtype=starts.dtype))
+    sorted_ranks = np.repeat(ordinal[first] + (counts.astype(np.float64) - 1) / 2, counts).reshape(shape)
+    ranks = np.empty(order.shape, dtype=np.float64)
+    np.put_along_axis(ranks, order, sorted_ranks, axis=-1)
+    if x.dtype.kind in "fc":
+        nan_rows = np.isnan(x).any(axis=-1)
+        if nan_rows.any():
+            ranks[nan_rows] = np.nan
+    return ranks
+
+
+def spearman_rho(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation of two 1-D samples without NaNs: scipy.stats.spearmanr's statistic (ranks,
+    then np.corrcoef of the stacked columns; NaN when a sample is constant or shorter than 2)."""
+    a, b = np.asarray(a), np.asarray(b)
+    if len(a) <= 1 or (a[0] == a).all() or (b[0] == b).all():
+        return float("nan")
+    return float(np.corrcoef(np.column_stack((average_ranks(a), average_ranks(b))), rowvar=False)[1, 0])

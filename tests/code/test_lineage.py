@@ -6,7 +6,7 @@ import zipfile
 
 import pytest
 
-from benchmarks.code_lineage import lineage, lineage_cases
+from benchmarks.code_lineage import lineage, lineage_cases, serving_ports
 from modelprov.code import load_corpus, scan_code
 from modelprov.code.build import model_name
 
@@ -68,3 +68,15 @@ def test_a_verbatim_modelling_file_is_its_own_nearest_source(model, corpus, pinn
         subject = tmp_path / f"modeling_{model}.py"
         subject.write_bytes(archive.read(path))
     assert scan_code(subject, corpus=corpus).files[0].sources[0].path == path
+
+
+def test_split_serving_ports_are_left_out_with_their_model(corpus, pinned_wheel):
+    """SGLang splits gemma3n into `gemma3n_audio.py`, `gemma3n_causal.py`, …; the benchmark left out only
+    `gemma3n.py`, so gemma3n named its own port. A port belongs to the longest model name its stem starts with."""
+    _, modeling = lineage(pinned_wheel("transformers"))
+    ports = serving_ports(corpus, set(modeling))
+    assert "sglang/srt/models/gemma3n_audio.py" in ports["gemma3n"]
+    assert "vllm/model_executor/models/qwen2_5_omni_thinker.py" in ports["qwen2_5_omni"]
+    assert not any("qwen2_5_omni" in p for p in ports["qwen2"])
+    case = next(c for c in lineage_cases(corpus, pinned_wheel("transformers")) if c["model"] == "gemma3n")
+    assert "sglang/srt/models/gemma3n_audio.py" in case["exclude"]

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from modelprov.cli.main import app
+from modelprov.cli.main import COMMANDS, app
 from modelprov.cli.scan_cmd import print_report
 from tests.report.synthetic import build_report
 
@@ -183,7 +183,7 @@ def test_top_level_help_imports_nothing_heavy():
     assert _modules_loaded_by(["--help"]) == []
 
 
-@pytest.mark.parametrize("command", ["scan", "index", "report", "tokenizer", "compare", "inspect"])
-def test_command_help_does_not_import_scipy_torch_or_matplotlib(command):
-    loaded = _modules_loaded_by([command, "--help"])
-    assert not {"scipy.stats", "scipy.optimize", "torch", "matplotlib"} & set(loaded), loaded
+@pytest.mark.parametrize("command", [*COMMANDS, "index pull", "code scan", "policy check"])
+def test_command_help_imports_nothing_heavy(command):
+    """A command's --help needs click and rich only: its module loads the library inside the command."""
+    assert _modules_loaded_by([*command.split(), "--help"]) == []

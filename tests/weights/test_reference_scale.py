@@ -130,14 +130,3 @@ def test_hostile_sketch_file_is_an_error_naming_it(tmp_path: Path, damage: str):
     path.write_bytes(size.to_bytes(8, "little") + blob + bytes(8))
     with pytest.raises(ReferenceIndexError, match="x.safetensors"):
         mapped_arrays(path)
-
-
-def test_sketches_stay_float16_on_disk_and_read_as_float32(minilm_index: Path):
-    fp = ReferenceIndex.load(minilm_index).fingerprint("all-MiniLM-L6-v2")
-    name = fp.tensors[0].name
-    assert fp.sketches[name].dtype == np.float32
-    view, bases = fp.sketches._views[name], []
-    while view is not None:
-        bases.append(type(view))
-        view = getattr(view, "base", None)
-    assert np.memmap in bases and fp.sketches._views[name].dtype == np.float16

@@ -10,8 +10,10 @@ import torch
 from safetensors.numpy import load_file
 
 from modelprov.weights.fingerprint import (
-    SketchSpec, ValueDigests, bf16_bits, digests_match, gguf_qk_permutation, sample_indices, sketch_indices,
+    SketchSpec, ValueDigests, bf16_bits, digests_match, exact_precision, gguf_qk_permutation, sample_indices,
+    sketch_indices,
 )
+import modelprov.weights.fingerprint as fingerprint_module
 from modelprov.weights.alignment import AlignmentCosts, align_layers, describe_alignment
 from modelprov.weights.naming import infer_role, roles_compatible
 from modelprov.weights.similarity import centred_similarity, fisher_combined_log10_p, similarity, stouffer
@@ -74,6 +76,23 @@ def test_value_digests_recognise_a_dtype_cast():
     moved = ValueDigests()
     moved.update(w + 1e-3)
     assert digests_match(moved.hexdigests(), ref.hexdigests()) is None
+
+
+def test_exact_precision_hashes_a_one_block_copy_once(monkeypatch):
+    w = np.random.default_rng(2).standard_normal((64, 32)).astype(np.float32)
+    ref = ValueDigests()
+    ref.update(w)
+    cast = torch.from_numpy(w).to(torch.bfloat16).to(torch.float32).numpy()
+    calls = []
+    real = fingerprint_module.bf16_bits
+    monkeypatch.setattr(fingerprint_module, "bf16_bits", lambda v: calls.append(v.shape) or real(v))
+    assert exact_precision([w.copy()], ref.hexdigests(), 64) == "f32"
+    assert calls == []  # a copy is confirmed at float32 without the lower precisions
+    assert exact_precision([cast], ref.hexdigests(), 64) == "bf16"
+    assert exact_precision([cast[:40], cast[40:]], ref.hexdigests(), 64) == "bf16"  # blocks: one pass, all three
+    assert exact_precision([w[:40], w[40:]], ref.hexdigests(), 64) == "f32"
+    assert exact_precision([w + 1e-3], ref.hexdigests(), 64) is None
+    assert exact_precision([w], {}, 64) is None and exact_precision([], ref.hexdigests(), 64) is None
 
 
 def test_gguf_permutation_is_llama_cpp_s():
@@ -170,3 +189,38 @@ def test_p_values_of_near_copies_are_floored_not_astronomical():
     assert z > copy.z and log_p == LOG10_P_FLOOR
     weak = similarity(0.02, 0.5, 65_536)  # ~5 sigma: far from the floor, reported as computed
     assert -8.0 < weak.log10_p < -5.0
+
+
+def test_scipy_stats_free_statistics_equal_scipy_stats_exactly():
+    """The scan avoids importing scipy.stats (~1 s); its replacements must give scipy.stats' values bit for bit."""
+    import math
+
+    from scipy import stats
+
+    from modelprov.weights import residual
+    from modelprov.weights.similarity import (
+        LOG10_P_FLOOR, average_ranks, fisher_combined_log10_p, normal_isf, spearman_rho,
+    )
+
+    rng = np.random.default_rng(7)
+    quantised = np.round(rng.standard_normal((40, 300)) * 4) / 4  # many ties, as in quantised weights
+    quantised[3, 5] = -0.0
+    quantised[7, 9] = np.nan  # a row with a NaN ranks as all NaN
+    for x in (quantised, rng.standard_normal((5, 64)), rng.integers(0, 9, size=(6, 50)), np.zeros((2, 0))):
+        assert np.array_equal(average_ranks(x), stats.rankdata(x, axis=1), equal_nan=True)
+    for _ in range(20):
+        a, b = rng.integers(0, 200, size=(2, 500))
+        assert spearman_rho(a, b) == float(stats.spearmanr(a, b).statistic)
+    assert math.isnan(spearman_rho(np.ones(5), np.arange(5)))
+    for q in (0.5, 0.3, 1e-3, 1e-12, 1e-300, 0.0, 1.0, 0.999):
+        assert normal_isf(q) == float(stats.norm.isf(q)) and math.copysign(1, normal_isf(q)) == math.copysign(
+            1, float(stats.norm.isf(q)))
+    for ps in ([-0.5, -2.0], [0.0, 0.0], [-300.0] * 30, [-1e-9], list(-rng.random(12) * 40)):
+        statistic = -2.0 * math.log(10) * float(np.sum(ps))
+        old = max(LOG10_P_FLOOR, float(stats.chi2.logsf(statistic, 2 * len(ps)) / math.log(10)))
+        assert fisher_combined_log10_p(ps) == old
+    for r in (rng.random(50) * 0.1, rng.random(7) - 0.4, np.full(9, 0.2) + rng.random(9) * 1e-3, rng.random(3) + 5):
+        n, tries = len(r), 3
+        t = float(np.mean(r)) / (float(np.std(r, ddof=1)) / math.sqrt(n))
+        old = max(LOG10_P_FLOOR, min(0.0, float(stats.t.logsf(t, df=n - 1) / math.log(10)) + math.log10(tries)))
+        assert residual._mean_test_log10_p(r, tries) == old

@@ -52,31 +52,30 @@ class Tokenizer:
 
     def vocabulary_digest(self) -> str:
         """sha256 of the regular tokens with their ids and the merge order: equal for the same vocabulary in any format."""
-        h = hashlib.sha256(b"tokens\n")
-        for token, i in sorted(self.tokens.items(), key=lambda kv: kv[1]):
-            h.update(b"%d %s\n" % (i, base64.b64encode(token)))
-        h.update(b"merges\n")
-        for product in self.merges or []:
-            h.update(base64.b64encode(product) + b"\n")
-        return h.hexdigest()
+        by_id = sorted(self.tokens.items(), key=lambda kv: kv[1])
+        tokens = b"".join(b"%d %s\n" % (i, base64.b64encode(t)) for t, i in by_id)
+        merges = b"".join(base64.b64encode(product) + b"\n" for product in self.merges or [])
+        return hashlib.sha256(b"tokens\n" + tokens + b"merges\n" + merges).hexdigest()  # one update, not one per token
 
-    def digest(self) -> str:
-        """sha256 of the vocabulary digest plus the special tokens and their ids: the exact tokenizer."""
-        h = hashlib.sha256(self.vocabulary_digest().encode())
+    def digest(self, vocabulary_digest: str | None = None) -> str:
+        """sha256 of the vocabulary digest (computed unless given) plus the special tokens and their ids: the
+        exact tokenizer."""
+        h = hashlib.sha256((vocabulary_digest or self.vocabulary_digest()).encode())
         for text, i in sorted(self.special_tokens.items(), key=lambda kv: (kv[1], kv[0])):
             h.update(f"{i} {text}\n".encode())
         return h.hexdigest()
 
     def fingerprint(self) -> TokenizerFingerprint:
         """Digests, sizes, special tokens and a MinHash sketch: what the index keeps to recognise this tokenizer."""
+        vocabulary = self.vocabulary_digest()
         return TokenizerFingerprint(
             name=self.name or self.source,
             source=self.source,
             format=self.format,
             model=self.model,
             encoding=self.encoding,
-            digest=self.digest(),
-            vocabulary_digest=self.vocabulary_digest(),
+            digest=self.digest(vocabulary),
+            vocabulary_digest=vocabulary,
             regular_tokens=len(self.tokens),
             special_tokens=dict(sorted(self.special_tokens.items(), key=lambda kv: kv[1])),
             merges=None if self.merges is None else len(self.merges),

@@ -10,7 +10,7 @@ from ..fingerprint import ModelFingerprint, TensorFingerprint
 from ..naming import VOCAB_ROLES
 from ..residual import ResidualMap
 from ..similarity import Similarity, z_from_log10_p
-from ..storage import CopyCheck, copy_check, signed_columns
+from ..storage import CopyCheck, copy_check, signed_columns, stored_anchors
 from .base import MatchContext, ReferenceModel, SuspectModel
 from .neuron import reference_width
 
@@ -48,8 +48,8 @@ def anchor_copy(suspect: SuspectModel, s: TensorFingerprint, rmap: ResidualMap, 
     if rmap.anchor_pairs is None:
         return None
     tensor, sus_ids, keep = rmap.anchor_pairs
-    reference = fp.anchors[tensor].rows[keep]
-    g = rmap.gather(np.arange(reference.shape[1]))
+    reference = stored_anchors(fp.anchors[tensor]).select(keep)
+    g = rmap.gather(np.arange(reference.values.shape[1]))
     rows = suspect.reader.rounded_rows(s.name, sus_ids)
     if g is None or rows is None:
         return None

@@ -8,12 +8,15 @@ within the rounding of its stored value (half a quantisation step, half an fp8 U
 
 from __future__ import annotations
 
+import math
+
 from modelprov.progress import CONFIRMING, report
+from modelprov.reader import Rounded
 
 from ..evidence import Evidence, TensorMatch
-from ..fingerprint import TensorFingerprint, ValueDigests, digests_match
+from ..fingerprint import ModelFingerprint, TensorFingerprint, exact_precision
 from ..placement import prefix_sketch_rows, region_at, rounded_sketch_at
-from ..storage import CopyCheck, copy_check
+from ..storage import CopyCheck, copy_check, similarity_floor, stored_sketch
 from .base import MatchContext, ReferenceModel, SuspectModel
 
 
@@ -33,26 +36,55 @@ class CopyMatcher:
         for done, m in enumerate(located, 1):
             report(context.session.progress, CONFIRMING, done, len(located), f"{reference.reference.name}: {m.suspect}")
             rt = by_name[m.reference_tensor]
+            stored = stored_sketch_at(reference.fingerprint, rt, m, context)
             exact = None
-            near = m.similarity.centred >= th.exact_candidate or (m.weak and m.similarity.raw_cosine >= th.exact_candidate)
+            near = (m.similarity.centred >= similarity_floor(th.exact_candidate, stored, centre=True)
+                    or (m.weak and m.similarity.raw_cosine >= similarity_floor(th.exact_candidate, stored, centre=False)))
             if near:
-                digests = ValueDigests()
-                for block in region_at(suspect.reader, m.suspect, rt.shape2d, m.located):
-                    digests.update(block)
-                exact = digests_match(digests.hexdigests(), rt.digests)
+                exact = stored_copy(suspect, m, rt, dtype[m.suspect]) or exact_precision(
+                    region_at(suspect.reader, m.suspect, rt.shape2d, m.located), rt.digests,
+                    m.located.rows_held(rt.shape2d[0]))
             copy = None
             if exact is None and not m.weak and m.significant and m.similarity.centred >= th.copy_candidate:
-                copy = sketch_copy(suspect, m, rt, reference.fingerprint.sketches[rt.name], context, dtype[m.suspect])
+                copy = sketch_copy(suspect, m, rt, stored, context, dtype[m.suspect])
             if exact is not None or copy is not None:
                 confirmed.append(m.confirmed(exact, copy))
         return Evidence(confirmed)
 
 
-def sketch_copy(suspect: SuspectModel, m: TensorMatch, rt: TensorFingerprint, reference_sketch, context: MatchContext,
+def stored_sketch_at(fp: ModelFingerprint, rt: TensorFingerprint, m: TensorMatch, context: MatchContext) -> Rounded:
+    """The reference sketch entries a fixed-placement match compared, with their stored rounding (a pre-sliced
+    table holds only the first rows)."""
+    assert m.located is not None
+    stored = stored_sketch(fp, rt.name)
+    held = prefix_sketch_rows(rt.shape2d, m.located, context.session.bank.spec)
+    return stored if held is None else stored.select(held)
+
+
+# the value digest a tensor's stored bytes equal when it is stored as plain floats of this dtype
+_STORED_DIGEST = {"F32": "f32", "BF16": "bf16", "F16": "f16"}
+
+
+def stored_copy(suspect: SuspectModel, m: TensorMatch, rt: TensorFingerprint, dtype: str) -> str | None:
+    """Exact at "f32" when the suspect tensor, stored as plain floats of the reference's own dtype and placed as
+    is, has stored bytes whose sha256 is the reference's digest at that precision: the same values, found by
+    hashing the bytes once instead of converting them. None means "not shown this way" (value digests decide).
+
+    A reference stored as bf16/f16 was digested after a float32 round trip, which keeps every value except a
+    NaN's payload; finite statistics of the reference rule NaNs out."""
+    kind = _STORED_DIGEST.get(dtype)
+    p = m.located
+    if (kind is None or dtype != rt.dtype or not rt.digests.get(kind)
+            or p is None or p.transpose or p.row_offset or p.row_map or p.prefix_rows
+            or tuple(suspect.reader.info(m.suspect).shape) != tuple(rt.shape)
+            or (kind != "f32" and not (rt.statistics and all(math.isfinite(v) for v in rt.statistics.values())))):
+        return None
+    return "f32" if suspect.reader.stored_sha256(m.suspect) == rt.digests[kind] else None
+
+
+def sketch_copy(suspect: SuspectModel, m: TensorMatch, rt: TensorFingerprint, stored: Rounded, context: MatchContext,
                 dtype: str) -> CopyCheck | None:
     """The sampled-entry copy check of one fixed-placement match (None when the storage's rounding is unknown)."""
     assert m.located is not None
-    spec = context.session.bank.spec
-    rounded = rounded_sketch_at(suspect.reader, m.suspect, rt.shape2d, m.located, spec)
-    held = prefix_sketch_rows(rt.shape2d, m.located, spec)  # a pre-sliced table holds only the first rows
-    return None if rounded is None else copy_check(rounded, dtype, reference_sketch if held is None else reference_sketch[held])
+    rounded = rounded_sketch_at(suspect.reader, m.suspect, rt.shape2d, m.located, context.session.bank.spec)
+    return None if rounded is None else copy_check(rounded, dtype, stored)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from modelprov.progress import NEURONS, ProgressFn, report
-from modelprov.reader import SuspectReader
+from modelprov.reader import Rounded, SuspectReader
 
 from ..alignment import AlignmentCosts, StackMatch, align_layers
 from ..evidence import Evidence, TensorMatch, WeightThresholds
@@ -32,7 +32,7 @@ from ..naming import role_family, roles_compatible
 from ..neurons import NeuronMatch, hit_shares, match_neurons, rank_rows
 from ..residual import ResidualMap, identity_map
 from ..similarity import Similarity, z_from_log10_p
-from ..storage import CopyCheck, copy_check, signed_columns
+from ..storage import CopyCheck, copy_check, signed_columns, stored_sketch
 from .base import MatchContext, ReferenceModel, SuspectModel
 
 IN_ROLES = frozenset({"attn_q", "attn_k", "attn_v", "attn_qkv", "mlp_up", "mlp_gate", "mlp_gate_up"})
@@ -52,7 +52,7 @@ class RefNeurons:
     vectors: np.ndarray  # ranked (K × residual sample)
     count: int  # neurons of the tensor
     head_dim: int | None
-    raw: np.ndarray = field(repr=False, default_factory=lambda: np.empty((0, 0)))  # the vectors' values (unranked)
+    raw: Rounded | None = field(repr=False, default=None)  # the vectors' stored values (unranked) and their rounding
 
 
 @dataclass
@@ -66,7 +66,7 @@ class NeuronEvidence:
     suspect_layer: int | None
     arrangement: str
     parameters: int
-    raw: np.ndarray = field(repr=False, default_factory=lambda: np.empty((0, 0)))  # the reference neurons' values
+    raw: Rounded | None = field(repr=False, default=None)  # the reference neurons' stored values and rounding
     copy: CopyCheck | None = None  # matched neurons against the reference within the suspect storage's rounding
 
 
@@ -128,19 +128,20 @@ def reference_neurons(fp: ModelFingerprint, width: int) -> list[RefNeurons]:
         if t.stack is None or len(t.shape) != 2:
             continue
         a, b = t.shape
-        sketch = fp.sketches[t.name]
+        stored = stored_sketch(fp, t.name)
         if t.role in IN_ROLES and b == width:
-            ids, vectors, count = sample_indices(a, fp.spec.rows, SKETCH_VERSION), sketch, a
+            ids, count = sample_indices(a, fp.spec.rows, SKETCH_VERSION), a
         elif t.role in OUT_ROLES and a == width:
-            ids, vectors, count = sample_indices(b, fp.spec.cols, SKETCH_VERSION), sketch.T, b
+            ids, count, stored = sample_indices(b, fp.spec.cols, SKETCH_VERSION), b, stored.T
         else:
             continue
+        vectors = stored.values
         if vectors.shape[1] != len(res):
             continue
         head_dim = count // t.heads if t.heads and t.role in ("attn_q", "attn_k") else None
         if head_dim is None and t.role in ("attn_v", "attn_o"):
             head_dim = _head_dim_from(fp, t)
-        out.append(RefNeurons(t, ids, rank_rows(vectors), count, head_dim, vectors))
+        out.append(RefNeurons(t, ids, rank_rows(vectors), count, head_dim, stored))
     return out
 
 
@@ -388,7 +389,7 @@ def neuron_copy(reader: SuspectReader, e: NeuronEvidence, rmap: ResidualMap, col
     unknown storage rounding."""
     g = rmap.gather(columns)
     hits = np.flatnonzero(e.match.confident_mask)  # as the arrangement is read
-    if g is None or not len(hits) or 2 * len(hits) < e.match.hits:
+    if g is None or e.raw is None or not len(hits) or 2 * len(hits) < e.match.hits:
         return None
     src, sign = g
     neurons = e.match.suspect_ids[hits]
@@ -402,17 +403,17 @@ def neuron_copy(reader: SuspectReader, e: NeuronEvidence, rmap: ResidualMap, col
         if block is None:
             return None
         vectors = signed_columns(block.select((slice(None), neurons)).T, np.arange(len(src)), sign)
-    check = copy_check(vectors, dtype, e.raw[hits])
+    check = copy_check(vectors, dtype, e.raw.select(hits))
     dropped = e.match.reference_count - e.match.suspect_count
     if check.copy or dropped <= 0:
         return check
     # pruned: up to the dropped share of the sampled reference neurons has no true partner; every other pair
     # must still be a copy
-    ok = np.array([copy_check(vectors.select(slice(i, i + 1)), dtype, e.raw[hits[i: i + 1]]).copy
+    ok = np.array([copy_check(vectors.select(slice(i, i + 1)), dtype, e.raw.select(hits[i: i + 1])).copy
                    for i in range(len(hits))])
     if (~ok).sum() > len(e.match.reference_ids) * dropped / e.match.reference_count or not ok.any():
         return check
-    kept = copy_check(vectors.select(np.flatnonzero(ok)), dtype, e.raw[hits[ok]])
+    kept = copy_check(vectors.select(np.flatnonzero(ok)), dtype, e.raw.select(hits[ok]))
     return replace(kept, storage=f"{kept.storage}; {int((~ok).sum())} paired neurons are ones the pruning dropped")
 
 
