@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -188,14 +188,28 @@ def pull_many(index: ReferenceIndex, jobs: list[PullJob], *, concurrency: int = 
 
 def _run_in_threads(jobs: list[PullJob], concurrency: int, client_factory: Callable[[], HubClient],
                     take: Callable[[int, Fingerprinted], None]) -> None:
-    """Workers fetch and fingerprint (network waits and numpy release the GIL); results are taken in this thread."""
+    """Workers fetch and fingerprint (network waits and numpy release the GIL); results are taken in this thread.
+    At most `concurrency` jobs are submitted at a time and a taken future is dropped, so a long pull holds no
+    more fingerprints than it runs at once."""
+    queue = iter(enumerate(jobs))
+    running: dict[Future[Fingerprinted], int] = {}
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        futures = {pool.submit(fingerprint_job, job, client_factory()): i for i, job in enumerate(jobs)}
+
+        def submit_next() -> None:
+            for i, job in queue:
+                running[pool.submit(fingerprint_job, job, client_factory())] = i
+                return
+
+        for _ in range(concurrency):
+            submit_next()
         try:
-            for future in as_completed(futures):
-                take(futures[future], future.result())
+            while running:
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    take(running.pop(future), future.result())
+                    submit_next()
         except BaseException:
-            for future in futures:
+            for future in running:
                 future.cancel()
             raise
 

@@ -3,7 +3,9 @@ in threads or as one Ray task per repository on a local Ray instance (issue 18).
 
 from __future__ import annotations
 
+import gc
 import json
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,12 @@ import pytest
 from safetensors.numpy import save_file
 
 from modelprov.cli.main import app
-from modelprov.index import ReferenceIndex
+from modelprov.findings import Reference
+from modelprov.index import PullJob, PullResult, ReferenceIndex, pull_many
+from modelprov.index import pull as pull_module
+from modelprov.reader import TensorInfo
+from modelprov.weights import ModelFingerprint, SketchSpec
+from modelprov.weights.fingerprint import describe_tensor
 from tests.hub.hub_server import HubRepo
 
 REPOS = 104
@@ -95,3 +102,33 @@ def test_ray_pull_runs_one_task_per_repository_on_a_local_instance(hub, tiny_rep
     assert len(json.loads(r.stdout)["pulled"]) == REPOS
     ReferenceIndex.load(on_ray).verify()
     assert _stored(on_ray) == _stored(threads) and len(_stored(on_ray)) == REPOS
+
+
+def test_a_long_pull_holds_no_more_fingerprints_than_it_runs_at_once(tmp_path, monkeypatch):
+    """Memory of a pull of many repositories is bounded by its concurrency: each fingerprint is dropped once stored
+    (all 40 were kept until the end when every job was submitted at once and its future kept)."""
+    made: list[weakref.ref[ModelFingerprint]] = []
+
+    def fingerprint_job(job: PullJob, client: object, **_: object) -> pull_module.Fingerprinted:
+        t = describe_tensor(TensorInfo("model.layers.0.mlp.up_proj.weight", "F32", (64, 32), tmp_path, (0, 0)))
+        t.sketch_shape = (64, 32)
+        sketches = {t.name: np.random.default_rng(len(made)).standard_normal((64, 32), dtype=np.float32)}
+        fp = ModelFingerprint([t], sketches, SketchSpec(), {"format": "safetensors"})
+        made.append(weakref.ref(fp))
+        result = PullResult(job.name, f"org/{job.name}", "0" * 40, "", "sampled", 1, t.numel, 8192, 8192, 1)
+        return pull_module.Fingerprinted(result, job.reference, fp)
+
+    monkeypatch.setattr(pull_module, "fingerprint_job", fingerprint_job)
+    index = ReferenceIndex.create(tmp_path / "index")
+    jobs = [PullJob(f"org/m{i:02d}", f"m{i:02d}", Reference(name=f"m{i:02d}"), False, str(tmp_path / "work" / str(i)))
+            for i in range(40)]
+    held: list[int] = []
+
+    def progress(done: int, total: int, name: str) -> None:
+        gc.collect()
+        held.append(sum(r() is not None for r in made))
+
+    results = pull_many(index, jobs, concurrency=2, client_factory=lambda: None, progress=progress)
+    assert [r.name for r in results] == [j.name for j in jobs] and len(held) == 40
+    assert len(ReferenceIndex.load(index.root).entries_of("weights")) == 40
+    assert max(held) <= 2 + 1  # the jobs in flight and the one being stored
