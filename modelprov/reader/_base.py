@@ -111,9 +111,10 @@ class Checkpoint(ABC):
         return float_rounding(self.read_rows(name, rows), self.tensor(name).dtype)
 
     def stored_sha256(self, name: str) -> str | None:
-        """sha256 of tensor `name`'s stored bytes when it is held as plain little-endian floats (F32, F16, BF16)
-        in one byte range of a local file: the value digest at that precision without converting anything.
-        None for every other storage (quantised, packed, remote) and in formats that do not say."""
+        """sha256 of tensor `name`'s stored bytes when they are one byte range of a local file and hold the whole
+        tensor: for plain little-endian floats (F32, F16, BF16) the value digest at that precision, for GGUF
+        quantised blocks the digest of the blocks themselves. None for every other storage (packed across
+        several tensors, remote) and in formats that do not say."""
         return None
 
     def tensor(self, name: str) -> TensorInfo:

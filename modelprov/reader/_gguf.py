@@ -20,7 +20,7 @@ from modelprov.errors import CheckpointError
 from ._base import CheckpointFile, RowSelection, TensorInfo
 from ._gguf_format import GgufMetadata, read_header
 from ._rounding import GGUF_BLOCK_ROUNDING, Rounded, gguf_rounding, gguf_values
-from ._rows import PLAIN_FLOAT_DTYPES, read_raw_rows, read_row_runs, stored_sha256
+from ._rows import read_raw_rows, read_row_runs, stored_sha256
 from ._table import TableCheckpoint
 
 _PLAIN = {"F32": "<f4", "F16": "<f2", "F64": "<f8", "I8": "i1", "I16": "<i2", "I32": "<i4", "I64": "<i8"}
@@ -73,8 +73,8 @@ class GgufCheckpoint(TableCheckpoint):
         return out
 
     def stored_sha256(self, name: str) -> str | None:
-        info = self._infos[name]
-        return stored_sha256(self._fd(info.file), info) if self._qtypes[name].name in PLAIN_FLOAT_DTYPES else None
+        info = self._infos[name]  # every GGUF tensor is one byte range, plain or in quantisation blocks
+        return stored_sha256(self._fd(info.file), info)
 
     def read_rows_rounded(self, name: str, rows: RowSelection = None) -> Rounded | None:
         info = self._infos[name]

@@ -98,6 +98,17 @@ class ValueDigests:
         return {k: h.hexdigest() for k, h in self._h.items()}
 
 
+# plain float storage: its stored bytes hash to the value digest at this precision
+PLAIN_DIGESTS = {"F32": "f32", "BF16": "bf16", "F16": "f16"}
+
+
+def stored_digest_key(dtype: str) -> str:
+    """The digest a tensor's stored bytes (`Checkpoint.stored_sha256`) equal when the values are the same: the
+    value digest at its precision for plain floats, else the digest of its quantised blocks (`stored:Q4_1`),
+    which only a reference stored in that same quantisation keeps."""
+    return PLAIN_DIGESTS.get(dtype) or f"stored:{dtype}"
+
+
 def digests_match(a: dict[str, str], b: dict[str, str]) -> str | None:
     """The finest precision at which two digest sets agree (`f32`, `bf16`, `f16`), or None."""
     for kind in ValueDigests.KINDS:
@@ -259,6 +270,9 @@ def fingerprint_tensor(
         sketch = full[rows][:, cols]
     fp.statistics = stats.to_dict()
     fp.digests = digests.hexdigests()
+    key = stored_digest_key(info.dtype)
+    if key not in fp.digests and (stored := ckpt.stored_sha256(info.name)):
+        fp.digests[key] = stored  # a copy kept in this quantisation is confirmed by hashing, not decoding
     fp.sketch_shape = (len(rows), len(cols))
     return fp, np.ascontiguousarray(sketch)  # fancy indexing may give Fortran order; storage needs C order
 

@@ -157,8 +157,8 @@ def _with_mixture(findings: list[Finding], reader: SuspectReader, bank: Referenc
     """The reuse findings with the merge their references' weights describe, if any ("merge of A (≈0.3) and B")."""
     index = {r.name: i for i, r in enumerate(bank.references)}
     reuse = [f for f in findings if f.verdict in ("copied", "derived") and f.reference.name in index]
-    if not reuse:
-        return findings
+    if not reuse or all(f.verdict == "copied" for f in reuse):
+        return findings  # a copied tensor is one reference tensor within its storage's rounding, not a weighted sum
     mixture = estimate_mixture(reader, bank, found, sorted({index[f.reference.name] for f in reuse}))
     if mixture is None:
         return findings

@@ -1,4 +1,5 @@
-"""`stored_sha256`: the sha256 of a plain-float tensor's stored bytes is its value digest at that precision."""
+"""`stored_sha256`: the sha256 of a plain-float tensor's stored bytes is its value digest at that precision; of a
+GGUF quantised tensor, the digest of its blocks as stored."""
 
 from __future__ import annotations
 
@@ -28,11 +29,18 @@ def test_plain_floats_hash_to_their_value_digest(tmp_path):
         assert reader.stored_sha256("ids") is None and reader.bytes_read == 48 * 40 * 8
 
 
-def test_gguf_float_tensors_only(smollm2_gguf):
+def test_gguf_floats_hash_to_their_value_digest_and_blocks_to_their_bytes(smollm2_gguf):
+    import hashlib
+
     with open_checkpoint(smollm2_gguf) as ckpt:
         reader = SuspectReader(ckpt)
         norm = "blk.0.attn_norm.weight"
         assert ckpt.tensor(norm).dtype == "F32"
         assert reader.stored_sha256(norm) == _digest(ckpt.read_rows(norm), "f32")
-        assert ckpt.tensor("blk.0.ffn_down.weight").dtype == "Q4_1"
-        assert reader.stored_sha256("blk.0.ffn_down.weight") is None
+        info = ckpt.tensor("blk.0.ffn_down.weight")
+        assert info.dtype == "Q4_1"
+        with open(smollm2_gguf, "rb") as f:
+            f.seek(info.byte_range[0])
+            blocks = f.read(info.byte_range[1] - info.byte_range[0])
+        assert reader.stored_sha256(info.name) == hashlib.sha256(blocks).hexdigest()
+        assert reader.bytes_read == ckpt.tensor(norm).nbytes + len(blocks)

@@ -114,3 +114,18 @@ def test_related_references_are_not_split_into_a_merge(tmp_path):
     report = _scan(derive.merge_linear([base, tuned], [0.5, 0.5]), tmp_path, tmp_path / "index")
     assert {f.reference.name for f in report.findings} == {"base", "tuned"}
     assert _merge_of(report) is None
+
+
+def test_a_copy_costs_no_mixture_estimate(parents, tmp_path, monkeypatch):
+    """Copied tensors are one reference's own, so the scan does not fit merge weights for them (a second of the
+    SmolLM2 self-scan)."""
+    import modelprov.weights.scan as weights_scan
+
+    def fail(*args, **kwargs):
+        raise AssertionError("mixture estimated for a copy")
+
+    monkeypatch.setattr(weights_scan, "estimate_mixture", fail)
+    index, m = parents
+    report = _scan(m["A"], tmp_path, index)
+    assert [(f.reference.name, f.verdict) for f in report.findings] == [("parent-A", "copied")]
+    assert _merge_of(report) is None

@@ -14,7 +14,7 @@ from modelprov.progress import CONFIRMING, report
 from modelprov.reader import Rounded
 
 from ..evidence import Evidence, TensorMatch
-from ..fingerprint import ModelFingerprint, TensorFingerprint, exact_precision
+from ..fingerprint import PLAIN_DIGESTS, ModelFingerprint, TensorFingerprint, exact_precision, stored_digest_key
 from ..placement import prefix_sketch_rows, region_at, rounded_sketch_at
 from ..storage import CopyCheck, copy_check, similarity_floor, stored_sketch
 from .base import MatchContext, ReferenceModel, SuspectModel
@@ -61,25 +61,26 @@ def stored_sketch_at(fp: ModelFingerprint, rt: TensorFingerprint, m: TensorMatch
     return stored if held is None else stored.select(held)
 
 
-# the value digest a tensor's stored bytes equal when it is stored as plain floats of this dtype
-_STORED_DIGEST = {"F32": "f32", "BF16": "bf16", "F16": "f16"}
-
-
 def stored_copy(suspect: SuspectModel, m: TensorMatch, rt: TensorFingerprint, dtype: str) -> str | None:
-    """Exact at "f32" when the suspect tensor, stored as plain floats of the reference's own dtype and placed as
-    is, has stored bytes whose sha256 is the reference's digest at that precision: the same values, found by
-    hashing the bytes once instead of converting them. None means "not shown this way" (value digests decide).
+    """Exact at "f32" when the suspect tensor's stored bytes hash to the reference's digest of the same storage:
+    plain floats of the reference's own dtype, placed as is, against its value digest at that precision; GGUF
+    quantised blocks against the digest of the reference's own blocks of that type (a tensor of the same shape
+    whose stored bytes are equal holds equal values, whatever row order matching placed it in). The same values,
+    found by hashing the bytes once instead of decoding them. None means "not shown this way" (value digests decide).
 
     A reference stored as bf16/f16 was digested after a float32 round trip, which keeps every value except a
     NaN's payload; finite statistics of the reference rule NaNs out."""
-    kind = _STORED_DIGEST.get(dtype)
-    p = m.located
-    if (kind is None or dtype != rt.dtype or not rt.digests.get(kind)
-            or p is None or p.transpose or p.row_offset or p.row_map or p.prefix_rows
-            or tuple(suspect.reader.info(m.suspect).shape) != tuple(rt.shape)
-            or (kind != "f32" and not (rt.statistics and all(math.isfinite(v) for v in rt.statistics.values())))):
+    key = stored_digest_key(dtype)
+    want = rt.digests.get(key)
+    if not want or tuple(suspect.reader.info(m.suspect).shape) != tuple(rt.shape):
         return None
-    return "f32" if suspect.reader.stored_sha256(m.suspect) == rt.digests[kind] else None
+    if key not in PLAIN_DIGESTS.values():  # quantised blocks: byte equality is value equality
+        return "f32" if suspect.reader.stored_sha256(m.suspect) == want else None
+    p = m.located
+    if (dtype != rt.dtype or p is None or p.transpose or p.row_offset or p.row_map or p.prefix_rows
+            or (key != "f32" and not (rt.statistics and all(math.isfinite(v) for v in rt.statistics.values())))):
+        return None
+    return "f32" if suspect.reader.stored_sha256(m.suspect) == want else None
 
 
 def sketch_copy(suspect: SuspectModel, m: TensorMatch, rt: TensorFingerprint, stored: Rounded, context: MatchContext,
