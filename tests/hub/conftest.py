@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -107,8 +108,9 @@ def hub_server(minilm_dir: Path, sharded_dir: Path, tiny_dir: Path, smollm2_gguf
 
 
 @pytest.fixture()
-def hub(hub_server: HubServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> HubServer:
-    """The server with fresh counters, and an environment pointing huggingface_hub at it (nothing else)."""
+def hub(hub_server: HubServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[HubServer]:
+    """The server with fresh counters, and an environment pointing huggingface_hub at it (nothing else).
+    Repositories a test adds are dropped when it ends: their files live in its tmp_path, which goes with it."""
     from huggingface_hub import constants
 
     hub_server.state.bytes_served.clear()
@@ -122,4 +124,6 @@ def hub(hub_server: HubServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "hf_home" / "token"))
-    return hub_server
+    before = dict(hub_server.repos)
+    yield hub_server
+    hub_server.repos = before
