@@ -93,6 +93,25 @@ def build_pool(count: int, pool: Path = WORK / "pool") -> list[str]:
     return names
 
 
+def real_references(sources: list[ReferenceIndex]) -> tuple[list[tuple[ReferenceIndex, Any]], dict[str, str]]:
+    """The weight references of `sources`, each model once, and the names a model is held under elsewhere
+    mapped to the name kept: the suite's merge index holds all-MiniLM-L6-v2 as `minilm_with_merge_parents`, and
+    a merge parent that has an index of its own too. Same model = the same value digest for every tensor."""
+    kept: list[tuple[ReferenceIndex, Any]] = []
+    alias: dict[str, str] = {}
+    by_values: dict[str, str] = {}
+    for src in sources:
+        for e in src.entries_of("weights"):
+            values = hashlib.sha256(json.dumps(sorted((t.name, t.digests.get("f32", ""))
+                                                      for t in src.fingerprint(e.name).tensors)).encode()).hexdigest()
+            if values in by_values:
+                alias[e.name] = by_values[values]
+                continue
+            by_values[values] = e.name
+            kept.append((src, e))
+    return kept, alias
+
+
 def index_of(size: int, extra: list[Path], pool: Path = WORK / "pool") -> Path:
     """An index of `size` references: the shipped ones (and `extra` indexes' references) first, then synthetic
     ones from the pool, their files hard-linked; retrieval signatures reused from the pool's."""
@@ -104,7 +123,7 @@ def index_of(size: int, extra: list[Path], pool: Path = WORK / "pool") -> Path:
     (folder / "weights").mkdir(parents=True)
     out = ReferenceIndex.create(folder, name=f"scale-{size}")
     sources = [ReferenceIndex.load(SHIPPED), *(ReferenceIndex.load(e) for e in extra)]
-    real = [(src, e) for src in sources for e in src.entries_of("weights")]
+    real, _ = real_references(sources)
     synth = ReferenceIndex.load(pool).entries_of("weights")
     chosen = (real + [(None, e) for e in synth])[:size]
     for src, e in chosen:
@@ -664,7 +683,7 @@ def _suite() -> dict[str, Any]:
 
 
 def _suite_indexes(suite: dict[str, Any]) -> list[Path]:
-    return [SUITE / r["index"] for r in suite["references"].values() if r.get("index")]
+    return sorted({SUITE / r["index"] for r in suite["references"].values() if r.get("index")})
 
 
 def _truth(suite: dict[str, Any], case: dict[str, Any]) -> str:
@@ -687,6 +706,7 @@ def recall(size: int, full_scan: bool, baseline: Path | None, markdown: bool) ->
 
     suite = _suite()
     folder = index_of(size, _suite_indexes(suite))
+    _, alias = real_references([ReferenceIndex.load(SHIPPED), *(ReferenceIndex.load(e) for e in _suite_indexes(suite))])
     retrieval = ReferenceIndex.load(folder).retrieval()
     assert retrieval is not None
     before = {c["case"]: c for c in json.loads(baseline.read_text())["cases"]} if baseline else {}
@@ -703,6 +723,7 @@ def recall(size: int, full_scan: bool, baseline: Path | None, markdown: bool) ->
         finally:
             ckpt.close()
         truth = _truth(suite, case)
+        truth = alias.get(truth, truth)
         row = {"case": case["case"], "relation": case.get("relation") or ("derived" if case["derived"] else "none"),
                "truth": truth, "shortlisted": truth in found.references, "shortlist": found.references,
                "signatures": sorted({c.signature for c in found.candidates if c.reference == truth}),
