@@ -74,7 +74,7 @@ def stored_copy(suspect: SuspectModel, m: TensorMatch, rt: TensorFingerprint, dt
     want = rt.digests.get(key)
     if not want or tuple(suspect.reader.info(m.suspect).shape) != tuple(rt.shape):
         return None
-    if key not in PLAIN_DIGESTS.values():  # quantised blocks: byte equality is value equality
+    if dtype not in PLAIN_DIGESTS:  # quantised blocks: byte equality is value equality
         return "f32" if suspect.reader.stored_sha256(m.suspect) == want else None
     p = m.located
     if (dtype != rt.dtype or p is None or p.transpose or p.row_offset or p.row_map or p.prefix_rows
